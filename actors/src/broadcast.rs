@@ -1,0 +1,198 @@
+//! The broadcast actor: who is subscribed to which project, and fan-out of project events.
+//!
+//! Each event arrives already encoded (a [`Frame`]); fan-out hands the same reference-counted
+//! bytes to every subscriber, so an event is serialised once however many clients watch.
+//! Messages from a project arrive here in the order the project sent them, which is what makes
+//! "replay, then live" gap-free: a join carries its replay, and every event after it is queued
+//! behind it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::connection::{Deliver, Mark};
+use crate::engine::Engine;
+use crate::protocol::Frame;
+use crate::supervisor::{ChildGuard, ChildId, Supervisor};
+
+type Subscriber = (u64, Recipient<Deliver>);
+
+pub struct BroadcastActor {
+    engine: Arc<Engine>,
+    subs: HashMap<Arc<str>, Vec<Subscriber>>,
+    by_conn: HashMap<u64, HashSet<Arc<str>>>,
+    _guard: ChildGuard,
+}
+
+impl BroadcastActor {
+    pub fn new(engine: Arc<Engine>, sup: Option<Addr<Supervisor>>) -> Self {
+        BroadcastActor {
+            engine,
+            subs: HashMap::new(),
+            by_conn: HashMap::new(),
+            _guard: ChildGuard::new(ChildId::Broadcast, sup),
+        }
+    }
+
+    fn add(&mut self, project: &Arc<str>, conn: u64, r: Recipient<Deliver>) {
+        let list = self.subs.entry(project.clone()).or_default();
+        if !list.iter().any(|(c, _)| *c == conn) {
+            list.push((conn, r));
+            self.by_conn
+                .entry(conn)
+                .or_default()
+                .insert(project.clone());
+        }
+        self.engine
+            .directory
+            .set_subscriber_count(project, list.len());
+    }
+
+    fn remove(&mut self, project: &Arc<str>, conn: u64) {
+        if let Some(list) = self.subs.get_mut(project) {
+            list.retain(|(c, _)| *c != conn);
+            let n = list.len();
+            if n == 0 {
+                self.subs.remove(project);
+            }
+            self.engine.directory.set_subscriber_count(project, n);
+        }
+        if let Some(set) = self.by_conn.get_mut(&conn) {
+            set.remove(project);
+            if set.is_empty() {
+                self.by_conn.remove(&conn);
+            }
+        }
+    }
+}
+
+impl Actor for BroadcastActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Fan-out is this actor's whole job: let a burst of events queue without refusing.
+        ctx.set_mailbox_capacity(usize::MAX);
+    }
+}
+
+/// Send a project event to its subscribers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub Frame);
+
+/// Subscribe a connection, sending it `lead` first (the join reply and the replay).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub project: Arc<str>,
+    pub conn: u64,
+    pub recipient: Recipient<Deliver>,
+    pub lead: Vec<Deliver>,
+}
+
+/// Unsubscribe a connection, then send it `reply`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub project: Arc<str>,
+    pub conn: u64,
+    pub reply: Option<(Recipient<Deliver>, Deliver)>,
+}
+
+/// A connection closed: drop all its subscriptions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect(pub u64);
+
+/// A project was deleted: tell its subscribers and drop them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProjectGone {
+    pub project: Arc<str>,
+    pub notice: Frame,
+}
+
+/// Fault injection: panic inside a handler.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Panic;
+
+impl Handler<Publish> for BroadcastActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, _: &mut Self::Context) {
+        let Some(project) = &msg.0.project else {
+            return;
+        };
+        if let Some(list) = self.subs.get(project) {
+            for (_, r) in list {
+                r.do_send(Deliver {
+                    frame: msg.0.clone(),
+                    mark: Mark::None,
+                });
+            }
+        }
+    }
+}
+
+impl Handler<Subscribe> for BroadcastActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
+        for d in msg.lead {
+            msg.recipient.do_send(d);
+        }
+        self.add(&msg.project, msg.conn, msg.recipient);
+    }
+}
+
+impl Handler<Unsubscribe> for BroadcastActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
+        self.remove(&msg.project, msg.conn);
+        if let Some((r, d)) = msg.reply {
+            r.do_send(d);
+        }
+    }
+}
+
+impl Handler<Disconnect> for BroadcastActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
+        if let Some(projects) = self.by_conn.remove(&msg.0) {
+            for p in projects {
+                self.remove(&p, msg.0);
+            }
+        }
+    }
+}
+
+impl Handler<ProjectGone> for BroadcastActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProjectGone, _: &mut Self::Context) {
+        if let Some(list) = self.subs.remove(&msg.project) {
+            for (conn, r) in list {
+                r.do_send(Deliver {
+                    frame: msg.notice.clone(),
+                    mark: Mark::Left(msg.project.clone()),
+                });
+                if let Some(set) = self.by_conn.get_mut(&conn) {
+                    set.remove(&msg.project);
+                }
+            }
+        }
+        self.engine.directory.set_subscriber_count(&msg.project, 0);
+    }
+}
+
+impl Handler<Panic> for BroadcastActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Panic, _: &mut Self::Context) {
+        panic!("fault injected into the broadcast actor");
+    }
+}

@@ -1,0 +1,108 @@
+//! The engine's settings, already validated. The daemon shell builds this from flags,
+//! environment variables and defaults (see the workspace's `src/config.rs` and
+//! `docs/configuration.md`).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How hard the history log works to survive a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync after every record: nothing acknowledged is lost, slowest.
+    Always,
+    /// fsync every `history_flush_interval` (group commit): a power loss can take that window.
+    Batch,
+    /// Leave flushing to the OS: a power loss can take what the kernel had not written yet.
+    Os,
+}
+
+/// Restart policy of the supervisor (PM2-style exponential backoff).
+#[derive(Debug, Clone)]
+pub struct BackoffPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    pub multiplier: f64,
+    pub reset_after: Duration,
+    pub restart_limit: u32,
+    pub restart_window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub project_roots: Vec<PathBuf>,
+    pub claude_bin: String,
+    pub codex_bin: String,
+    pub max_projects: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub rate_limit: u32,
+    pub max_message_bytes: usize,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub run_timeout: Option<Duration>,
+    pub kill_grace: Duration,
+    pub max_concurrent_runs: usize,
+    pub max_queue: usize,
+    pub history_segment_records: u64,
+    pub history_segment_bytes: u64,
+    pub history_retention_bytes: Option<u64>,
+    pub history_retention_segments: Option<usize>,
+    pub durability: Durability,
+    pub history_flush_interval: Duration,
+    pub max_backlog_bytes: usize,
+    pub stats_interval: Option<Duration>,
+    pub backoff: BackoffPolicy,
+    pub fault_injection: bool,
+    pub token: Option<String>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub allowed_origins: Vec<String>,
+    pub auth_timeout: Duration,
+    pub disk_warn_bytes: u64,
+}
+
+impl EngineConfig {
+    /// Settings for tests of the engine itself: small, quick, in `data_dir`.
+    pub fn for_tests(data_dir: PathBuf, root: PathBuf) -> Self {
+        EngineConfig {
+            data_dir,
+            project_roots: vec![root],
+            claude_bin: "claude".into(),
+            codex_bin: "codex".into(),
+            max_projects: 100,
+            max_connections: 100,
+            max_connections_per_ip: 100,
+            rate_limit: 100,
+            max_message_bytes: 1 << 20,
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(30),
+            run_timeout: Some(Duration::from_secs(300)),
+            kill_grace: Duration::from_secs(3),
+            max_concurrent_runs: 4,
+            max_queue: 16,
+            history_segment_records: 10_000,
+            history_segment_bytes: 100 << 20,
+            history_retention_bytes: None,
+            history_retention_segments: None,
+            durability: Durability::Batch,
+            history_flush_interval: Duration::from_millis(5),
+            max_backlog_bytes: 16 << 20,
+            stats_interval: None,
+            backoff: BackoffPolicy {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(15),
+                multiplier: 1.5,
+                reset_after: Duration::from_secs(30),
+                restart_limit: 10,
+                restart_window: Duration::from_secs(60),
+            },
+            fault_injection: false,
+            token: None,
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
+            auth_timeout: Duration::from_secs(10),
+            disk_warn_bytes: 1 << 30,
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Limits on who may connect and how fast they may talk: the connection caps (total and per
+//! client address), the per-connection message rate, and the client address itself (taken
+//! from `X-Forwarded-For` only when the peer is a trusted proxy, so the header cannot be used to
+//! dodge the per-address cap).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Counts open connections, in total and per address.
+pub struct ConnectionLimiter {
+    max_total: usize,
+    max_per_ip: usize,
+    total: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    TooManyConnections,
+    TooManyFromAddress,
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::TooManyConnections => "connection limit reached, try again later",
+            Refusal::TooManyFromAddress => {
+                "too many connections from this address, try again later"
+            }
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::TooManyConnections => "limit",
+            Refusal::TooManyFromAddress => "per_address_limit",
+        }
+    }
+}
+
+/// One open connection's place under the limits; released when dropped.
+pub struct ConnectionPermit {
+    limiter: Arc<ConnectionLimiter>,
+    ip: IpAddr,
+}
+
+impl ConnectionLimiter {
+    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+        Arc::new(ConnectionLimiter {
+            max_total,
+            max_per_ip,
+            total: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn current(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refusal> {
+        let mut per_ip = crate::directory::lock_ignoring_poison(&self.per_ip);
+        if self.total.load(Ordering::Relaxed) >= self.max_total {
+            return Err(Refusal::TooManyConnections);
+        }
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= self.max_per_ip {
+            return Err(Refusal::TooManyFromAddress);
+        }
+        *n += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Ok(ConnectionPermit {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut per_ip = crate::directory::lock_ignoring_poison(&self.limiter.per_ip);
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        self.limiter.total.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A token bucket: `rate` messages per second, bursts of twice that.
+pub struct RateLimiter {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    /// `rate == 0` means unlimited.
+    pub fn new(rate: u32) -> Self {
+        let rate = rate as f64;
+        RateLimiter {
+            rate,
+            capacity: rate * 2.0,
+            tokens: rate * 2.0,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token; `false` when the client is over its rate.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The client's address: the peer, or — only when the peer is a trusted proxy — the last
+/// address in `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_addr(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let Some(header) = forwarded_for else {
+        return peer;
+    };
+    for hop in header.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn limits_total_and_per_address_and_releases_on_drop() {
+        let l = ConnectionLimiter::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let p1 = l.try_acquire(a).unwrap();
+        let _p2 = l.try_acquire(a).unwrap();
+        assert_eq!(l.try_acquire(a).err(), Some(Refusal::TooManyFromAddress));
+        let _p3 = l.try_acquire(b).unwrap();
+        assert_eq!(l.try_acquire(b).err(), Some(Refusal::TooManyConnections));
+        drop(p1);
+        assert!(l.try_acquire(a).is_ok());
+    }
+
+    #[test]
+    fn rate_limiter_allows_bursts_then_refills() {
+        let mut r = RateLimiter::new(10);
+        let t = Instant::now();
+        assert_eq!((0..25).filter(|_| r.allow(t)).count(), 20);
+        assert!(r.allow(t + Duration::from_millis(150)));
+    }
+
+    #[test]
+    fn forwarded_for_is_trusted_only_from_trusted_proxies() {
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        let trusted = [proxy];
+        assert_eq!(client_addr(other, Some("1.2.3.4"), &trusted), other);
+        assert_eq!(
+            client_addr(proxy, Some("1.2.3.4"), &trusted).to_string(),
+            "1.2.3.4"
+        );
+        assert_eq!(
+            client_addr(proxy, Some("9.9.9.9, 1.2.3.4, 127.0.0.1"), &trusted).to_string(),
+            "1.2.3.4"
+        );
+        assert_eq!(client_addr(proxy, Some("junk"), &trusted), proxy);
+        assert_eq!(client_addr(proxy, None, &trusted), proxy);
+    }
+}

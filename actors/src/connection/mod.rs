@@ -1,0 +1,335 @@
+//! The connection actor: one per WebSocket.
+//!
+//! It decodes each frame into a typed request and routes it to the actor that owns it (a
+//! project, the registry) together with a [`ReplyTo`], so replies go straight back without
+//! passing through here twice. It keeps the connection's own state: authentication, rate,
+//! heartbeat, the last seq seen per project (which drops duplicates between replay and live
+//! events), and a bounded outbound queue.
+
+mod limits;
+mod outbox;
+mod route;
+
+pub use limits::{client_addr, ConnectionLimiter, ConnectionPermit, RateLimiter, Refusal};
+pub use outbox::close_reason;
+pub use route::ReplyTo;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_ws::{AggregatedMessage, ProtocolError, Session};
+
+use crate::engine::Engine;
+use crate::protocol::frame::error_frame;
+use crate::protocol::{decode, Frame};
+use crate::supervisor::{ChildGuard, ChildId, Supervisor};
+use outbox::Outbox;
+
+/// A frame for this connection, with what it means for the per-project seq tracking.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub frame: Frame,
+    pub mark: Mark,
+}
+
+impl Deliver {
+    pub fn plain(frame: Frame) -> Self {
+        Deliver {
+            frame,
+            mark: Mark::None,
+        }
+    }
+}
+
+/// Subscription changes that travel in order with the frames.
+#[derive(Clone, Debug)]
+pub enum Mark {
+    None,
+    /// The client joined: what follows starts after `since`.
+    Joined {
+        project: Arc<str>,
+        since: u64,
+    },
+    /// The client is no longer subscribed.
+    Left(Arc<str>),
+}
+
+/// Signals from the rest of the daemon.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub enum ConnectionSignal {
+    /// A message for every client (`server_stats`).
+    Push(Frame),
+    /// The broadcast actor restarted: join every project again from the last seq seen.
+    Rejoin,
+    /// The daemon is shutting down: close with 1001.
+    Shutdown,
+}
+
+/// What the HTTP layer hands over when a WebSocket opens.
+pub struct Accepted {
+    pub engine: Arc<Engine>,
+    pub supervisor: Option<Addr<Supervisor>>,
+    pub session: Session,
+    pub stream: actix_ws::MessageStream,
+    pub peer: IpAddr,
+    pub authenticated: bool,
+    pub permit: ConnectionPermit,
+}
+
+pub struct ConnectionActor {
+    id: u64,
+    engine: Arc<Engine>,
+    peer: IpAddr,
+    outbox: Outbox,
+    writer: Option<actix_rt::task::JoinHandle<()>>,
+    authenticated: bool,
+    rate: RateLimiter,
+    last_seen: Instant,
+    last_ping: Instant,
+    /// The last seq delivered per subscribed project.
+    seen: HashMap<Arc<str>, u64>,
+    _permit: ConnectionPermit,
+    _guard: ChildGuard,
+}
+
+impl ConnectionActor {
+    /// Starts the actor for an accepted WebSocket on the current arbiter.
+    pub fn start(a: Accepted) -> Addr<ConnectionActor> {
+        let max = a.engine.config.max_message_bytes;
+        let stream = a
+            .stream
+            .max_frame_size(max)
+            .aggregate_continuations()
+            .max_continuation_size(max);
+        ConnectionActor::create(move |ctx| {
+            ctx.add_stream(stream);
+            let (outbox, writer) = Outbox::start(a.session, a.engine.config.max_backlog_bytes);
+            let now = Instant::now();
+            ConnectionActor {
+                id: a.engine.directory.next_connection_id(),
+                rate: RateLimiter::new(a.engine.config.rate_limit),
+                engine: a.engine,
+                peer: a.peer,
+                outbox,
+                writer: Some(writer),
+                authenticated: a.authenticated,
+                last_seen: now,
+                last_ping: now,
+                seen: HashMap::new(),
+                _permit: a.permit,
+                _guard: ChildGuard::new(ChildId::Connection, a.supervisor),
+            }
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Queues a frame, closing the connection with 4008 if the client has fallen too far behind.
+    fn send(&mut self, frame: &Frame, ctx: &mut Context<Self>) {
+        self.engine
+            .stats
+            .messages_out
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.outbox.text(frame.text.clone()).is_err() {
+            log::warn!(
+                conn = self.id, peer = self.peer.to_string().as_str(), backlog = self.outbox.backlog();
+                "closing a slow client: its unsent backlog passed {} bytes",
+                self.engine.config.max_backlog_bytes
+            );
+            self.engine
+                .stats
+                .slow_client_disconnects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.outbox
+                .abort(4008, "slow consumer: reconnect and replay with since_seq");
+            ctx.stop();
+        }
+    }
+
+    fn close(&mut self, code: u16, reason: &str, ctx: &mut Context<Self>) {
+        log::info!(conn = self.id; "closing connection: {code} {reason}");
+        self.outbox.close(code, reason);
+        ctx.stop();
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let cfg = &self.engine.config;
+        let tick = (cfg.ping_interval.min(cfg.pong_timeout) / 4).max(Duration::from_millis(10));
+        ctx.run_interval(tick, |act, ctx| {
+            let now = Instant::now();
+            let cfg = &act.engine.config;
+            if now.duration_since(act.last_seen) > cfg.ping_interval + cfg.pong_timeout {
+                act.close(4000, "heartbeat timeout", ctx);
+                return;
+            }
+            if now.duration_since(act.last_ping) >= cfg.ping_interval {
+                act.last_ping = now;
+                act.outbox.ping();
+            }
+        });
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        self.engine
+            .stats
+            .messages_in
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !self.rate.allow(Instant::now()) {
+            let err = crate::error::ApiError::new(
+                crate::error::Code::RateLimited,
+                format!(
+                    "too many messages: at most {} per second (bursts of {})",
+                    self.engine.config.rate_limit,
+                    self.engine.config.rate_limit * 2
+                ),
+            );
+            self.send(&error_frame(None, None, &err), ctx);
+            return;
+        }
+        match decode(text, self.engine.config.fault_injection) {
+            Ok(inbound) => {
+                if !self.authenticated {
+                    self.authenticate(inbound, ctx);
+                } else {
+                    self.route(inbound, ctx);
+                }
+            }
+            Err(e) => {
+                if !self.authenticated {
+                    self.close(1008, "authentication required", ctx);
+                    return;
+                }
+                let project: Option<Arc<str>> = e.project_id.as_deref().map(Arc::from);
+                self.send(
+                    &error_frame(e.id.as_deref(), project.as_ref(), &e.error),
+                    ctx,
+                );
+            }
+        }
+    }
+}
+
+impl Actor for ConnectionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(usize::MAX);
+        let me = ctx.address().recipient();
+        self.engine.directory.add_connection(self.id, me);
+        self.engine
+            .stats
+            .connections_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        log::info!(conn = self.id, peer = self.peer.to_string().as_str(); "connection opened");
+        self.heartbeat(ctx);
+        if !self.authenticated {
+            ctx.run_later(self.engine.config.auth_timeout, |act, ctx| {
+                if !act.authenticated {
+                    crate::health::count_auth_failure(&act.engine, act.peer);
+                    act.close(1008, "authentication required", ctx);
+                }
+            });
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.engine.directory.remove_connection(self.id);
+        if let Some(b) = self.engine.directory.broadcast() {
+            b.do_send(crate::broadcast::Disconnect(self.id));
+        }
+        // A client that never reads would keep the writer waiting forever; give it a little
+        // time to take the close frame, then drop the socket.
+        if let Some(writer) = self.writer.take() {
+            actix_rt::spawn(async move {
+                actix_rt::time::sleep(Duration::from_secs(5)).await;
+                writer.abort();
+            });
+        }
+        log::info!(conn = self.id; "connection closed");
+    }
+}
+
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for ConnectionActor {
+    fn handle(&mut self, msg: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match msg {
+            Ok(AggregatedMessage::Text(text)) => self.on_text(&text, ctx),
+            Ok(AggregatedMessage::Binary(_)) => {
+                let err = crate::error::ApiError::new(
+                    crate::error::Code::InvalidMessage,
+                    "binary frames are not accepted: send JSON in text frames",
+                );
+                self.send(&error_frame(None, None, &err), ctx);
+            }
+            Ok(AggregatedMessage::Ping(p)) => self.outbox.pong(p),
+            Ok(AggregatedMessage::Pong(_)) => {}
+            Ok(AggregatedMessage::Close(_)) => self.close(1000, "", ctx),
+            Err(ProtocolError::Overflow) => self.close(1009, "message too big", ctx),
+            Err(ProtocolError::Io(e)) if e.to_string().contains("maximum continuation size") => {
+                self.close(1009, "message too big", ctx)
+            }
+            Err(e) => {
+                log::info!(conn = self.id; "protocol error: {e}");
+                self.close(1002, "protocol error", ctx)
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        match &msg.mark {
+            Mark::None => {}
+            Mark::Joined { project, since } => {
+                self.seen.insert(project.clone(), *since);
+            }
+            Mark::Left(project) => {
+                self.seen.remove(project);
+            }
+        }
+        if let (Some(project), Some(seq)) = (&msg.frame.project, msg.frame.seq) {
+            match self.seen.get_mut(project) {
+                Some(last) if seq <= *last => return, // already delivered
+                Some(last) => *last = seq,
+                None => {
+                    self.seen.insert(project.clone(), seq);
+                }
+            }
+        }
+        self.send(&msg.frame, ctx);
+    }
+}
+
+impl Handler<ConnectionSignal> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectionSignal, ctx: &mut Self::Context) {
+        match msg {
+            ConnectionSignal::Push(frame) => {
+                if self.authenticated {
+                    self.send(&frame, ctx);
+                }
+            }
+            ConnectionSignal::Shutdown => self.close(1001, "server shutting down", ctx),
+            ConnectionSignal::Rejoin => {
+                let projects: Vec<_> = self.seen.iter().map(|(p, s)| (p.clone(), *s)).collect();
+                for (project, since) in projects {
+                    self.rejoin(project, since, ctx);
+                }
+            }
+        }
+    }
+}

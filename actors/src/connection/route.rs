@@ -1,0 +1,221 @@
+//! Where each request goes.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use super::{ConnectionActor, Deliver};
+use crate::directory::ProjectRoute;
+use crate::error::{ApiError, Code};
+use crate::project::{ProjectOp, ProjectRequest};
+use crate::protocol::frame::{error_frame, FrameBuilder};
+use crate::protocol::{Frame, Inbound, Request};
+use crate::registry::CreateProject;
+
+/// Where and how to answer a request: the requester's address and the request id to echo.
+#[derive(Clone)]
+pub struct ReplyTo {
+    pub conn: u64,
+    pub recipient: Recipient<Deliver>,
+    pub id: Option<String>,
+}
+
+impl ReplyTo {
+    /// Encodes a reply to this request.
+    pub fn frame<D: Serialize>(&self, kind: &str, project: Option<&Arc<str>>, data: &D) -> Frame {
+        FrameBuilder::new(kind)
+            .reply_to(self.id.as_deref())
+            .project_opt(project)
+            .encode(data)
+    }
+
+    pub fn send(&self, frame: Frame) {
+        self.recipient.do_send(Deliver::plain(frame));
+    }
+
+    pub fn ok<D: Serialize>(&self, kind: &str, project: Option<&Arc<str>>, data: &D) {
+        self.send(self.frame(kind, project, data));
+    }
+
+    pub fn err(&self, project: Option<&Arc<str>>, e: &ApiError) {
+        self.send(error_frame(self.id.as_deref(), project, e));
+    }
+}
+
+impl ConnectionActor {
+    fn reply_to(&self, id: Option<String>, ctx: &mut Context<Self>) -> ReplyTo {
+        ReplyTo {
+            conn: self.id,
+            recipient: ctx.address().recipient(),
+            id,
+        }
+    }
+
+    /// Before authentication only `auth` is accepted.
+    pub(super) fn authenticate(&mut self, inbound: Inbound, ctx: &mut Context<Self>) {
+        let expected = self.engine.config.token.clone().unwrap_or_default();
+        match inbound.request {
+            Request::Auth { token } if crate::auth::token_matches(&token, &expected) => {
+                self.authenticated = true;
+                log::info!(conn = self.id; "client authenticated");
+                let reply = self.reply_to(inbound.id, ctx);
+                reply.ok("authenticated", None, &serde_json::json!({}));
+            }
+            _ => {
+                crate::health::count_auth_failure(&self.engine, self.peer);
+                self.close(1008, "authentication required", ctx);
+            }
+        }
+    }
+
+    pub(super) fn route(&mut self, inbound: Inbound, ctx: &mut Context<Self>) {
+        let reply = self.reply_to(inbound.id, ctx);
+        let engine = self.engine.clone();
+        log::debug!(conn = self.id; "request {:?}", crate::logfmt::sanitize(&format!("{:?}", inbound.request), 200));
+        match inbound.request {
+            Request::Ping => reply.ok("pong", None, &serde_json::json!({})),
+            Request::HealthCheck => reply.ok("health", None, &engine.health_report()),
+            Request::Auth { .. } => reply.ok("authenticated", None, &serde_json::json!({})),
+            Request::ProjectList => reply.ok(
+                "project_list",
+                None,
+                &serde_json::json!({ "projects": engine.directory.project_views() }),
+            ),
+            Request::ProjectCreate { path, name, agent } => match engine.directory.registry() {
+                Some(r) => r.do_send(CreateProject {
+                    reply,
+                    path,
+                    name,
+                    agent,
+                }),
+                None => reply.err(
+                    None,
+                    &ApiError::internal("the project registry is restarting; try again shortly"),
+                ),
+            },
+            Request::ProjectDelete { project_id } => {
+                self.send_to_project(project_id, ProjectOp::Delete, reply)
+            }
+            Request::ProjectJoin {
+                project_id,
+                since_seq,
+            } => self.send_to_project(project_id, ProjectOp::Join { since_seq }, reply),
+            Request::ProjectLeave { project_id } => {
+                self.send_to_project(project_id, ProjectOp::Leave, reply)
+            }
+            Request::Execute {
+                project_id,
+                prompt,
+                options,
+            } => self.send_to_project(project_id, ProjectOp::Execute { prompt, options }, reply),
+            Request::AgentNewSession { project_id } => {
+                self.send_to_project(project_id, ProjectOp::NewSession, reply)
+            }
+            Request::AgentKill {
+                project_id,
+                clear_queue,
+            } => self.send_to_project(project_id, ProjectOp::Kill { clear_queue }, reply),
+            Request::GetMessages { project_id, query } => {
+                self.send_to_project(project_id, ProjectOp::GetMessages(query), reply)
+            }
+            Request::FaultInject { actor, project_id } => {
+                self.inject(&actor, project_id, reply, ctx)
+            }
+        }
+    }
+
+    fn send_to_project(&mut self, project_id: String, op: ProjectOp, reply: ReplyTo) {
+        match self.engine.directory.route(&project_id) {
+            ProjectRoute::Up(addr) => addr.do_send(ProjectRequest { reply, op }),
+            ProjectRoute::Missing => {
+                let p: Arc<str> = Arc::from(crate::logfmt::sanitize(&project_id, 128));
+                reply.err(Some(&p), &ApiError::project_not_found(&project_id))
+            }
+            ProjectRoute::Down(why) => {
+                let p: Arc<str> = Arc::from(project_id.as_str());
+                reply.err(Some(&p), &ApiError::internal(why))
+            }
+        }
+    }
+
+    /// Joins a project again from `since` (after the broadcast actor restarted).
+    pub(super) fn rejoin(&mut self, project: Arc<str>, since: u64, ctx: &mut Context<Self>) {
+        let reply = self.reply_to(None, ctx);
+        self.send_to_project(
+            project.to_string(),
+            ProjectOp::Join {
+                since_seq: Some(since),
+            },
+            reply,
+        );
+    }
+
+    /// `fault_inject`: makes the named actor panic in a message handler (tests only; the
+    /// request type does not exist unless the daemon was started with fault injection on).
+    fn inject(
+        &mut self,
+        actor: &str,
+        project_id: Option<String>,
+        reply: ReplyTo,
+        ctx: &mut Context<Self>,
+    ) {
+        log::warn!(conn = self.id; "fault injection requested for the {actor} actor");
+        let dir = &self.engine.directory;
+        let injected = |reply: &ReplyTo| {
+            reply.ok(
+                "fault_injected",
+                None,
+                &serde_json::json!({ "actor": actor }),
+            )
+        };
+        match actor {
+            "connection" => {
+                injected(&reply);
+                ctx.notify(InjectedPanic);
+            }
+            "broadcast" | "health" | "registry" => {
+                let sent = match actor {
+                    "broadcast" => dir.broadcast().map(|a| a.do_send(crate::broadcast::Panic)),
+                    "health" => dir.health().map(|a| a.do_send(crate::health::Panic)),
+                    _ => dir.registry().map(|a| a.do_send(crate::registry::Panic)),
+                };
+                match sent {
+                    Some(()) => injected(&reply),
+                    None => reply.err(None, &ApiError::internal(format!("the {actor} actor is not running"))),
+                }
+            }
+            "project" | "executor" => match project_id {
+                Some(id) => {
+                    let op = if actor == "project" {
+                        ProjectOp::Panic
+                    } else {
+                        ProjectOp::PanicExecutor
+                    };
+                    self.send_to_project(id, op, reply)
+                }
+                None => reply.err(None, &ApiError::validation(format!("fault_inject for '{actor}' needs a project_id"))),
+            },
+            _ => reply.err(
+                None,
+                &ApiError::new(
+                    Code::ValidationFailed,
+                    "'actor' must be one of project, executor, broadcast, health, registry, connection",
+                ),
+            ),
+        }
+    }
+}
+
+/// Fault injection into the connection actor itself.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct InjectedPanic;
+
+impl Handler<InjectedPanic> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectedPanic, _: &mut Context<Self>) {
+        panic!("fault injected into connection actor {}", self.id);
+    }
+}

@@ -1,0 +1,294 @@
+//! The directory of live actors: where each project, core actor and connection can be reached
+//! now. The supervisor writes it when it starts or restarts an actor — that is how peers are
+//! re-pointed at a new address — and everyone else reads it when sending. Project snapshots
+//! live here too, so that `project_list` needs no messages at all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+pub(crate) use self::lock_ignoring_poison as lock;
+
+use actix::{Addr, Recipient};
+use serde::Serialize;
+
+use crate::broadcast::BroadcastActor;
+use crate::connection::ConnectionSignal;
+use crate::health::HealthActor;
+use crate::project::ProjectActor;
+use crate::registry::RegistryActor;
+use crate::storage::metadata::{ProjectMeta, ProjectState};
+
+/// How a supervised actor is doing, as `health` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActorStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub restarts: u32,
+    pub backoff_ms: u64,
+}
+
+/// What other actors may read of a project without asking it.
+pub struct ProjectShared {
+    pub meta: Mutex<ProjectMeta>,
+    pub last_seq: AtomicU64,
+    pub queue_len: AtomicUsize,
+}
+
+impl ProjectShared {
+    pub fn new(meta: ProjectMeta, last_seq: u64) -> Arc<Self> {
+        Arc::new(ProjectShared {
+            meta: Mutex::new(meta),
+            last_seq: AtomicU64::new(last_seq),
+            queue_len: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// A project as the directory knows it.
+pub struct ProjectEntry {
+    pub path: PathBuf,
+    pub created_at: String,
+    pub shared: Arc<ProjectShared>,
+    /// `None` while the project's actor is restarting or errored.
+    pub addr: Option<Addr<ProjectActor>>,
+    /// Why the project cannot be reached, when `addr` is `None`.
+    pub down: Option<String>,
+}
+
+#[derive(Default)]
+struct Core {
+    registry: Option<Addr<RegistryActor>>,
+    broadcast: Option<Addr<BroadcastActor>>,
+    health: Option<Addr<HealthActor>>,
+}
+
+#[derive(Default)]
+pub struct Directory {
+    projects: RwLock<HashMap<String, ProjectEntry>>,
+    core: RwLock<Core>,
+    connections: Mutex<HashMap<u64, Recipient<ConnectionSignal>>>,
+    subscribers: Mutex<HashMap<Arc<str>, usize>>,
+    actors: Mutex<BTreeMap<String, ActorStatus>>,
+    next_conn: AtomicU64,
+}
+
+/// Where a project request should go.
+pub enum ProjectRoute {
+    Up(Addr<ProjectActor>),
+    Down(String),
+    Missing,
+}
+
+impl Directory {
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    // --- projects -------------------------------------------------------------------------
+
+    pub fn insert_project(&self, entry: ProjectEntry, id: String) {
+        write(&self.projects).insert(id, entry);
+    }
+
+    pub fn remove_project(&self, id: &str) {
+        write(&self.projects).remove(id);
+        lock(&self.subscribers).remove(id);
+    }
+
+    pub fn set_project_addr(
+        &self,
+        id: &str,
+        addr: Option<Addr<ProjectActor>>,
+        down: Option<String>,
+    ) {
+        if let Some(e) = write(&self.projects).get_mut(id) {
+            e.addr = addr;
+            e.down = down;
+        }
+    }
+
+    pub fn route(&self, id: &str) -> ProjectRoute {
+        match read(&self.projects).get(id) {
+            None => ProjectRoute::Missing,
+            Some(ProjectEntry { addr: Some(a), .. }) if a.connected() => {
+                ProjectRoute::Up(a.clone())
+            }
+            Some(e) => ProjectRoute::Down(
+                e.down
+                    .clone()
+                    .unwrap_or_else(|| "the project's actor is restarting".into()),
+            ),
+        }
+    }
+
+    /// Runs waiting in all project queues.
+    pub fn queued_runs(&self) -> usize {
+        read(&self.projects)
+            .values()
+            .map(|e| e.shared.queue_len.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Every project actor that is up.
+    pub fn project_addrs(&self) -> Vec<Addr<ProjectActor>> {
+        read(&self.projects)
+            .values()
+            .filter_map(|e| e.addr.clone())
+            .collect()
+    }
+
+    pub fn project_count(&self) -> usize {
+        read(&self.projects).len()
+    }
+
+    /// `(id, path)` of every project, for nesting checks.
+    pub fn project_paths(&self) -> Vec<(String, PathBuf)> {
+        read(&self.projects)
+            .iter()
+            .map(|(id, e)| (id.clone(), e.path.clone()))
+            .collect()
+    }
+
+    pub fn project_shared(&self, id: &str) -> Option<Arc<ProjectShared>> {
+        read(&self.projects).get(id).map(|e| e.shared.clone())
+    }
+
+    /// Every project as the protocol shows it, oldest first.
+    pub fn project_views(&self) -> Vec<serde_json::Value> {
+        let projects = read(&self.projects);
+        let mut all: Vec<_> = projects.iter().collect();
+        all.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at).then(a.0.cmp(b.0)));
+        all.into_iter()
+            .map(|(id, e)| self.view_of(id, &e.shared))
+            .collect()
+    }
+
+    /// One project as the protocol shows it.
+    pub fn view_of(&self, id: &str, shared: &ProjectShared) -> serde_json::Value {
+        let meta = lock(&shared.meta);
+        serde_json::json!({
+            "id": id,
+            "path": meta.path,
+            "name": meta.name,
+            "state": meta.state,
+            "session_id": meta.session_id,
+            "created_at": meta.created_at,
+            "last_active": meta.last_active,
+            "subscribers": self.subscriber_count(id),
+            "last_seq": shared.last_seq.load(Ordering::Relaxed),
+            "queue_len": shared.queue_len.load(Ordering::Relaxed),
+            "agent": meta.agent,
+        })
+    }
+
+    /// Counts projects by state, for `server_stats`.
+    pub fn projects_by_state(&self) -> serde_json::Value {
+        let (mut idle, mut executing, mut error) = (0u64, 0u64, 0u64);
+        for e in read(&self.projects).values() {
+            match lock(&e.shared.meta).state {
+                ProjectState::Idle => idle += 1,
+                ProjectState::Executing => executing += 1,
+                ProjectState::Error => error += 1,
+            }
+        }
+        serde_json::json!({"total": idle + executing + error, "IDLE": idle, "EXECUTING": executing, "ERROR": error})
+    }
+
+    // --- subscribers ----------------------------------------------------------------------
+
+    pub fn set_subscriber_count(&self, project: &Arc<str>, n: usize) {
+        let mut subs = lock(&self.subscribers);
+        if n == 0 {
+            subs.remove(project);
+        } else {
+            subs.insert(project.clone(), n);
+        }
+    }
+
+    pub fn clear_subscriber_counts(&self) {
+        lock(&self.subscribers).clear();
+    }
+
+    pub fn subscriber_count(&self, project: &str) -> usize {
+        lock(&self.subscribers).get(project).copied().unwrap_or(0)
+    }
+
+    // --- core actors ----------------------------------------------------------------------
+
+    pub fn set_registry(&self, a: Option<Addr<RegistryActor>>) {
+        write(&self.core).registry = a;
+    }
+
+    pub fn set_broadcast(&self, a: Option<Addr<BroadcastActor>>) {
+        write(&self.core).broadcast = a;
+    }
+
+    pub fn set_health(&self, a: Option<Addr<HealthActor>>) {
+        write(&self.core).health = a;
+    }
+
+    pub fn registry(&self) -> Option<Addr<RegistryActor>> {
+        read(&self.core).registry.clone().filter(|a| a.connected())
+    }
+
+    pub fn broadcast(&self) -> Option<Addr<BroadcastActor>> {
+        read(&self.core).broadcast.clone().filter(|a| a.connected())
+    }
+
+    pub fn health(&self) -> Option<Addr<HealthActor>> {
+        read(&self.core).health.clone().filter(|a| a.connected())
+    }
+
+    // --- connections ----------------------------------------------------------------------
+
+    pub fn add_connection(&self, id: u64, r: Recipient<ConnectionSignal>) {
+        lock(&self.connections).insert(id, r);
+    }
+
+    pub fn remove_connection(&self, id: u64) {
+        lock(&self.connections).remove(&id);
+    }
+
+    pub fn connection_count(&self) -> usize {
+        lock(&self.connections).len()
+    }
+
+    /// Sends a signal to every connection.
+    pub fn signal_connections(&self, make: impl Fn() -> ConnectionSignal) {
+        let conns: Vec<_> = lock(&self.connections).values().cloned().collect();
+        for c in conns {
+            c.do_send(make());
+        }
+    }
+
+    // --- supervision report ---------------------------------------------------------------
+
+    pub fn set_actor_status(&self, s: ActorStatus) {
+        lock(&self.actors).insert(s.name.clone(), s);
+    }
+
+    pub fn remove_actor_status(&self, name: &str) {
+        lock(&self.actors).remove(name);
+    }
+
+    pub fn actor_statuses(&self) -> Vec<ActorStatus> {
+        lock(&self.actors).values().cloned().collect()
+    }
+}
+
+/// Locks that a panicking actor may have poisoned: the data is still consistent (every update
+/// is a single assignment), so poisoning is ignored rather than spread.
+pub(crate) fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,104 @@
+//! What every actor shares: settings, the directory of live actors, counters, and the daemon's
+//! lifecycle. One `Arc<Engine>` is handed to each actor when it starts.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use crate::auth::AuthThrottle;
+use crate::config::EngineConfig;
+use crate::connection::ConnectionLimiter;
+use crate::directory::Directory;
+
+/// Where the daemon is in its life, as `/ready` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    Starting = 0,
+    Ready = 1,
+    ShuttingDown = 2,
+}
+
+/// Counters read by `server_stats`, health and metrics.
+#[derive(Default)]
+pub struct Stats {
+    pub connections_total: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub runs_total: AtomicU64,
+    pub runs_active: AtomicU64,
+    pub slow_client_disconnects: AtomicU64,
+    pub auth_failures: AtomicU64,
+}
+
+pub struct Engine {
+    pub config: EngineConfig,
+    pub directory: Directory,
+    pub stats: Stats,
+    /// Bounds concurrent agent processes across all projects: each is hundreds of MB.
+    pub run_slots: Arc<Semaphore>,
+    pub started: Instant,
+    pub limiter: Arc<ConnectionLimiter>,
+    pub auth_throttle: AuthThrottle,
+    lifecycle: AtomicU8,
+    /// The latest health sample, as JSON, published by the health actor so that a health call
+    /// never waits on anything.
+    pub health: RwLock<serde_json::Value>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Arc<Self> {
+        let slots = config.max_concurrent_runs.max(1);
+        Arc::new(Engine {
+            limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
+            auth_throttle: AuthThrottle::default(),
+            config,
+            directory: Directory::default(),
+            stats: Stats::default(),
+            run_slots: Arc::new(Semaphore::new(slots)),
+            started: Instant::now(),
+            lifecycle: AtomicU8::new(Lifecycle::Starting as u8),
+            health: RwLock::new(serde_json::json!({"status": "starting"})),
+        })
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        match self.lifecycle.load(Ordering::Acquire) {
+            0 => Lifecycle::Starting,
+            1 => Lifecycle::Ready,
+            _ => Lifecycle::ShuttingDown,
+        }
+    }
+
+    pub fn set_lifecycle(&self, l: Lifecycle) {
+        self.lifecycle.store(l as u8, Ordering::Release);
+    }
+
+    pub fn uptime_s(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// The latest health sample, with live actor statuses.
+    pub fn health_report(&self) -> serde_json::Value {
+        let mut report = self
+            .health
+            .read()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| serde_json::json!({"status": "degraded"}));
+        let actors = self.directory.actor_statuses();
+        let degraded = actors.iter().any(|a| a.status != "running");
+        if let Some(obj) = report.as_object_mut() {
+            if degraded && obj.get("status").and_then(|s| s.as_str()) == Some("ok") {
+                obj.insert("status".into(), "degraded".into());
+            }
+            obj.insert(
+                "actors".into(),
+                serde_json::to_value(actors).unwrap_or_default(),
+            );
+            obj.insert("uptime_s".into(), self.uptime_s().into());
+            obj.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        }
+        report
+    }
+}

@@ -1,0 +1,240 @@
+//! The agent CLIs: finding them, probing them, and the command line for a run.
+//!
+//! Commands follow what the CLIs actually accept (see `docs/agents.md`): Claude Code in print
+//! mode with stream-json output, Codex in `exec --json` mode. The prompt always comes after
+//! `--`, so a prompt starting with `-` can never be read as an option, and every option value is
+//! passed as `--flag=value` for the same reason.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{ApiError, Code};
+use crate::protocol::RunOptions;
+use crate::storage::metadata::AgentKind;
+
+/// Finds an executable: a path as given when it contains `/`, otherwise on `PATH`.
+pub fn resolve_program(bin: &str) -> Option<PathBuf> {
+    if bin.is_empty() {
+        return None;
+    }
+    if bin.contains('/') {
+        let p = PathBuf::from(bin);
+        return is_executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(bin))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The error for a missing agent CLI, saying how to install it.
+pub fn not_found(kind: AgentKind) -> ApiError {
+    let (pkg, var) = match kind {
+        AgentKind::Claude => ("@anthropic-ai/claude-code", "AGENTVISOR_CLAUDE_BIN"),
+        AgentKind::Codex => ("@openai/codex", "AGENTVISOR_CODEX_BIN"),
+    };
+    ApiError::new(
+        Code::AgentNotFound,
+        format!(
+            "the {} agent CLI is not installed on the server: install it with `npm install -g {pkg}`, or point {var} at its executable",
+            kind.as_str()
+        ),
+    )
+}
+
+/// The arguments for one run.
+pub fn build_args(
+    kind: AgentKind,
+    options: &RunOptions,
+    resume: Option<&str>,
+    prompt: &str,
+) -> Result<Vec<String>, ApiError> {
+    let unsupported = |name: &str| {
+        ApiError::validation(format!(
+            "option '{name}' is not supported by the {} agent",
+            kind.as_str()
+        ))
+    };
+    let mut args: Vec<String> = Vec::new();
+    match kind {
+        AgentKind::Claude => {
+            args.extend(["-p", "--output-format", "stream-json", "--verbose"].map(String::from));
+            if let Some(id) = resume {
+                args.push(format!("--resume={id}"));
+            }
+            if options.sandbox.is_some() {
+                return Err(unsupported("sandbox"));
+            }
+            if let Some(m) = &options.model {
+                args.push(format!("--model={m}"));
+            }
+            if let Some(p) = &options.permission_mode {
+                args.push(format!("--permission-mode={p}"));
+            }
+            if !options.allowed_tools.is_empty() {
+                args.push(format!(
+                    "--allowedTools={}",
+                    options.allowed_tools.join(",")
+                ));
+            }
+            if !options.disallowed_tools.is_empty() {
+                args.push(format!(
+                    "--disallowedTools={}",
+                    options.disallowed_tools.join(",")
+                ));
+            }
+            if let Some(n) = options.max_turns {
+                args.push(format!("--max-turns={n}"));
+            }
+            if let Some(s) = &options.append_system_prompt {
+                args.push(format!("--append-system-prompt={s}"));
+            }
+            for d in &options.add_dirs {
+                args.push(format!("--add-dir={d}"));
+            }
+            args.push("--".into());
+            args.push(prompt.into());
+        }
+        AgentKind::Codex => {
+            for (set, name) in [
+                (options.permission_mode.is_some(), "permission_mode"),
+                (!options.allowed_tools.is_empty(), "allowed_tools"),
+                (!options.disallowed_tools.is_empty(), "disallowed_tools"),
+                (options.max_turns.is_some(), "max_turns"),
+                (
+                    options.append_system_prompt.is_some(),
+                    "append_system_prompt",
+                ),
+                (!options.add_dirs.is_empty(), "add_dirs"),
+            ] {
+                if set {
+                    return Err(unsupported(name));
+                }
+            }
+            args.push("exec".into());
+            if resume.is_some() {
+                args.push("resume".into());
+            }
+            args.extend(["--json", "--skip-git-repo-check"].map(String::from));
+            if let Some(m) = &options.model {
+                args.push(format!("--model={m}"));
+            }
+            if let Some(s) = &options.sandbox {
+                args.push("-c".into());
+                args.push(format!("sandbox_mode=\"{s}\""));
+            }
+            args.push("--".into());
+            if let Some(id) = resume {
+                args.push(id.into());
+            }
+            args.push(prompt.into());
+        }
+    }
+    Ok(args)
+}
+
+/// What health reports about an agent CLI.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentProbe {
+    pub available: bool,
+    pub path: Option<String>,
+    pub version: Option<String>,
+}
+
+impl AgentProbe {
+    pub fn missing() -> Self {
+        AgentProbe {
+            available: false,
+            path: None,
+            version: None,
+        }
+    }
+
+    /// Runs `<path> --version` with a short time limit.
+    pub async fn run(path: &Path) -> Self {
+        let mut cmd = tokio::process::Command::new(path);
+        cmd.arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let out = super::process::managed_output(cmd, Duration::from_secs(5)).await;
+        let version = out.and_then(|o| {
+            let s = String::from_utf8_lossy(&o).trim().to_string();
+            (!s.is_empty()).then(|| crate::logfmt::sanitize(&s, 100))
+        });
+        AgentProbe {
+            available: true,
+            path: Some(path.display().to_string()),
+            version,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claude_prompt_goes_after_double_dash_and_resume_is_passed() {
+        let o = RunOptions {
+            model: Some("m1".into()),
+            allowed_tools: vec!["Read".into(), "Bash(git:*)".into()],
+            ..Default::default()
+        };
+        let a = build_args(AgentKind::Claude, &o, Some("s-1"), "--help").unwrap();
+        assert_eq!(
+            a,
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--resume=s-1",
+                "--model=m1",
+                "--allowedTools=Read,Bash(git:*)",
+                "--",
+                "--help"
+            ]
+        );
+    }
+
+    #[test]
+    fn codex_new_and_resume() {
+        let o = RunOptions::default();
+        assert_eq!(
+            build_args(AgentKind::Codex, &o, None, "hi").unwrap(),
+            ["exec", "--json", "--skip-git-repo-check", "--", "hi"]
+        );
+        assert_eq!(
+            build_args(AgentKind::Codex, &o, Some("t-1"), "-x").unwrap(),
+            [
+                "exec",
+                "resume",
+                "--json",
+                "--skip-git-repo-check",
+                "--",
+                "t-1",
+                "-x"
+            ]
+        );
+        let o = RunOptions {
+            max_turns: Some(2),
+            ..Default::default()
+        };
+        assert!(build_args(AgentKind::Codex, &o, None, "hi").is_err());
+    }
+
+    #[test]
+    fn missing_binaries_are_not_found() {
+        assert!(resolve_program("definitely-not-an-agent-cli").is_none());
+        assert!(resolve_program("/nonexistent/claude").is_none());
+        assert!(resolve_program("sh").is_some());
+    }
+}

@@ -1,0 +1,216 @@
+//! Agent processes: starting them so they can be stopped, and making sure none outlives its run.
+//!
+//! Each run's agent is the leader of a new process group, and carries `AGENTVISOR_RUN_ID` in its
+//! environment, which its descendants inherit. Stopping signals the group; the sweep afterwards
+//! kills anything still in the group *or* carrying the run's id — that catches tools that moved
+//! to their own session (Claude's Bash tool does). The daemon is a child subreaper, so such
+//! escapees are re-parented to it rather than to init, and their zombies are reaped here.
+//!
+//! Tokio reaps the children it spawned itself; to never steal one of those exit statuses, every
+//! pid tokio manages is registered in [`MANAGED`] and the orphan reaper leaves it alone.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::directory::lock_ignoring_poison as lock;
+
+/// The variable that marks every process of a run.
+pub const RUN_ID_ENV: &str = "AGENTVISOR_RUN_ID";
+
+/// Pids that tokio spawned and will reap itself.
+static MANAGED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+/// Live runs: run id → process group.
+static LIVE_RUNS: Mutex<Option<HashMap<String, i32>>> = Mutex::new(None);
+
+/// Makes this process a child subreaper: orphaned descendants are re-parented to it.
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes one integer argument and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Starts an agent: own process group, stdin closed, stdout and stderr piped, marked with the
+/// run id, and killed by the kernel if the daemon dies.
+pub fn spawn_agent(
+    program: &Path,
+    args: &[String],
+    cwd: &Path,
+    run_id: &str,
+) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env(RUN_ID_ENV, run_id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+    let mut managed = lock(&MANAGED);
+    let child = cmd.spawn()?;
+    if let Some(pid) = child.id() {
+        managed.get_or_insert_with(HashSet::new).insert(pid as i32);
+        lock(&LIVE_RUNS)
+            .get_or_insert_with(HashMap::new)
+            .insert(run_id.to_string(), pid as i32);
+    }
+    Ok(child)
+}
+
+/// Runs a short command (like `--version`) under the same bookkeeping and returns its stdout.
+pub async fn managed_output(mut cmd: tokio::process::Command, limit: Duration) -> Option<Vec<u8>> {
+    cmd.stdout(Stdio::piped());
+    let child = {
+        let mut managed = lock(&MANAGED);
+        let child = cmd.spawn().ok()?;
+        if let Some(pid) = child.id() {
+            managed.get_or_insert_with(HashSet::new).insert(pid as i32);
+        }
+        child
+    };
+    let pid = child.id();
+    let out = tokio::time::timeout(limit, child.wait_with_output()).await;
+    if let Some(pid) = pid {
+        forget_managed(pid as i32);
+    }
+    out.ok()?.ok().map(|o| o.stdout)
+}
+
+/// Tokio has reaped `pid`.
+pub fn forget_managed(pid: i32) {
+    if let Some(m) = lock(&MANAGED).as_mut() {
+        m.remove(&pid);
+    }
+}
+
+/// The run is over.
+pub fn forget_run(run_id: &str) {
+    if let Some(m) = lock(&LIVE_RUNS).as_mut() {
+        m.remove(run_id);
+    }
+}
+
+/// Sends `sig` to a process group.
+pub fn signal_group(pgid: i32, sig: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+/// A process as /proc shows it.
+struct ProcInfo {
+    pid: i32,
+    ppid: i32,
+    pgrp: i32,
+    zombie: bool,
+}
+
+fn proc_info(pid: i32) -> Option<ProcInfo> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace();
+    let state = f.next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some(ProcInfo {
+        pid,
+        ppid,
+        pgrp,
+        zombie: state == "Z",
+    })
+}
+
+fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn carries_run_id(pid: i32, marker: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker))
+        .unwrap_or(false)
+}
+
+/// Kills every process left of a run: its group and anything carrying its id. Returns how many
+/// were killed.
+pub fn sweep(run_id: &str, pgid: i32) -> usize {
+    let me = std::process::id() as i32;
+    let marker = format!("{RUN_ID_ENV}={run_id}").into_bytes();
+    let mut killed = 0;
+    for pid in all_pids() {
+        if pid == me {
+            continue;
+        }
+        let Some(info) = proc_info(pid) else { continue };
+        if info.zombie {
+            continue;
+        }
+        if info.pgrp == pgid || carries_run_id(pid, &marker) {
+            // SAFETY: kill(2) on a pid; no memory is involved.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            killed += 1;
+        }
+    }
+    if killed > 0 {
+        log::info!(run = run_id; "swept {killed} leftover process(es) of the run");
+        // Give the kernel a moment to turn them into zombies we can reap.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    reap_orphans();
+    killed
+}
+
+/// Reaps zombies re-parented to the daemon (it is a subreaper), leaving tokio's own alone.
+pub fn reap_orphans() {
+    let me = std::process::id() as i32;
+    let managed = lock(&MANAGED);
+    for pid in all_pids() {
+        let Some(info) = proc_info(pid) else { continue };
+        let mine = managed.as_ref().is_some_and(|m| m.contains(&info.pid));
+        if info.zombie && info.ppid == me && !mine {
+            let mut status = 0;
+            // SAFETY: waitpid on a specific zombie child of ours with WNOHANG.
+            unsafe {
+                libc::waitpid(info.pid, &mut status, libc::WNOHANG);
+            }
+        }
+    }
+}
+
+/// Kills every live run at once (the daemon is exiting without a graceful stop).
+pub fn kill_all_runs() {
+    let runs: Vec<(String, i32)> = lock(&LIVE_RUNS)
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .unwrap_or_default();
+    for (run, pgid) in runs {
+        signal_group(pgid, libc::SIGKILL);
+        sweep(&run, pgid);
+    }
+}
+
+/// The number of live runs with a process.
+pub fn live_runs() -> usize {
+    lock(&LIVE_RUNS).as_ref().map_or(0, |m| m.len())
+}

@@ -1,0 +1,25 @@
+//! The agentvisor engine: the wire protocol, the supervised actors that serve it, and the
+//! storage they keep projects in.
+//!
+//! The daemon binary (`src/` at the workspace root) is a thin shell around this crate: it parses
+//! configuration, serves HTTP, and wires an [`engine::Engine`] to the actor tree that
+//! [`supervisor::Supervisor`] starts. Everything here can be exercised without a socket.
+
+pub mod auth;
+pub mod broadcast;
+pub mod config;
+pub mod connection;
+pub mod directory;
+pub mod engine;
+pub mod error;
+pub mod executor;
+pub mod health;
+pub mod logfmt;
+pub mod metrics;
+pub mod paths;
+pub mod project;
+pub mod protocol;
+pub mod registry;
+pub mod storage;
+pub mod supervisor;
+pub mod time;

@@ -1,0 +1,312 @@
+//! Prometheus metrics, served at `GET /metrics` in the text exposition format.
+//!
+//! Metrics are process-wide by nature, so they live in one global [`METRICS`] that any module
+//! can count into without plumbing; gauges that describe current state (connections, queues,
+//! memory) are read at scrape time instead of being kept up to date on every change.
+
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::engine::Engine;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    pub r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecoveredLabel {
+    pub recovered: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub connections: Gauge,
+    pub connections_opened: Counter,
+    pub connections_refused: Family<ReasonLabel, Counter>,
+    pub messages_in: Family<TypeLabel, Counter>,
+    pub messages_out: Family<TypeLabel, Counter>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub deliveries: Counter,
+    pub fanout: Histogram,
+    pub fanout_seconds: Histogram,
+    pub runs_active: Gauge,
+    pub runs: Family<StatusLabel, Counter>,
+    pub run_seconds: Histogram,
+    pub queued_runs: Gauge,
+    pub history_appends: Counter,
+    pub history_append_errors: Counter,
+    pub fsync_seconds: Histogram,
+    pub slow_clients: Counter,
+    pub replays: Family<RecoveredLabel, Counter>,
+    pub restarts: Family<KindLabel, Counter>,
+    pub auth_failures: Counter,
+    pub projects: Gauge,
+    pub resident_bytes: Gauge,
+    pub open_fds: Gauge,
+}
+
+/// The daemon's metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Self {
+        let m = Metrics {
+            registry: Mutex::new(Registry::with_prefix("agentvisor")),
+            connections: Gauge::default(),
+            connections_opened: Counter::default(),
+            connections_refused: Family::default(),
+            messages_in: Family::default(),
+            messages_out: Family::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            deliveries: Counter::default(),
+            fanout: Histogram::new(exponential_buckets(1.0, 4.0, 8)),
+            fanout_seconds: Histogram::new(exponential_buckets(0.000_01, 4.0, 10)),
+            runs_active: Gauge::default(),
+            runs: Family::default(),
+            run_seconds: Histogram::new(exponential_buckets(0.1, 3.0, 10)),
+            queued_runs: Gauge::default(),
+            history_appends: Counter::default(),
+            history_append_errors: Counter::default(),
+            fsync_seconds: Histogram::new(exponential_buckets(0.000_05, 3.0, 12)),
+            slow_clients: Counter::default(),
+            replays: Family::default(),
+            restarts: Family::default(),
+            auth_failures: Counter::default(),
+            projects: Gauge::default(),
+            resident_bytes: Gauge::default(),
+            open_fds: Gauge::default(),
+        };
+        {
+            let mut r = crate::directory::lock_ignoring_poison(&m.registry);
+            r.register(
+                "connections",
+                "Open WebSocket connections",
+                m.connections.clone(),
+            );
+            r.register(
+                "connections_opened",
+                "WebSocket connections accepted",
+                m.connections_opened.clone(),
+            );
+            r.register(
+                "connections_refused",
+                "WebSocket connections refused, by reason",
+                m.connections_refused.clone(),
+            );
+            r.register(
+                "messages_received",
+                "Client messages received, by type",
+                m.messages_in.clone(),
+            );
+            r.register(
+                "messages_sent",
+                "Server messages encoded, by type",
+                m.messages_out.clone(),
+            );
+            r.register(
+                "received_bytes",
+                "Bytes of client messages received",
+                m.bytes_in.clone(),
+            );
+            r.register(
+                "sent_bytes",
+                "Bytes of server messages queued to clients",
+                m.bytes_out.clone(),
+            );
+            r.register(
+                "broadcast_deliveries",
+                "Event deliveries to subscribers",
+                m.deliveries.clone(),
+            );
+            r.register(
+                "broadcast_fanout_subscribers",
+                "Subscribers an event was fanned out to",
+                m.fanout.clone(),
+            );
+            r.register(
+                "broadcast_fanout_seconds",
+                "Time to fan one event out to its subscribers",
+                m.fanout_seconds.clone(),
+            );
+            r.register(
+                "runs_active",
+                "Agent runs in progress",
+                m.runs_active.clone(),
+            );
+            r.register(
+                "runs",
+                "Agent runs finished, by final status",
+                m.runs.clone(),
+            );
+            r.register(
+                "run_duration_seconds",
+                "Duration of finished agent runs",
+                m.run_seconds.clone(),
+            );
+            r.register(
+                "queued_runs",
+                "Runs waiting in project queues",
+                m.queued_runs.clone(),
+            );
+            r.register(
+                "history_appends",
+                "Records appended to history",
+                m.history_appends.clone(),
+            );
+            r.register(
+                "history_append_errors",
+                "History appends that failed",
+                m.history_append_errors.clone(),
+            );
+            r.register(
+                "history_fsync_seconds",
+                "Latency of history fsyncs",
+                m.fsync_seconds.clone(),
+            );
+            r.register(
+                "slow_client_disconnects",
+                "Connections closed because their backlog overflowed",
+                m.slow_clients.clone(),
+            );
+            r.register(
+                "replays",
+                "Replays on join, by whether the whole range was still stored",
+                m.replays.clone(),
+            );
+            r.register(
+                "actor_restarts",
+                "Actor crashes handled by the supervisor, by actor kind",
+                m.restarts.clone(),
+            );
+            r.register(
+                "auth_failures",
+                "Failed or missing authentications",
+                m.auth_failures.clone(),
+            );
+            r.register("projects", "Registered projects", m.projects.clone());
+            r.register(
+                "process_resident_memory_bytes",
+                "Resident memory of the daemon",
+                m.resident_bytes.clone(),
+            );
+            r.register(
+                "process_open_fds",
+                "Open file descriptors of the daemon",
+                m.open_fds.clone(),
+            );
+        }
+        m
+    }
+
+    /// The text exposition, with the scrape-time gauges refreshed from `engine`.
+    pub fn render(&self, engine: &Engine) -> String {
+        use std::sync::atomic::Ordering;
+        self.connections
+            .set(engine.directory.connection_count() as i64);
+        self.runs_active
+            .set(engine.stats.runs_active.load(Ordering::Relaxed) as i64);
+        self.queued_runs.set(engine.directory.queued_runs() as i64);
+        self.projects.set(engine.directory.project_count() as i64);
+        if let Some(kb) = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<i64>().ok())
+                })
+            })
+        {
+            self.resident_bytes.set(kb * 1024);
+        }
+        if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(d.count() as i64);
+        }
+        let mut out = String::new();
+        let r = crate::directory::lock_ignoring_poison(&self.registry);
+        if prometheus_client::encoding::text::encode(&mut out, &r).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn message_in(&self, kind: &str) {
+        self.messages_in
+            .get_or_create(&TypeLabel {
+                r#type: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn message_out(&self, kind: &str) {
+        self.messages_out
+            .get_or_create(&TypeLabel {
+                r#type: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn refused(&self, reason: &str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn restart(&self, kind: &str) {
+        self.restarts
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn replay(&self, recovered: bool) {
+        self.replays
+            .get_or_create(&RecoveredLabel {
+                recovered: recovered.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn fsync(&self, took: Duration) {
+        self.fsync_seconds.observe(took.as_secs_f64());
+    }
+}
+
+/// Counts a finished run.
+pub fn run_finished(_engine: &Engine, status: &str, duration_ms: u64) {
+    METRICS
+        .runs
+        .get_or_create(&StatusLabel {
+            status: status.to_string(),
+        })
+        .inc();
+    METRICS.run_seconds.observe(duration_ms as f64 / 1000.0);
+}

@@ -1,0 +1,160 @@
+//! The project actor: one per project, the only owner of its metadata, state machine, run
+//! queue and history log. Every change to a project is a message handled here, one at a time —
+//! which is what lets a join replay history and then subscribe without a gap or a lock.
+
+mod events;
+mod requests;
+mod runs;
+
+pub use requests::{ProjectOp, ProjectRequest};
+pub use runs::Shutdown;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::directory::{ProjectEntry, ProjectShared};
+use crate::engine::Engine;
+use crate::storage::history::{HistoryConfig, HistoryLog};
+use crate::storage::metadata::{ProjectMeta, ProjectState};
+use crate::storage::project_dir;
+use crate::supervisor::{ChildGuard, ChildId, Supervisor};
+use runs::{ActiveRun, QueuedRun};
+
+pub struct ProjectActor {
+    engine: Arc<Engine>,
+    id: Arc<str>,
+    meta: ProjectMeta,
+    shared: Arc<ProjectShared>,
+    history: HistoryLog,
+    queue: VecDeque<QueuedRun>,
+    active: Option<ActiveRun>,
+    /// The active run while it waits for a global run slot.
+    pending: Option<QueuedRun>,
+    supervisor: Option<Addr<Supervisor>>,
+    sync_in_flight: bool,
+    /// The last append failed; cleared by the next one that works.
+    storage_failing: bool,
+    guard: ChildGuard,
+}
+
+/// Opens a project from its metadata and starts its actor on the current arbiter, registering it
+/// in the directory. Used at start-up, on create, and by the supervisor on restart.
+pub fn spawn_project(
+    engine: &Arc<Engine>,
+    meta: ProjectMeta,
+    supervisor: Option<Addr<Supervisor>>,
+) -> std::io::Result<Addr<ProjectActor>> {
+    let cfg = &engine.config;
+    let history = HistoryLog::open(
+        project_dir(&cfg.data_dir, &meta.id).join("history"),
+        HistoryConfig {
+            segment_records: cfg.history_segment_records,
+            segment_bytes: cfg.history_segment_bytes,
+            retention_bytes: cfg.history_retention_bytes,
+            retention_segments: cfg.history_retention_segments,
+            durability: cfg.durability,
+        },
+    )?;
+    let id: Arc<str> = Arc::from(meta.id.as_str());
+    let id_string = meta.id.clone();
+    let shared = match engine.directory.project_shared(&meta.id) {
+        Some(s) => {
+            *crate::directory::lock_ignoring_poison(&s.meta) = meta.clone();
+            s
+        }
+        None => {
+            let s = ProjectShared::new(meta.clone(), history.last_seq());
+            engine.directory.insert_project(
+                ProjectEntry {
+                    path: meta.path.clone(),
+                    created_at: meta.created_at.clone(),
+                    shared: s.clone(),
+                    addr: None,
+                    down: None,
+                },
+                meta.id.clone(),
+            );
+            s
+        }
+    };
+    shared
+        .last_seq
+        .store(history.last_seq(), std::sync::atomic::Ordering::Relaxed);
+    let actor = ProjectActor {
+        engine: engine.clone(),
+        guard: ChildGuard::new(ChildId::Project(meta.id.clone()), supervisor.clone()),
+        id,
+        meta,
+        shared,
+        history,
+        queue: VecDeque::new(),
+        active: None,
+        pending: None,
+        supervisor,
+        sync_in_flight: false,
+        storage_failing: false,
+    };
+    let addr = actor.start();
+    engine
+        .directory
+        .set_project_addr(&id_string, Some(addr.clone()), None);
+    Ok(addr)
+}
+
+impl ProjectActor {
+    /// Applies a change to the metadata, publishes it to the directory and stores it durably.
+    fn update_meta(&mut self, change: impl FnOnce(&mut ProjectMeta)) -> std::io::Result<()> {
+        change(&mut self.meta);
+        *crate::directory::lock_ignoring_poison(&self.shared.meta) = self.meta.clone();
+        self.meta
+            .save(&self.engine.config.data_dir)
+            .inspect_err(|e| {
+                log::error!(project = &*self.id; "could not store metadata: {e}");
+            })
+    }
+
+    fn view(&self) -> serde_json::Value {
+        self.engine.directory.view_of(&self.id, &self.shared)
+    }
+
+    fn state(&self) -> ProjectState {
+        self.meta.state
+    }
+}
+
+impl Actor for ProjectActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(usize::MAX);
+        self.recover_interrupted_run();
+        if self.engine.config.durability == crate::config::Durability::Batch {
+            ctx.run_interval(self.engine.config.history_flush_interval, |act, ctx| {
+                act.group_commit(ctx)
+            });
+        }
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        if let Err(e) = self.history.sync() {
+            log::error!(project = &*self.id; "could not sync history: {e}");
+        }
+        Running::Stop
+    }
+}
+
+impl Drop for ProjectActor {
+    fn drop(&mut self) {
+        // A project that dies mid-run must not leave its agent running unsupervised.
+        if let Some(run) = &self.active {
+            if let Some(exec) = &run.executor {
+                exec.do_send(crate::executor::StopRun {
+                    reason: crate::executor::StopReason::Killed,
+                    grace: std::time::Duration::ZERO,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Client requests addressed to a project.
+
+use actix::prelude::*;
+use serde_json::json;
+
+use super::ProjectActor;
+use crate::broadcast::{ProjectGone, Subscribe, Unsubscribe};
+use crate::connection::{Deliver, Mark, ReplyTo};
+use crate::error::{ApiError, Code};
+use crate::protocol::request::HistoryQuery;
+use crate::protocol::{Frame, FrameBuilder, RunOptions};
+use crate::storage::metadata::ProjectState;
+use crate::supervisor::{ChildId, Forget};
+
+/// The most events replayed on one join; a client further behind gets `recovered: false` and
+/// pages the rest with `get_messages`.
+pub const MAX_REPLAY: usize = 10_000;
+
+#[derive(Debug)]
+pub enum ProjectOp {
+    Join { since_seq: Option<u64> },
+    Leave,
+    Execute { prompt: String, options: RunOptions },
+    NewSession,
+    Kill { clear_queue: bool },
+    GetMessages(HistoryQuery),
+    Delete,
+    Panic,
+    PanicExecutor,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProjectRequest {
+    pub reply: ReplyTo,
+    pub op: ProjectOp,
+}
+
+impl Handler<ProjectRequest> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProjectRequest, ctx: &mut Self::Context) {
+        let ProjectRequest { reply, op } = msg;
+        let result = match op {
+            ProjectOp::Join { since_seq } => self.join(&reply, since_seq),
+            ProjectOp::Leave => self.leave(&reply),
+            ProjectOp::Execute { prompt, options } => self.execute(&reply, prompt, options, ctx),
+            ProjectOp::NewSession => self.new_session(&reply),
+            ProjectOp::Kill { clear_queue } => self.kill(&reply, clear_queue, ctx),
+            ProjectOp::GetMessages(q) => self.get_messages(&reply, &q),
+            ProjectOp::Delete => self.delete(&reply, ctx),
+            ProjectOp::Panic => {
+                reply.ok(
+                    "fault_injected",
+                    Some(&self.id),
+                    &json!({"actor": "project"}),
+                );
+                panic!("fault injected into project actor {}", self.id);
+            }
+            ProjectOp::PanicExecutor => match self.active.as_ref().and_then(|r| r.executor.clone())
+            {
+                Some(exec) => {
+                    exec.do_send(crate::executor::Panic);
+                    reply.ok(
+                        "fault_injected",
+                        Some(&self.id),
+                        &json!({"actor": "executor"}),
+                    );
+                    Ok(())
+                }
+                None => Err(ApiError::new(
+                    Code::NoActiveRun,
+                    "the project has no running executor to fault",
+                )),
+            },
+        };
+        if let Err(e) = result {
+            reply.err(Some(&self.id), &e);
+        }
+    }
+}
+
+impl ProjectActor {
+    /// Subscribes the requester, replaying what it missed first. `since_seq: None` subscribes
+    /// from now on.
+    fn join(&mut self, reply: &ReplyTo, since_seq: Option<u64>) -> Result<(), ApiError> {
+        let last = self.history.last_seq();
+        let (replay, recovered) = match since_seq {
+            None => (Vec::new(), true),
+            Some(n) if n > last => (Vec::new(), false),
+            Some(n) => {
+                let r = self.history.replay_after(n, MAX_REPLAY).map_err(|e| {
+                    log::error!(project = &*self.id; "could not read history for replay: {e}");
+                    ApiError::storage("read the project's history")
+                })?;
+                (r.records, r.recovered)
+            }
+        };
+        let joined = reply.frame(
+            "project_joined",
+            Some(&self.id),
+            &json!({"project": self.view(), "recovered": recovered, "replayed": replay.len()}),
+        );
+        let mut lead = Vec::with_capacity(replay.len() + 1);
+        lead.push(Deliver {
+            frame: joined,
+            mark: Mark::Joined {
+                project: self.id.clone(),
+                since: since_seq.unwrap_or(last).min(last),
+            },
+        });
+        lead.extend(replay.into_iter().map(|(seq, line)| {
+            Deliver::plain(Frame {
+                text: line.into(),
+                project: Some(self.id.clone()),
+                seq: Some(seq),
+            })
+        }));
+        self.subscribe(reply, lead)
+    }
+
+    pub(super) fn subscribe(&self, reply: &ReplyTo, lead: Vec<Deliver>) -> Result<(), ApiError> {
+        let b = self.engine.directory.broadcast().ok_or_else(|| {
+            ApiError::internal("the broadcast actor is restarting; try again shortly")
+        })?;
+        b.do_send(Subscribe {
+            project: self.id.clone(),
+            conn: reply.conn,
+            recipient: reply.recipient.clone(),
+            lead,
+        });
+        Ok(())
+    }
+
+    fn leave(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
+        let left = Deliver {
+            frame: reply.frame(
+                "project_left",
+                Some(&self.id),
+                &json!({"project_id": &*self.id}),
+            ),
+            mark: Mark::Left(self.id.clone()),
+        };
+        match self.engine.directory.broadcast() {
+            Some(b) => b.do_send(Unsubscribe {
+                project: self.id.clone(),
+                conn: reply.conn,
+                reply: Some((reply.recipient.clone(), left)),
+            }),
+            None => reply.recipient.do_send(left),
+        }
+        Ok(())
+    }
+
+    fn get_messages(&mut self, reply: &ReplyTo, q: &HistoryQuery) -> Result<(), ApiError> {
+        let page = self.history.query(q).map_err(|e| {
+            log::error!(project = &*self.id; "could not read history: {e}");
+            ApiError::storage("read the project's history")
+        })?;
+        reply.ok(
+            "messages",
+            Some(&self.id),
+            &json!({"messages": page.records, "has_more": page.has_more, "next_seq": page.next_seq}),
+        );
+        Ok(())
+    }
+
+    fn new_session(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
+        if self.active.is_some() {
+            return Err(ApiError::new(
+                Code::ProjectBusy,
+                "the project is executing: stop the run (agent_kill) before starting a new session",
+            ));
+        }
+        let old = self.meta.session_id.clone();
+        self.update_meta(|m| m.session_id = None)
+            .map_err(|_| ApiError::storage("reset the session"))?;
+        let at = crate::time::now_rfc3339();
+        log::info!(project = &*self.id, old_session = old.as_deref().unwrap_or("none"), at = at.as_str(); "session reset");
+        let data = json!({"project_id": &*self.id, "old_session_id": old, "reset_at": at});
+        self.emit("session_reset", crate::protocol::Direction::System, &data);
+        reply.ok("session_reset", Some(&self.id), &data);
+        Ok(())
+    }
+
+    fn delete(&mut self, reply: &ReplyTo, ctx: &mut Context<Self>) -> Result<(), ApiError> {
+        if self.active.is_some()
+            || !self.queue.is_empty()
+            || self.state() == ProjectState::Executing
+        {
+            return Err(ApiError::new(
+                Code::ProjectBusy,
+                format!(
+                    "project {} is executing: stop the run (agent_kill) before deleting it",
+                    self.id
+                ),
+            ));
+        }
+        let data_dir = self.engine.config.data_dir.clone();
+        if let Err(e) = crate::storage::remove_project_dir(&data_dir, &self.id) {
+            log::error!(project = &*self.id; "could not delete the project's data: {e}");
+            return Err(ApiError::storage("delete the project"));
+        }
+        log::info!(project = &*self.id; "project deleted");
+        self.engine.directory.remove_project(&self.id);
+        if let Some(s) = &self.supervisor {
+            s.do_send(Forget(ChildId::Project(self.id.to_string())));
+        }
+        let notice = FrameBuilder::new("project_deleted")
+            .project(&self.id)
+            .encode(&json!({"project_id": &*self.id, "reason": "deleted by a client"}));
+        if let Some(b) = self.engine.directory.broadcast() {
+            b.do_send(ProjectGone {
+                project: self.id.clone(),
+                notice,
+            });
+        }
+        reply.ok(
+            "project_deleted",
+            Some(&self.id),
+            &json!({"project_id": &*self.id}),
+        );
+        self.guard.stop_expected();
+        ctx.stop();
+        Ok(())
+    }
+}

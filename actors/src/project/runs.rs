@@ -1,0 +1,542 @@
+//! Runs: the queue, starting the agent, its output, and how a run ends.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::ProjectActor;
+use crate::connection::ReplyTo;
+use crate::error::{ApiError, Code};
+use crate::executor::agent::{build_args, not_found, resolve_program};
+use crate::executor::{ExecutorActor, RunExited, RunOutput, RunSpec, StopReason, StopRun};
+use crate::protocol::{Direction, RunOptions};
+use crate::storage::metadata::{AgentKind, ProjectState};
+
+/// A run waiting its turn.
+pub struct QueuedRun {
+    pub run_id: String,
+    pub prompt: String,
+    pub options: RunOptions,
+}
+
+/// The run in progress (possibly still waiting for a global run slot).
+pub struct ActiveRun {
+    pub run_id: String,
+    pub executor: Option<Addr<ExecutorActor>>,
+    pub started: Instant,
+    pub permit: Option<OwnedSemaphorePermit>,
+    pub stop: Option<StopReason>,
+    seen: Observed,
+}
+
+/// What the agent's own output said about the run.
+#[derive(Default)]
+struct Observed {
+    is_error: bool,
+    cost_usd: Option<f64>,
+    error: Option<String>,
+}
+
+/// The fields of an agent line the daemon cares about; everything else is passed through.
+#[derive(Deserialize)]
+struct AgentLine {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    subtype: Option<String>,
+    session_id: Option<String>,
+    thread_id: Option<String>,
+    is_error: Option<bool>,
+    total_cost_usd: Option<f64>,
+    result: Option<serde_json::Value>,
+    message: Option<serde_json::Value>,
+    error: Option<serde_json::Value>,
+}
+
+/// A global run slot became free for this run.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SlotReady {
+    run_id: String,
+    permit: OwnedSemaphorePermit,
+}
+
+impl ProjectActor {
+    pub(super) fn execute(
+        &mut self,
+        reply: &ReplyTo,
+        prompt: String,
+        options: RunOptions,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ApiError> {
+        let kind = self.meta.agent;
+        if resolve_program(self.agent_bin(kind)).is_none() {
+            return Err(not_found(kind));
+        }
+        // Build the command once now, so a bad option is refused before anything is queued.
+        build_args(kind, &options, None, &prompt)?;
+        for d in &options.add_dirs {
+            crate::paths::validate_project_path(d, &self.engine.config.project_roots)?;
+        }
+        let position = self.queue.len() + usize::from(self.active.is_some());
+        if position > 0 && self.queue.len() >= self.engine.config.max_queue {
+            return Err(ApiError::new(
+                Code::QueueFull,
+                format!(
+                    "the project's queue is full ({} waiting); try again when a run has finished",
+                    self.queue.len()
+                ),
+            ));
+        }
+        let run_id = uuid::Uuid::new_v4().to_string();
+        // `execute` joins the requester, so it sees what it started.
+        self.subscribe(reply, Vec::new())?;
+        let mut prompt_event = json!({"run_id": run_id, "prompt": prompt});
+        if !options.is_empty() {
+            prompt_event["options"] = serde_json::to_value(&options).unwrap_or_default();
+        }
+        self.emit("prompt", Direction::Client, &prompt_event);
+        reply.ok(
+            "execute_accepted",
+            Some(&self.id),
+            &json!({"run_id": run_id, "queue_position": position}),
+        );
+        log::info!(project = &*self.id, run = run_id.as_str(), position = position; "run accepted");
+        self.queue.push_back(QueuedRun {
+            run_id,
+            prompt,
+            options,
+        });
+        self.shared
+            .queue_len
+            .store(self.queue.len(), Ordering::Relaxed);
+        self.start_next(ctx);
+        Ok(())
+    }
+
+    fn agent_bin(&self, kind: AgentKind) -> &str {
+        match kind {
+            AgentKind::Claude => &self.engine.config.claude_bin,
+            AgentKind::Codex => &self.engine.config.codex_bin,
+        }
+    }
+
+    /// Starts the next queued run when none is active and a global slot is free (or waits for
+    /// one).
+    fn start_next(&mut self, ctx: &mut Context<Self>) {
+        if self.active.is_some() {
+            return;
+        }
+        let Some(next) = self.queue.pop_front() else {
+            return;
+        };
+        self.shared
+            .queue_len
+            .store(self.queue.len(), Ordering::Relaxed);
+        let run_id = next.run_id.clone();
+        self.active = Some(ActiveRun {
+            run_id: run_id.clone(),
+            executor: None,
+            started: Instant::now(),
+            permit: None,
+            stop: None,
+            seen: Observed::default(),
+        });
+        match self.engine.run_slots.clone().try_acquire_owned() {
+            Ok(permit) => self.launch(next, permit, ctx),
+            Err(_) => {
+                log::info!(project = &*self.id, run = run_id.as_str(); "waiting for a free run slot");
+                let slots = self.engine.run_slots.clone();
+                let me = ctx.address();
+                self.pending = Some(next);
+                actix_rt::spawn(async move {
+                    if let Ok(permit) = slots.acquire_owned().await {
+                        me.do_send(SlotReady { run_id, permit });
+                    }
+                });
+            }
+        }
+    }
+
+    fn launch(&mut self, run: QueuedRun, permit: OwnedSemaphorePermit, ctx: &mut Context<Self>) {
+        let kind = self.meta.agent;
+        let resume = self.meta.session_id.clone();
+        let Some(program) = resolve_program(self.agent_bin(kind)) else {
+            let err = not_found(kind).error;
+            self.finish(&run.run_id, "failed", None, Some(err), ctx);
+            return;
+        };
+        let args = match build_args(kind, &run.options, resume.as_deref(), &run.prompt) {
+            Ok(a) => a,
+            Err(e) => {
+                self.finish(&run.run_id, "failed", None, Some(e.error), ctx);
+                return;
+            }
+        };
+        let run_id = run.run_id.clone();
+        let _ = self.update_meta(|m| {
+            m.state = ProjectState::Executing;
+            m.active_run = Some(run_id.clone());
+            m.last_active = crate::time::now_rfc3339();
+        });
+        self.engine
+            .stats
+            .runs_active
+            .fetch_add(1, Ordering::Relaxed);
+        self.emit_state();
+        self.emit(
+            "run_started",
+            Direction::System,
+            &json!({"run_id": run_id, "prompt": run.prompt, "resumed_session_id": resume}),
+        );
+        let spec = RunSpec {
+            run_id: run_id.clone(),
+            project_id: self.id.to_string(),
+            program,
+            args,
+            cwd: self.meta.path.clone(),
+            timeout: self.engine.config.run_timeout,
+            grace: self.engine.config.kill_grace,
+        };
+        let exec = ExecutorActor::new(spec, ctx.address(), self.supervisor.clone()).start();
+        if let Some(active) = self.active.as_mut() {
+            active.executor = Some(exec);
+            active.permit = Some(permit);
+            active.started = Instant::now();
+        }
+    }
+
+    /// Handles one stdout line: notes what matters, then stores and broadcasts it.
+    fn on_stdout(&mut self, run_id: &str, line: Vec<u8>, cut: bool) {
+        let text = match String::from_utf8(line) {
+            Ok(t) => t,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return;
+        }
+        let parsed = (!cut && trimmed.starts_with('{'))
+            .then(|| serde_json::from_str::<AgentLine>(trimmed).ok())
+            .flatten();
+        let Some(head) = parsed else {
+            self.emit(
+                "agent_message",
+                Direction::Agent,
+                &json!({"run_id": run_id, "raw": text, "cut": cut.then_some(true)}),
+            );
+            return;
+        };
+        self.observe(&head);
+        // Validated above: the line is one JSON object and goes out unchanged.
+        match RawValue::from_string(trimmed.to_string()) {
+            Ok(raw) => {
+                #[derive(serde::Serialize)]
+                struct Data<'a> {
+                    run_id: &'a str,
+                    message: &'a RawValue,
+                }
+                self.emit(
+                    "agent_message",
+                    Direction::Agent,
+                    &Data {
+                        run_id,
+                        message: &raw,
+                    },
+                );
+            }
+            Err(_) => {
+                self.emit(
+                    "agent_message",
+                    Direction::Agent,
+                    &json!({"run_id": run_id, "raw": text}),
+                );
+            }
+        }
+    }
+
+    fn observe(&mut self, head: &AgentLine) {
+        let session = match head.kind.as_deref() {
+            Some("system") if head.subtype.as_deref() == Some("init") => head.session_id.clone(),
+            Some("result") => head.session_id.clone(),
+            Some("thread.started") => head.thread_id.clone(),
+            _ => None,
+        };
+        if let Some(s) = session.filter(|s| !s.is_empty() && s.len() <= 256) {
+            if self.meta.session_id.as_deref() != Some(s.as_str()) {
+                log::info!(project = &*self.id, session = s.as_str(); "agent session id saved");
+                // Saved durably at once: a crash mid-run still resumes this conversation.
+                let _ = self.update_meta(|m| m.session_id = Some(s));
+            }
+        }
+        let Some(run) = self.active.as_mut() else {
+            return;
+        };
+        match head.kind.as_deref() {
+            Some("result") => {
+                if let Some(c) = head.total_cost_usd {
+                    run.seen.cost_usd = Some(c);
+                }
+                if head.is_error == Some(true) {
+                    run.seen.is_error = true;
+                    let what = head
+                        .result
+                        .as_ref()
+                        .and_then(|r| r.as_str())
+                        .or(head.subtype.as_deref())
+                        .unwrap_or("unknown error");
+                    run.seen.error = Some(format!(
+                        "the agent reported an error: {}",
+                        crate::logfmt::sanitize(what, 500)
+                    ));
+                }
+            }
+            Some("error") | Some("turn.failed") => {
+                run.seen.is_error = true;
+                let what = head
+                    .message
+                    .as_ref()
+                    .and_then(|m| m.as_str().map(String::from))
+                    .or_else(|| {
+                        head.error.as_ref().and_then(|e| {
+                            e.get("message").and_then(|m| m.as_str()).map(String::from)
+                        })
+                    })
+                    .unwrap_or_else(|| "unknown error".into());
+                run.seen.error = Some(format!(
+                    "the agent reported an error: {}",
+                    crate::logfmt::sanitize(&what, 500)
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the active run (or the queued one named) and moves on.
+    fn finish(
+        &mut self,
+        run_id: &str,
+        status: &str,
+        exit_code: Option<i32>,
+        error: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(run) = self.active.take().filter(|r| r.run_id == run_id) else {
+            return;
+        };
+        let had_process = run.executor.is_some();
+        let duration_ms = run.started.elapsed().as_millis() as u64;
+        let mut data = json!({
+            "run_id": run_id,
+            "status": status,
+            "exit_code": exit_code,
+            "duration_ms": duration_ms,
+            "session_id": self.meta.session_id,
+        });
+        if let Some(c) = run.seen.cost_usd {
+            data["cost_usd"] = json!(c);
+        }
+        if status != "completed" {
+            data["error"] = json!(error.unwrap_or_else(|| "the run did not complete".into()));
+        }
+        log::info!(project = &*self.id, run = run_id, status = status, duration_ms = duration_ms; "run finished");
+        self.emit("run_finished", Direction::System, &data);
+        let state = match status {
+            "completed" | "killed" => ProjectState::Idle,
+            _ => ProjectState::Error,
+        };
+        let _ = self.update_meta(|m| {
+            m.state = state;
+            m.active_run = None;
+            m.last_active = crate::time::now_rfc3339();
+        });
+        if had_process {
+            self.engine
+                .stats
+                .runs_active
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        self.engine.stats.runs_total.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::run_finished(&self.engine, status, duration_ms);
+        self.emit_state();
+        drop(run.permit);
+        self.start_next(ctx);
+    }
+
+    pub(super) fn kill(
+        &mut self,
+        reply: &ReplyTo,
+        clear_queue: bool,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ApiError> {
+        let cleared = if clear_queue { self.clear_queue() } else { 0 };
+        let Some(run) = self.active.as_mut() else {
+            if cleared > 0 {
+                self.emit_state();
+                reply.ok(
+                    "agent_killed",
+                    Some(&self.id),
+                    &json!({"run_id": null, "cleared": cleared}),
+                );
+                return Ok(());
+            }
+            return Err(ApiError::new(
+                Code::NoActiveRun,
+                format!("project {} has no active run", self.id),
+            ));
+        };
+        let run_id = run.run_id.clone();
+        run.stop = Some(StopReason::Killed);
+        reply.ok(
+            "agent_killed",
+            Some(&self.id),
+            &json!({"run_id": run_id, "cleared": cleared}),
+        );
+        log::info!(project = &*self.id, run = run_id.as_str(); "kill requested");
+        match run.executor.clone() {
+            Some(exec) => exec.do_send(StopRun {
+                reason: StopReason::Killed,
+                grace: self.engine.config.kill_grace,
+            }),
+            None => {
+                // Still waiting for a run slot: nothing to signal.
+                self.pending = None;
+                self.finish(
+                    &run_id,
+                    "killed",
+                    None,
+                    Some("killed before it started".into()),
+                    ctx,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn clear_queue(&mut self) -> usize {
+        let queued: Vec<_> = self.queue.drain(..).collect();
+        self.shared.queue_len.store(0, Ordering::Relaxed);
+        for q in &queued {
+            let data = json!({
+                "run_id": q.run_id, "status": "killed", "exit_code": null, "duration_ms": 0,
+                "session_id": self.meta.session_id, "error": "removed from the queue before it started",
+            });
+            self.emit("run_finished", Direction::System, &data);
+        }
+        queued.len()
+    }
+
+    /// Stops the active run for shutdown and clears the queue.
+    pub(super) fn stop_for_shutdown(&mut self, grace: Duration) {
+        self.queue.clear();
+        if let Some(run) = self.active.as_mut() {
+            run.stop = Some(StopReason::Shutdown);
+            if let Some(exec) = &run.executor {
+                exec.do_send(StopRun {
+                    reason: StopReason::Shutdown,
+                    grace,
+                });
+            }
+        }
+    }
+}
+
+impl Handler<SlotReady> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SlotReady, ctx: &mut Self::Context) {
+        let waiting = self
+            .active
+            .as_ref()
+            .is_some_and(|r| r.run_id == msg.run_id && r.executor.is_none());
+        match self.pending.take().filter(|p| p.run_id == msg.run_id) {
+            Some(run) if waiting => self.launch(run, msg.permit, ctx),
+            _ => drop(msg.permit),
+        }
+    }
+}
+
+impl Handler<RunOutput> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunOutput, _: &mut Self::Context) {
+        for line in msg.lines {
+            if msg.stderr {
+                let text = String::from_utf8_lossy(&line.bytes);
+                self.emit(
+                    "agent_stderr",
+                    Direction::Agent,
+                    &json!({"run_id": msg.run_id, "line": text}),
+                );
+            } else {
+                self.on_stdout(&msg.run_id, line.bytes, line.cut);
+            }
+        }
+    }
+}
+
+impl Handler<RunExited> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunExited, ctx: &mut Self::Context) {
+        let Some(run) = self.active.as_ref().filter(|r| r.run_id == msg.run_id) else {
+            return;
+        };
+        let stop = msg.stop.or(run.stop);
+        let seen_error = run.seen.error.clone();
+        let is_error = run.seen.is_error;
+        let (status, error) = if let Some(f) = msg.failure {
+            ("failed", Some(f))
+        } else {
+            match stop {
+                Some(StopReason::Killed) => ("killed", Some("stopped by agent_kill".to_string())),
+                Some(StopReason::Shutdown) => (
+                    "killed",
+                    Some("stopped because the server is shutting down".to_string()),
+                ),
+                Some(StopReason::Timeout) => (
+                    "timeout",
+                    Some(format!(
+                        "the run exceeded its time limit of {}s and was stopped",
+                        self.engine.config.run_timeout.map_or(0, |t| t.as_secs())
+                    )),
+                ),
+                None if msg.exit_code == Some(0) && !is_error => ("completed", None),
+                None => (
+                    "failed",
+                    Some(
+                        seen_error.unwrap_or_else(|| match (msg.exit_code, msg.signal) {
+                            (Some(c), _) => format!("the agent exited with code {c}"),
+                            (None, Some(s)) => format!("the agent was killed by signal {s}"),
+                            _ => "the agent ended abnormally".into(),
+                        }),
+                    ),
+                ),
+            }
+        };
+        let run_id = msg.run_id.clone();
+        self.finish(&run_id, status, msg.exit_code, error, ctx);
+    }
+}
+
+/// The daemon is shutting down: stop the run, drop the queue, flush history.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    pub grace: Duration,
+}
+
+impl Handler<Shutdown> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) {
+        self.stop_for_shutdown(msg.grace);
+        if let Err(e) = self.history.sync() {
+            log::error!(project = &*self.id; "could not sync history: {e}");
+        }
+    }
+}

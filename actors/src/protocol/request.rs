@@ -1,0 +1,542 @@
+//! Decoding client frames into typed requests.
+//!
+//! Decoding happens in two steps: a loose envelope first (so that the request `id` can be echoed
+//! on an error even when the rest is wrong), then the typed `data` of the named request.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::options::RunOptions;
+use crate::error::{ApiError, Code};
+
+/// The longest request `id` a client may use.
+pub const MAX_ID_BYTES: usize = 128;
+/// The most records one `get_messages` page may ask for.
+pub const MAX_PAGE: usize = 1000;
+/// The page size when a client names none.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// A decoded request and the `id` to echo on its reply.
+#[derive(Debug)]
+pub struct Inbound {
+    pub id: Option<String>,
+    pub request: Request,
+}
+
+/// A frame that could not be decoded, with whatever could be salvaged for the reply.
+#[derive(Debug)]
+pub struct DecodeError {
+    pub id: Option<String>,
+    pub project_id: Option<String>,
+    pub error: ApiError,
+}
+
+/// Every request of protocol v1.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    ProjectCreate {
+        path: String,
+        name: Option<String>,
+        agent: Option<String>,
+    },
+    ProjectList,
+    ProjectDelete {
+        project_id: String,
+    },
+    ProjectJoin {
+        project_id: String,
+        since_seq: Option<u64>,
+    },
+    ProjectLeave {
+        project_id: String,
+    },
+    Execute {
+        project_id: String,
+        prompt: String,
+        options: RunOptions,
+    },
+    AgentNewSession {
+        project_id: String,
+    },
+    AgentKill {
+        project_id: String,
+        clear_queue: bool,
+    },
+    GetMessages {
+        project_id: String,
+        query: HistoryQuery,
+    },
+    HealthCheck,
+    Ping,
+    Auth {
+        token: String,
+    },
+    FaultInject {
+        actor: String,
+        project_id: Option<String>,
+    },
+}
+
+/// Which records of a project's history a client wants (`get_messages`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryQuery {
+    pub cursor: Cursor,
+    pub limit: usize,
+    pub direction: Option<crate::protocol::Direction>,
+}
+
+/// Where a history page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cursor {
+    /// The latest records.
+    Latest,
+    /// Records with `seq > n`.
+    SinceSeq(u64),
+    /// Records with `ts > t`.
+    Since(chrono::DateTime<chrono::Utc>),
+    /// The records just before `seq n`.
+    BeforeSeq(u64),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    id: Option<Value>,
+    project_id: Option<Value>,
+    data: Option<Value>,
+}
+
+/// Decodes one text frame. `fault_injection` says whether `fault_inject` exists on this server.
+pub fn decode(text: &str, fault_injection: bool) -> Result<Inbound, DecodeError> {
+    let envelope: Envelope = serde_json::from_str(text).map_err(|e| DecodeError {
+        id: None,
+        project_id: None,
+        error: ApiError::new(
+            Code::InvalidMessage,
+            format!(
+                "the message is not a JSON object: {}",
+                describe_json_error(&e)
+            ),
+        ),
+    })?;
+    let id = match envelope.id {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() <= MAX_ID_BYTES => Some(s),
+        Some(Value::String(_)) => {
+            return Err(DecodeError {
+                id: None,
+                project_id: None,
+                error: ApiError::validation(format!(
+                    "the request id is longer than {MAX_ID_BYTES} bytes"
+                )),
+            })
+        }
+        Some(_) => {
+            return Err(DecodeError {
+                id: None,
+                project_id: None,
+                error: ApiError::validation("the request id must be a string"),
+            })
+        }
+    };
+    let fail = |error: ApiError, project_id: Option<String>| DecodeError {
+        id: id.clone(),
+        project_id,
+        error,
+    };
+    let kind = match envelope.kind {
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(fail(
+                ApiError::new(Code::InvalidMessage, "the field 'type' must be a string"),
+                None,
+            ))
+        }
+        None => {
+            return Err(fail(
+                ApiError::new(Code::InvalidMessage, "the message has no 'type' field"),
+                None,
+            ))
+        }
+    };
+    let data = match envelope.data {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(fail(
+                ApiError::validation("the field 'data' must be an object"),
+                None,
+            ))
+        }
+    };
+    let project_id = resolve_project_id(envelope.project_id, data.get("project_id"))
+        .map_err(|e| fail(e, None))?;
+    let request = typed(&kind, data, project_id.clone(), fault_injection)
+        .map_err(|e| fail(e, project_id.clone()))?;
+    Ok(Inbound { id, request })
+}
+
+/// A project may be named at the top level or in `data`; both at once must agree.
+fn resolve_project_id(
+    top: Option<Value>,
+    inner: Option<&Value>,
+) -> Result<Option<String>, ApiError> {
+    let as_id = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() && s.len() <= MAX_ID_BYTES => Ok(Some(s.clone())),
+        Value::Null => Ok(None),
+        _ => Err(ApiError::validation(
+            "'project_id' must be a non-empty string of at most 128 bytes",
+        )),
+    };
+    let top = top.as_ref().map(as_id).transpose()?.flatten();
+    let inner = inner.map(as_id).transpose()?.flatten();
+    match (top, inner) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::validation(
+            "'project_id' at the top level and in 'data' name different projects",
+        )),
+        (Some(a), _) => Ok(Some(a)),
+        (None, b) => Ok(b),
+    }
+}
+
+fn need_project(kind: &str, project_id: Option<String>) -> Result<String, ApiError> {
+    project_id.ok_or_else(|| {
+        ApiError::validation(format!(
+            "'{kind}' needs a 'project_id' (top level or in 'data')"
+        ))
+    })
+}
+
+fn fields<T: DeserializeOwned>(kind: &str, data: Map<String, Value>) -> Result<T, ApiError> {
+    serde_json::from_value(Value::Object(data)).map_err(|e| {
+        ApiError::validation(format!(
+            "invalid 'data' for '{kind}': {}",
+            describe_json_error(&e)
+        ))
+    })
+}
+
+#[derive(Deserialize)]
+struct CreateData {
+    path: String,
+    name: Option<String>,
+    agent: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JoinData {
+    since_seq: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ExecuteData {
+    prompt: String,
+    options: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct KillData {
+    #[serde(default)]
+    clear_queue: bool,
+}
+
+#[derive(Deserialize)]
+struct MessagesData {
+    since: Option<String>,
+    since_seq: Option<u64>,
+    before_seq: Option<u64>,
+    limit: Option<u64>,
+    direction: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AuthData {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct FaultData {
+    actor: String,
+}
+
+fn typed(
+    kind: &str,
+    data: Map<String, Value>,
+    project_id: Option<String>,
+    fault_injection: bool,
+) -> Result<Request, ApiError> {
+    Ok(match kind {
+        "project_create" => {
+            let d: CreateData = fields(kind, data)?;
+            Request::ProjectCreate {
+                path: d.path,
+                name: d.name,
+                agent: d.agent,
+            }
+        }
+        "project_list" => Request::ProjectList,
+        "project_delete" => Request::ProjectDelete {
+            project_id: need_project(kind, project_id)?,
+        },
+        "project_join" => {
+            let d: JoinData = fields(kind, data)?;
+            Request::ProjectJoin {
+                project_id: need_project(kind, project_id)?,
+                since_seq: d.since_seq,
+            }
+        }
+        "project_leave" => Request::ProjectLeave {
+            project_id: need_project(kind, project_id)?,
+        },
+        "execute" => {
+            let project_id = need_project(kind, project_id)?;
+            let d: ExecuteData = fields(kind, data)?;
+            if d.prompt.trim().is_empty() {
+                return Err(ApiError::validation("'prompt' must not be empty"));
+            }
+            Request::Execute {
+                project_id,
+                prompt: d.prompt,
+                options: RunOptions::from_value(d.options)?,
+            }
+        }
+        "agent_new_session" => Request::AgentNewSession {
+            project_id: need_project(kind, project_id)?,
+        },
+        "agent_kill" => {
+            let d: KillData = fields(kind, data)?;
+            Request::AgentKill {
+                project_id: need_project(kind, project_id)?,
+                clear_queue: d.clear_queue,
+            }
+        }
+        "get_messages" => {
+            let project_id = need_project(kind, project_id)?;
+            let d: MessagesData = fields(kind, data)?;
+            Request::GetMessages {
+                project_id,
+                query: history_query(d)?,
+            }
+        }
+        "health_check" => Request::HealthCheck,
+        "ping" => Request::Ping,
+        "auth" => {
+            let d: AuthData = fields(kind, data)?;
+            Request::Auth { token: d.token }
+        }
+        "fault_inject" if fault_injection => {
+            let d: FaultData = fields(kind, data)?;
+            Request::FaultInject {
+                actor: d.actor,
+                project_id,
+            }
+        }
+        other => {
+            return Err(ApiError::new(
+                Code::UnknownType,
+                format!(
+                    "unknown message type '{}'",
+                    crate::logfmt::sanitize(other, 64)
+                ),
+            ))
+        }
+    })
+}
+
+fn history_query(d: MessagesData) -> Result<HistoryQuery, ApiError> {
+    let limit = match d.limit {
+        None => DEFAULT_PAGE,
+        Some(0) => return Err(ApiError::validation("'limit' must be at least 1")),
+        Some(n) if n as usize > MAX_PAGE || n > MAX_PAGE as u64 => {
+            return Err(ApiError::validation(format!(
+                "'limit' may be at most {MAX_PAGE}"
+            )))
+        }
+        Some(n) => n as usize,
+    };
+    let direction = match d.direction.as_deref() {
+        None | Some("all") => None,
+        Some(s) => Some(crate::protocol::Direction::parse(s).ok_or_else(|| {
+            ApiError::validation("'direction' must be 'client', 'agent', 'system' or 'all'")
+        })?),
+    };
+    let cursors = [
+        d.since.is_some(),
+        d.since_seq.is_some(),
+        d.before_seq.is_some(),
+    ];
+    if cursors.iter().filter(|c| **c).count() > 1 {
+        return Err(ApiError::validation(
+            "give at most one of 'since', 'since_seq' and 'before_seq'",
+        ));
+    }
+    let cursor = if let Some(s) = d.since {
+        Cursor::Since(crate::time::parse_ts(&s).ok_or_else(|| {
+            ApiError::validation("'since' must be an RFC 3339 time, like 2026-11-21T10:00:00Z")
+        })?)
+    } else if let Some(n) = d.since_seq {
+        Cursor::SinceSeq(n)
+    } else if let Some(n) = d.before_seq {
+        Cursor::BeforeSeq(n)
+    } else {
+        Cursor::Latest
+    };
+    Ok(HistoryQuery {
+        cursor,
+        limit,
+        direction,
+    })
+}
+
+/// A client-facing account of a JSON error: its category and position, never the input.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax => format!("syntax error at line {} column {}", e.line(), e.column()),
+        Category::Eof => "the JSON ends too early".to_string(),
+        Category::Io => "it could not be read".to_string(),
+        Category::Data => {
+            // serde's data messages name the field and the expected type: useful and safe.
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg);
+            crate::logfmt::sanitize(msg, 200)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(text: &str) -> Code {
+        decode(text, false).unwrap_err().error.code
+    }
+
+    #[test]
+    fn decodes_project_id_in_either_place() {
+        for text in [
+            r#"{"type":"project_join","project_id":"p1"}"#,
+            r#"{"type":"project_join","data":{"project_id":"p1"}}"#,
+            r#"{"type":"project_join","project_id":"p1","data":{"project_id":"p1"}}"#,
+        ] {
+            let r = decode(text, false).unwrap();
+            assert_eq!(
+                r.request,
+                Request::ProjectJoin {
+                    project_id: "p1".into(),
+                    since_seq: None
+                }
+            );
+        }
+        assert_eq!(
+            code_of(r#"{"type":"project_join","project_id":"p1","data":{"project_id":"p2"}}"#),
+            Code::ValidationFailed
+        );
+    }
+
+    #[test]
+    fn echoes_id_on_errors() {
+        let e = decode(r#"{"type":"nope","id":"c-1"}"#, false).unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("c-1"));
+        assert_eq!(e.error.code, Code::UnknownType);
+        let e = decode(r#"{"type":"execute","id":"c-2","project_id":"p"}"#, false).unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("c-2"));
+        assert_eq!(e.error.code, Code::ValidationFailed);
+        assert!(e.error.error.contains("prompt"), "{}", e.error.error);
+    }
+
+    #[test]
+    fn classifies_bad_frames() {
+        assert_eq!(code_of("not json"), Code::InvalidMessage);
+        assert_eq!(code_of("[1,2]"), Code::InvalidMessage);
+        assert_eq!(code_of(r#"{"id":"x"}"#), Code::InvalidMessage);
+        assert_eq!(code_of(r#"{"type":5}"#), Code::InvalidMessage);
+        assert_eq!(
+            code_of(r#"{"type":"project_create","data":{}}"#),
+            Code::ValidationFailed
+        );
+        assert_eq!(
+            code_of(r#"{"type":"project_create","data":[]}"#),
+            Code::ValidationFailed
+        );
+        assert_eq!(
+            code_of(&format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(129))),
+            Code::ValidationFailed
+        );
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(
+            code_of(&format!(r#"{{"type":"ping","data":{deep}}}"#)),
+            Code::InvalidMessage
+        );
+        assert_eq!(
+            code_of(r#"{"type":"ping","id":1e999}"#),
+            Code::InvalidMessage
+        );
+    }
+
+    #[test]
+    fn fault_inject_exists_only_when_enabled() {
+        let text = r#"{"type":"fault_inject","data":{"actor":"health"}}"#;
+        assert_eq!(code_of(text), Code::UnknownType);
+        assert!(decode(text, true).is_ok());
+    }
+
+    #[test]
+    fn history_queries_are_validated() {
+        let q = |data: &str| {
+            decode(
+                &format!(r#"{{"type":"get_messages","project_id":"p","data":{data}}}"#),
+                false,
+            )
+        };
+        match q(r#"{"since_seq":5,"limit":10,"direction":"agent"}"#)
+            .unwrap()
+            .request
+        {
+            Request::GetMessages { query, .. } => {
+                assert_eq!(query.cursor, Cursor::SinceSeq(5));
+                assert_eq!(query.limit, 10);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            q(r#"{"limit":1001}"#).unwrap_err().error.code,
+            Code::ValidationFailed
+        );
+        assert_eq!(
+            q(r#"{"limit":0}"#).unwrap_err().error.code,
+            Code::ValidationFailed
+        );
+        assert_eq!(
+            q(r#"{"since":"noon"}"#).unwrap_err().error.code,
+            Code::ValidationFailed
+        );
+        assert_eq!(
+            q(r#"{"since_seq":-1}"#).unwrap_err().error.code,
+            Code::ValidationFailed
+        );
+        assert_eq!(
+            q(r#"{"since_seq":1,"before_seq":3}"#)
+                .unwrap_err()
+                .error
+                .code,
+            Code::ValidationFailed
+        );
+        assert_eq!(
+            q(r#"{"direction":"up"}"#).unwrap_err().error.code,
+            Code::ValidationFailed
+        );
+    }
+
+    #[test]
+    fn prompt_starting_with_dash_is_a_prompt() {
+        let r = decode(
+            r#"{"type":"execute","project_id":"p","data":{"prompt":"--help"}}"#,
+            false,
+        )
+        .unwrap();
+        assert!(matches!(r.request, Request::Execute { ref prompt, .. } if prompt == "--help"));
+    }
+}

@@ -1,0 +1,347 @@
+//! The supervisor: owns the actor tree, restarts crashed children with backoff, and reports.
+//!
+//! ```text
+//! Supervisor
+//! ├── RegistryActor    project create/delete, one at a time
+//! ├── BroadcastActor   subscriptions and fan-out
+//! ├── HealthActor      background sampling
+//! └── ProjectActor ×N  (each may run one ExecutorActor at a time)
+//! ```
+//!
+//! Each child is rebuilt from durable state: a project from its `metadata.json` and history, the
+//! core actors from nothing (they keep no state that is not also elsewhere). A restart re-points
+//! peers by replacing the address in the [`Directory`](crate::directory::Directory). Past the
+//! restart limit a project goes `errored` and stays down; a core actor's crash loop ends the
+//! process with [`EXIT_CRASH_LOOP`] so that PM2 or systemd restart the whole daemon.
+
+mod backoff;
+mod guard;
+
+pub use backoff::{Decision, RestartTracker};
+pub use guard::{install_panic_hook, ChildGuard};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use crate::broadcast::BroadcastActor;
+use crate::connection::ConnectionSignal;
+use crate::directory::ActorStatus;
+use crate::engine::{Engine, Lifecycle};
+use crate::health::HealthActor;
+use crate::project::spawn_project;
+use crate::registry::RegistryActor;
+use crate::storage::metadata::{self, ProjectMeta};
+
+/// The exit code when a core actor keeps crashing: distinct, so operators can tell it apart.
+pub const EXIT_CRASH_LOOP: i32 = 70;
+
+/// A supervised child.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ChildId {
+    Registry,
+    Broadcast,
+    Health,
+    Project(String),
+    /// The executor of a project's current run. It is not rebuilt (its run ends as failed), but
+    /// its crashes are counted.
+    Executor(String),
+    /// A connection's actor. Not rebuilt (the client reconnects), but counted.
+    Connection,
+}
+
+impl ChildId {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChildId::Registry => "registry",
+            ChildId::Broadcast => "broadcast",
+            ChildId::Health => "health",
+            ChildId::Project(_) => "project",
+            ChildId::Executor(_) => "executor",
+            ChildId::Connection => "connection",
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            ChildId::Project(id) => id.clone(),
+            ChildId::Executor(id) => format!("executor:{id}"),
+            other => other.kind().to_string(),
+        }
+    }
+
+    fn is_core(&self) -> bool {
+        matches!(
+            self,
+            ChildId::Registry | ChildId::Broadcast | ChildId::Health
+        )
+    }
+}
+
+/// A child ended; `crashed` says why, or `None` for a stop on purpose.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ChildExited {
+    pub child: ChildId,
+    pub crashed: Option<String>,
+}
+
+/// A child was started by someone else (a project created by the registry).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt(pub ChildId);
+
+/// A child is gone for good (a deleted project): forget its record.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forget(pub ChildId);
+
+/// Brings a child back after its backoff delay.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Restart(ChildId);
+
+#[derive(PartialEq, Clone, Copy)]
+enum Status {
+    Running,
+    Restarting,
+    Errored,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Restarting => "restarting",
+            Status::Errored => "errored",
+        }
+    }
+}
+
+struct Record {
+    tracker: RestartTracker,
+    status: Status,
+}
+
+pub struct Supervisor {
+    engine: Arc<Engine>,
+    children: HashMap<ChildId, Record>,
+}
+
+impl Supervisor {
+    /// Starts the supervisor on the current arbiter; it starts the tree and loads every project.
+    pub fn boot(engine: Arc<Engine>) -> Addr<Supervisor> {
+        Supervisor {
+            engine,
+            children: HashMap::new(),
+        }
+        .start()
+    }
+
+    fn record(&mut self, child: &ChildId) -> &mut Record {
+        self.children
+            .entry(child.clone())
+            .or_insert_with(|| Record {
+                tracker: RestartTracker::new(Instant::now()),
+                status: Status::Running,
+            })
+    }
+
+    fn report(&mut self, child: &ChildId) {
+        let r = self.record(child);
+        let status = ActorStatus {
+            name: child.name(),
+            kind: child.kind(),
+            status: r.status.as_str(),
+            restarts: r.tracker.restarts,
+            backoff_ms: r.tracker.backoff.as_millis() as u64,
+        };
+        self.engine.directory.set_actor_status(status);
+    }
+
+    /// Starts (or restarts) a child. Returns an error sentence when it cannot be rebuilt.
+    fn start_child(&mut self, child: &ChildId, ctx: &mut Context<Self>) -> Result<(), String> {
+        let me = Some(ctx.address());
+        let engine = self.engine.clone();
+        match child {
+            ChildId::Registry => {
+                let a = RegistryActor::new(engine.clone(), me).start();
+                engine.directory.set_registry(Some(a));
+            }
+            ChildId::Broadcast => {
+                engine.directory.clear_subscriber_counts();
+                let a = BroadcastActor::new(engine.clone(), me).start();
+                engine.directory.set_broadcast(Some(a));
+                // Subscriptions died with the old actor: every connection re-joins its projects
+                // from the last seq it saw, and replay fills the gap.
+                engine
+                    .directory
+                    .signal_connections(|| ConnectionSignal::Rejoin);
+            }
+            ChildId::Health => {
+                let a = HealthActor::new(engine.clone(), me).start();
+                engine.directory.set_health(Some(a));
+            }
+            ChildId::Project(id) => {
+                let meta = ProjectMeta::load(&engine.config.data_dir, id)
+                    .map_err(|e| format!("its metadata cannot be loaded: {e}"))?;
+                spawn_project(&engine, meta, me)
+                    .map_err(|e| format!("its history cannot be opened: {e}"))?;
+            }
+            ChildId::Executor(_) | ChildId::Connection => {}
+        }
+        let r = self.record(child);
+        r.status = Status::Running;
+        r.tracker.started(Instant::now());
+        self.report(child);
+        Ok(())
+    }
+
+    fn give_up(&mut self, child: &ChildId, why: &str) {
+        log::error!(
+            actor = child.name().as_str();
+            "{} actor errored, staying down: {why}",
+            child.kind()
+        );
+        self.record(child).status = Status::Errored;
+        self.report(child);
+        if let ChildId::Project(id) = child {
+            self.engine.directory.set_project_addr(
+                id,
+                None,
+                Some(format!(
+                    "project {id} is unavailable: its actor crashed too often and was stopped ({why}); restart the daemon to bring it back"
+                )),
+            );
+        }
+        if child.is_core() {
+            log::error!(
+                "core actor {} is in a crash loop; exiting with code {EXIT_CRASH_LOOP} so the process manager restarts the daemon",
+                child.kind()
+            );
+            crate::executor::process::kill_all_runs();
+            std::process::exit(EXIT_CRASH_LOOP);
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        for core in [ChildId::Broadcast, ChildId::Health, ChildId::Registry] {
+            if let Err(e) = self.start_child(&core, ctx) {
+                log::error!("could not start the {} actor: {e}", core.kind());
+            }
+        }
+        match metadata::load_all(&self.engine.config.data_dir) {
+            Ok(metas) => {
+                let n = metas.len();
+                for meta in metas {
+                    let child = ChildId::Project(meta.id.clone());
+                    match spawn_project(&self.engine, meta, Some(ctx.address())) {
+                        Ok(_) => {
+                            self.record(&child);
+                            self.report(&child);
+                        }
+                        Err(e) => log::error!(
+                            project = child.name().as_str();
+                            "skipping project: its history cannot be opened: {e}"
+                        ),
+                    }
+                }
+                log::info!("loaded {n} project(s); ready");
+            }
+            Err(e) => log::error!("could not read the projects directory: {e}"),
+        }
+        self.engine.set_lifecycle(Lifecycle::Ready);
+    }
+}
+
+impl Handler<ChildExited> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChildExited, ctx: &mut Self::Context) {
+        let child = msg.child;
+        let Some(reason) = msg.crashed else {
+            return;
+        };
+        if self.engine.lifecycle() == Lifecycle::ShuttingDown {
+            return;
+        }
+        if matches!(self.children.get(&child), Some(r) if r.status == Status::Errored) {
+            return;
+        }
+        let policy = self.engine.config.backoff.clone();
+        let decision = self.record(&child).tracker.crashed(Instant::now(), &policy);
+        match decision {
+            Decision::GiveUp => self.give_up(&child, &reason),
+            Decision::Restart(delay) => {
+                let restarts = self.record(&child).tracker.restarts;
+                crate::metrics::METRICS.restart(child.kind());
+                log::warn!(
+                    actor = child.name().as_str(), restarts = restarts, backoff_ms = delay.as_millis() as u64;
+                    "{} actor crashed ({reason}); restarting in {} ms",
+                    child.kind(),
+                    delay.as_millis()
+                );
+                match child {
+                    ChildId::Executor(_) | ChildId::Connection => {
+                        // Nothing to rebuild: the run ends as failed, the client reconnects.
+                        self.report(&child);
+                        return;
+                    }
+                    ChildId::Project(ref id) => self.engine.directory.set_project_addr(
+                        id,
+                        None,
+                        Some(format!(
+                            "project {id} is restarting after a crash; try again shortly"
+                        )),
+                    ),
+                    _ => {}
+                }
+                self.record(&child).status = Status::Restarting;
+                self.report(&child);
+                ctx.notify_later(Restart(child), delay);
+            }
+        }
+    }
+}
+
+impl Handler<Restart> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Restart, ctx: &mut Self::Context) {
+        if self.engine.lifecycle() == Lifecycle::ShuttingDown {
+            return;
+        }
+        let child = msg.0;
+        if !self.children.contains_key(&child) {
+            return; // forgotten meanwhile (deleted)
+        }
+        match self.start_child(&child, ctx) {
+            Ok(()) => log::info!(actor = child.name().as_str(); "{} actor restarted", child.kind()),
+            Err(e) => self.give_up(&child, &e),
+        }
+    }
+}
+
+impl Handler<Adopt> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Adopt, _: &mut Self::Context) {
+        self.record(&msg.0);
+        self.report(&msg.0);
+    }
+}
+
+impl Handler<Forget> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, _: &mut Self::Context) {
+        self.children.remove(&msg.0);
+        self.engine.directory.remove_actor_status(&msg.0.name());
+    }
+}

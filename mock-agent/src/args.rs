@@ -1,0 +1,177 @@
+//! Command-line parsing: which CLI is being imitated and what it was asked.
+//!
+//! The daemon builds a real `claude` or `codex` command line; the mock must
+//! accept exactly those flags (and refuse what the real CLI refuses), so a
+//! test that passes against the mock also says something about the real
+//! invocation. Each flavour's grammar lives in its own submodule.
+
+pub mod claude;
+pub mod codex;
+
+use crate::error::Failure;
+
+/// Which real CLI the mock is standing in for. It decides the argv grammar,
+/// the fixtures replayed, and the SIGINT behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Claude,
+    Codex,
+}
+
+impl Flavour {
+    /// The name used in the argv log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Claude => "claude",
+            Flavour::Codex => "codex",
+        }
+    }
+
+    /// What the real CLI prints for `--version` (the versions the fixtures
+    /// were recorded with).
+    pub fn version_line(self) -> &'static str {
+        match self {
+            Flavour::Claude => "2.1.197 (Claude Code)",
+            Flavour::Codex => "codex-cli 0.169.0",
+        }
+    }
+
+    /// A short usage text for `--help`.
+    pub fn usage(self) -> &'static str {
+        match self {
+            Flavour::Claude => claude::USAGE,
+            Flavour::Codex => codex::USAGE,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Version(Flavour),
+    Help(Flavour),
+    Run(Invocation),
+}
+
+/// A validated request to run the agent on a prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub flavour: Flavour,
+    /// The prompt words joined with single spaces.
+    pub prompt: String,
+    /// `--resume <session_id>` (claude) or `exec resume <thread_id>` (codex).
+    pub resume: Option<String>,
+    /// Codex only: whether `--skip-git-repo-check` was given (claude never
+    /// checks, so it is `true` there).
+    pub skip_git_repo_check: bool,
+}
+
+/// Parses `args` (argv without the program name). `flavour_env` is
+/// `MOCK_AGENT_FLAVOUR`, which only matters when argv cannot tell: `exec` as
+/// the first argument always means codex, anything else means claude unless
+/// the environment forces codex (for `codex --version`).
+pub fn parse(args: &[String], flavour_env: Option<&str>) -> Result<Command, Failure> {
+    let forced = match flavour_env.map(str::trim) {
+        None | Some("") => None,
+        Some("claude") => Some(Flavour::Claude),
+        Some("codex") => Some(Flavour::Codex),
+        Some(other) => {
+            return Err(Failure::new(
+                2,
+                format!("mock-agent: MOCK_AGENT_FLAVOUR must be claude or codex, not '{other}'"),
+            ))
+        }
+    };
+    match args.first().map(String::as_str) {
+        Some("exec") => codex::parse_exec(&args[1..]),
+        _ if forced == Some(Flavour::Codex) => codex::parse_top_level(args),
+        _ => claude::parse(args),
+    }
+}
+
+/// Splits `--flag=value` into the flag and its inline value. Only long
+/// options take values this way; `-x=...` is left alone.
+fn split_inline(token: &str) -> (&str, Option<&str>) {
+    if token.starts_with("--") {
+        if let Some((name, value)) = token.split_once('=') {
+            return (name, Some(value));
+        }
+    }
+    (token, None)
+}
+
+#[cfg(test)]
+pub(crate) fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_selects_codex_and_anything_else_claude() {
+        let codex = parse(
+            &strings(&["exec", "--json", "--skip-git-repo-check", "--", "hi"]),
+            None,
+        );
+        assert!(matches!(
+            codex,
+            Ok(Command::Run(Invocation {
+                flavour: Flavour::Codex,
+                ..
+            }))
+        ));
+        let claude = parse(
+            &strings(&[
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--",
+                "hi",
+            ]),
+            None,
+        );
+        assert!(matches!(
+            claude,
+            Ok(Command::Run(Invocation {
+                flavour: Flavour::Claude,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn version_flavour_comes_from_env() {
+        let args = strings(&["--version"]);
+        assert_eq!(parse(&args, None), Ok(Command::Version(Flavour::Claude)));
+        assert_eq!(
+            parse(&args, Some("claude")),
+            Ok(Command::Version(Flavour::Claude))
+        );
+        assert_eq!(
+            parse(&args, Some("codex")),
+            Ok(Command::Version(Flavour::Codex))
+        );
+        assert_eq!(
+            parse(&strings(&["exec", "--version"]), None),
+            Ok(Command::Version(Flavour::Codex))
+        );
+    }
+
+    #[test]
+    fn bad_flavour_env_is_refused() {
+        let err = parse(&strings(&["--version"]), Some("gemini")).unwrap_err();
+        assert_eq!(err.code, 2);
+    }
+
+    #[test]
+    fn inline_values_split_only_long_options() {
+        assert_eq!(split_inline("--model=opus"), ("--model", Some("opus")));
+        assert_eq!(split_inline("--model=a=b"), ("--model", Some("a=b")));
+        assert_eq!(split_inline("--model="), ("--model", Some("")));
+        assert_eq!(split_inline("--verbose"), ("--verbose", None));
+        assert_eq!(split_inline("-m=x"), ("-m=x", None));
+    }
+}

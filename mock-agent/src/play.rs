@@ -1,0 +1,187 @@
+//! Acting out a scenario on a [`Session`].
+//!
+//! Each scenario returns the exit status the real CLI would have had; `main`
+//! applies the `exit=N` override. Scenarios that end by signal (`hang`) or by
+//! crashing (`crash`) never return.
+
+use std::env;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::Failure;
+use crate::escape;
+use crate::events;
+use crate::fixtures::Recording;
+use crate::output;
+use crate::scenario::{Params, Scenario, Selection, Then};
+use crate::session::Session;
+
+const DEFAULT_LINES: u64 = 1000;
+const DEFAULT_LINE_BYTES: usize = 100;
+const DEFAULT_HUGE_BYTES: usize = 10 * 1024 * 1024;
+const DEFAULT_STDERR_LINES: u64 = 5;
+
+/// Runs the selected scenario; returns its natural exit status.
+pub fn play(s: &mut Session, selection: &Selection) -> Result<i32, Failure> {
+    let p = &selection.params;
+    let success = s.success_recording();
+    match selection.scenario {
+        Scenario::Success => replay(s, success, Extras::None),
+        Scenario::Tool => replay(s, Recording::Tool, Extras::None),
+        Scenario::Error => replay(s, Recording::Http500, Extras::None).map(|_| 1),
+        Scenario::ApiDown => replay(s, Recording::ApiDown, Extras::None).map(|_| 1),
+        Scenario::Slow => replay(s, success, Extras::Interval(p.interval_ms)),
+        Scenario::Stderr => replay(
+            s,
+            success,
+            Extras::Stderr(p.count.unwrap_or(DEFAULT_STDERR_LINES)),
+        ),
+        Scenario::NonJson => replay(s, success, Extras::NonJson),
+        Scenario::Crash => crash(s),
+        Scenario::Hang => {
+            let init = s.init_line();
+            s.emit(&init);
+            s.hang()
+        }
+        Scenario::Lines => lines(s, p),
+        Scenario::Huge => huge(s, p.bytes.unwrap_or(DEFAULT_HUGE_BYTES)),
+        Scenario::Escape => escape(s, p),
+        Scenario::Env => {
+            let init = s.init_line();
+            s.emit(&init);
+            let run_id = env::var_os("AGENTVISOR_RUN_ID");
+            let run_id = run_id.as_ref().map(|v| v.to_string_lossy());
+            let report = events::env_report(run_id.as_deref(), s.cwd.as_deref());
+            s.emit(&report);
+            let result = s.success_result();
+            s.emit(&result);
+            Ok(0)
+        }
+    }
+}
+
+/// What is mixed into a replay.
+enum Extras {
+    None,
+    /// Milliseconds between lines (`slow`).
+    Interval(u64),
+    /// Total stderr lines spread over the replay (`stderr`).
+    Stderr(u64),
+    /// A non-JSON stdout line before every recorded line (`nonjson`).
+    NonJson,
+}
+
+fn replay(s: &mut Session, recording: Recording, extras: Extras) -> Result<i32, Failure> {
+    let lines = s.recording(recording);
+    let n = lines.len() as u64;
+    let mut next_stderr = 1;
+    for (i, line) in lines.iter().enumerate() {
+        let i = i as u64;
+        match extras {
+            Extras::None => {}
+            Extras::Interval(ms) => {
+                if i > 0 {
+                    s.pause(ms);
+                }
+            }
+            Extras::Stderr(count) => {
+                // Noise line k goes before recorded line (k-1)*n/count, which
+                // spreads them evenly and puts them all before the result.
+                while next_stderr <= count && (next_stderr - 1) * n / count <= i {
+                    output::stderr_line(&format!("mock stderr line {next_stderr}"));
+                    next_stderr += 1;
+                }
+            }
+            Extras::NonJson => s.emit(&format!("this is not json {}", i + 1)),
+        }
+        s.emit(line);
+    }
+    Ok(0)
+}
+
+/// Two lines, then SIGABRT: an agent dying mid-stream with no result.
+fn crash(s: &mut Session) -> ! {
+    for line in s.recording(s.success_recording()).iter().take(2) {
+        s.emit(line);
+    }
+    s.flush();
+    // A crash test should not litter the working directory with core files.
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads a valid struct; abort has no preconditions.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::abort()
+    }
+}
+
+/// Synthetic traffic for throughput and latency measurements. Each line
+/// carries its sequence number and the wall-clock time it was written, so a
+/// reader can check ordering/loss and measure delivery latency.
+fn lines(s: &mut Session, p: &Params) -> Result<i32, Failure> {
+    let count = p.count.unwrap_or(DEFAULT_LINES);
+    let bytes = p.bytes.unwrap_or(DEFAULT_LINE_BYTES);
+    let paced = p.rate > 0.0;
+    let init = s.init_line();
+    s.emit(&init);
+
+    let pad = vec![b'x'; bytes];
+    let mut buf = Vec::with_capacity(bytes + 64);
+    let start = Instant::now();
+    for n in 1..=count {
+        if paced {
+            // Absolute schedule: line n is due at start + (n-1)/rate, so time
+            // spent writing does not accumulate as drift.
+            let due = Duration::try_from_secs_f64((n - 1) as f64 / p.rate)
+                .ok()
+                .and_then(|offset| start.checked_add(offset));
+            s.pause_until(due);
+        }
+        events::mock_line(&mut buf, n, unix_nanos(), bytes, &pad);
+        s.emit_buffered(&buf);
+        if paced {
+            s.flush();
+        }
+    }
+    s.flush();
+    let result = s.success_result();
+    s.emit(&result);
+    Ok(0)
+}
+
+fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// One very long line, to test the daemon's line-length handling.
+fn huge(s: &mut Session, bytes: usize) -> Result<i32, Failure> {
+    let init = s.init_line();
+    s.emit(&init);
+    let message = events::huge_message(s.flavour, &s.id, bytes);
+    s.emit(&message);
+    let result = s.success_result();
+    s.emit(&result);
+    Ok(0)
+}
+
+fn escape(s: &mut Session, p: &Params) -> Result<i32, Failure> {
+    let init = s.init_line();
+    s.emit(&init);
+    s.flush();
+    let pid = escape::spawn_detached_sleeper()?;
+    s.emit(&events::grandchild(pid));
+    if let Some(path) = env::var_os("MOCK_AGENT_PIDFILE") {
+        escape::record_pid(&path, pid)?;
+    }
+    match p.then {
+        Then::Hang => s.hang(),
+        Then::Exit => {
+            let result = s.success_result();
+            s.emit(&result);
+            Ok(0)
+        }
+    }
+}

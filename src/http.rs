@@ -1,0 +1,191 @@
+//! HTTP routes: `/ws` (the WebSocket upgrade), `/health`, `/ready` and `/metrics`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use agentvisor_actors::auth::{bearer, token_matches};
+use agentvisor_actors::connection::{client_addr, close_reason, Accepted, ConnectionActor};
+use agentvisor_actors::engine::{Engine, Lifecycle};
+use agentvisor_actors::metrics::METRICS;
+use agentvisor_actors::supervisor::Supervisor;
+
+/// What every route can see.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub supervisor: Addr<Supervisor>,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws", web::get().to(ws))
+        .route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics));
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.engine.health_report())
+}
+
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    match state.engine.lifecycle() {
+        Lifecycle::Ready => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Lifecycle::Starting => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "starting"}))
+        }
+        Lifecycle::ShuttingDown => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "shutting_down"}))
+        }
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(METRICS.render(&state.engine))
+}
+
+/// Why a WebSocket is closed right after the upgrade.
+struct Refusal {
+    code: u16,
+    reason: &'static str,
+    metric: &'static str,
+}
+
+/// A browser page may drive the daemon only from the daemon's own origin or an allowed one; a
+/// client that sends no `Origin` (not a browser) is not affected.
+fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
+        return true;
+    };
+    let origin = origin.trim_end_matches('/');
+    if allowed.iter().any(|a| a == origin || a == "*") {
+        return true;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, h)| h);
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+}
+
+async fn ws(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
+    let engine = state.engine.clone();
+    let cfg = &engine.config;
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let ip = client_addr(peer, forwarded, &cfg.trusted_proxies);
+
+    let mut authenticated = cfg.token.is_none();
+    let mut refusal = None;
+    if let Some(expected) = &cfg.token {
+        let header_token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer);
+        match header_token {
+            Some(t) if token_matches(t, expected) => authenticated = true,
+            Some(_) => {
+                refusal = Some(Refusal {
+                    code: 1008,
+                    reason: "invalid token",
+                    metric: "auth",
+                });
+            }
+            None => {}
+        }
+        if engine.auth_throttle.is_blocked(ip) {
+            refusal = Some(Refusal {
+                code: 1008,
+                reason: "too many failed authentications; try later",
+                metric: "auth_throttled",
+            });
+        }
+    }
+    if req
+        .query_string()
+        .split('&')
+        .any(|kv| kv.starts_with("token=") || kv.starts_with("access_token="))
+    {
+        refusal = Some(Refusal { code: 1008, reason: "tokens are not accepted in the URL; use the Authorization header or an auth message", metric: "token_in_url" });
+    }
+    if !origin_allowed(&req, &cfg.allowed_origins) {
+        refusal = Some(Refusal {
+            code: 1008,
+            reason: "origin not allowed",
+            metric: "origin",
+        });
+    }
+    if engine.lifecycle() == Lifecycle::ShuttingDown {
+        refusal = Some(Refusal {
+            code: 1001,
+            reason: "server shutting down",
+            metric: "shutting_down",
+        });
+    }
+    let permit = match refusal {
+        Some(_) => None,
+        None => match engine.limiter.try_acquire(ip) {
+            Ok(p) => Some(p),
+            Err(r) => {
+                refusal = Some(Refusal {
+                    code: 1013,
+                    reason: r.reason(),
+                    metric: r.label(),
+                });
+                None
+            }
+        },
+    };
+
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    match (refusal, permit) {
+        (None, Some(permit)) => {
+            ConnectionActor::start(Accepted {
+                engine,
+                supervisor: Some(state.supervisor.clone()),
+                session,
+                stream,
+                peer: ip,
+                authenticated,
+                permit,
+            });
+            METRICS.connections_opened.inc();
+        }
+        (refusal, _) => {
+            let r = refusal.unwrap_or(Refusal {
+                code: 1011,
+                reason: "internal error",
+                metric: "internal",
+            });
+            if r.code == 1008 && r.metric == "auth" {
+                agentvisor_actors::health::count_auth_failure(&engine, ip);
+            }
+            METRICS.refused(r.metric);
+            log::info!(peer = ip.to_string().as_str(); "refusing a connection: {} {}", r.code, r.reason);
+            actix_rt::spawn(async move {
+                let _keep_reading = stream;
+                let _ = session.close(Some(close_reason(r.code, r.reason))).await;
+            });
+        }
+    }
+    Ok(response)
+}

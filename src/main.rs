@@ -1,0 +1,97 @@
+//! The agentvisor daemon: configuration, HTTP, signals and shutdown around the engine in
+//! `agentvisor-actors`.
+
+mod config;
+mod http;
+mod logging;
+mod readiness;
+mod shutdown;
+
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use agentvisor_actors::engine::{Engine, Lifecycle};
+use agentvisor_actors::executor::process;
+use agentvisor_actors::supervisor::{install_panic_hook, Supervisor};
+use clap::Parser;
+
+/// Exit code for configuration errors.
+const EXIT_CONFIG: i32 = 2;
+/// Exit code when the daemon cannot start (the address is taken, …).
+const EXIT_START: i32 = 1;
+
+fn main() {
+    let config = match config::Args::parse().validate() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("agentvisor: configuration error: {e}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    };
+    logging::init(&config.log_format, &config.log_level);
+    install_panic_hook();
+    if let Err(e) = process::become_subreaper() {
+        log::warn!("could not become a child subreaper ({e}); escaped agent processes are still swept by run id");
+    }
+    if config.engine.fault_injection {
+        log::warn!("FAULT INJECTION IS ENABLED: any client can crash actors with fault_inject. Never use this in production.");
+    }
+    let code = actix_rt::System::new().block_on(run(config));
+    std::process::exit(code);
+}
+
+async fn run(config: config::Config) -> i32 {
+    let engine = Engine::new(config.engine);
+    let supervisor = Supervisor::boot(engine.clone());
+    let state = web::Data::new(http::AppState {
+        engine: engine.clone(),
+        supervisor,
+    });
+    let max_frame = engine.config.max_message_bytes;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(max_frame))
+            .configure(http::routes)
+    })
+    .workers(config.workers)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(config.listen);
+    let server = match server {
+        Ok(s) => s.run(),
+        Err(e) => {
+            log::error!("cannot listen on {}: {e}", config.listen);
+            return EXIT_START;
+        }
+    };
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    wait_until_ready(&engine).await;
+    log::info!(
+        "agentvisor {} listening on {} (data in {})",
+        env!("CARGO_PKG_VERSION"),
+        config.listen,
+        engine.config.data_dir.display()
+    );
+    readiness::sd_notify("READY=1");
+    readiness::pm2_ready();
+    if let Some(every) = readiness::watchdog_interval() {
+        actix_rt::spawn(async move {
+            loop {
+                actix_rt::time::sleep(every).await;
+                readiness::sd_notify("WATCHDOG=1");
+            }
+        });
+    }
+    let signal = shutdown::wait_for_signal().await;
+    log::info!("received {signal}: shutting down gracefully");
+    readiness::sd_notify("STOPPING=1");
+    shutdown::graceful(&engine, &handle, config.shutdown_timeout).await
+}
+
+async fn wait_until_ready(engine: &Arc<Engine>) {
+    while engine.lifecycle() == Lifecycle::Starting {
+        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

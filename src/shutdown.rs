@@ -1,0 +1,71 @@
+//! Graceful shutdown on SIGTERM or SIGINT (PM2 sends SIGINT; it must drain, not abort): stop
+//! accepting, tell every client (1001), stop every run, flush history, exit within the bound.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use agentvisor_actors::connection::ConnectionSignal;
+use agentvisor_actors::engine::{Engine, Lifecycle};
+use agentvisor_actors::executor::process;
+use agentvisor_actors::project::Shutdown;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// Waits for SIGTERM or SIGINT and returns its name.
+pub async fn wait_for_signal() -> &'static str {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            return std::future::pending().await;
+        }
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = tx.send(if sig == SIGINT { "SIGINT" } else { "SIGTERM" });
+        }
+    });
+    rx.await.unwrap_or("a signal")
+}
+
+/// Runs the shutdown and returns the exit code: 0 when everything was stopped and flushed in
+/// time, 1 when runs had to be killed at the deadline.
+pub async fn graceful(engine: &Arc<Engine>, server: &ServerHandle, timeout: Duration) -> i32 {
+    let deadline = Instant::now() + timeout;
+    engine.set_lifecycle(Lifecycle::ShuttingDown);
+    server.pause().await;
+    engine
+        .directory
+        .signal_connections(|| ConnectionSignal::Shutdown);
+    // Each stage of a run's stop escalation gets a share of the time we have.
+    let grace = engine.config.kill_grace.min(timeout / 4);
+    let projects = engine.directory.project_addrs();
+    for p in &projects {
+        p.do_send(Shutdown { grace });
+    }
+    let mut code = 0;
+    while engine.stats.runs_active.load(Ordering::Relaxed) > 0 || process::live_runs() > 0 {
+        if Instant::now() >= deadline {
+            log::error!("runs still active at the shutdown deadline: killing them");
+            process::kill_all_runs();
+            code = 1;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Flush what the last run events wrote.
+    for p in &projects {
+        let _ = tokio::time::timeout(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(100)),
+            p.send(Shutdown { grace }),
+        )
+        .await;
+    }
+    server.stop(false).await;
+    log::info!("shutdown complete");
+    code
+}
