@@ -69,11 +69,6 @@ impl BroadcastActor {
 
 impl Actor for BroadcastActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // Fan-out is this actor's whole job: let a burst of events queue without refusing.
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 /// Send a project event to its subscribers.

@@ -220,7 +220,6 @@ impl Actor for ConnectionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(usize::MAX);
         let me = ctx.address().recipient();
         self.engine.directory.add_connection(self.id, me);
         self.engine

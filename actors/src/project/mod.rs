@@ -128,7 +128,6 @@ impl Actor for ProjectActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(usize::MAX);
         self.recover_interrupted_run();
         if self.engine.config.durability == crate::config::Durability::Batch {
             ctx.run_interval(self.engine.config.history_flush_interval, |act, ctx| {

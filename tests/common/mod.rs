@@ -1,0 +1,477 @@
+//! The black-box test harness: starts the real `agentvisor` binary on a free port with a
+//! temporary data directory and the mock agent, and talks to it over real WebSocket.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The mock agent executable, built on demand.
+pub fn mock_agent() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let mock = profile_dir.join("mock-agent");
+    if !mock.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "agentvisor-mock-agent"])
+            .status()
+            .expect("cargo build of the mock agent");
+        assert!(status.success(), "building the mock agent failed");
+    }
+    mock
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How to start a daemon.
+pub struct DaemonBuilder {
+    env: HashMap<String, String>,
+    data: Option<PathBuf>,
+    args: Vec<String>,
+}
+
+/// A running daemon and its directories.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub root: PathBuf,
+    pub log: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    builder_env: HashMap<String, String>,
+}
+
+impl DaemonBuilder {
+    pub fn env(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.env.insert(k.into(), v.into());
+        self
+    }
+
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    /// Reuse a data directory (to test restarts).
+    pub fn data_dir(mut self, p: &Path) -> Self {
+        self.data = Some(p.to_path_buf());
+        self
+    }
+
+    pub fn start(self) -> Daemon {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("projects");
+        std::fs::create_dir_all(&root).unwrap();
+        let data_dir = self.data.clone().unwrap_or_else(|| tmp.path().join("data"));
+        let mut d = Daemon {
+            child: None,
+            port: 0,
+            data_dir,
+            root,
+            log: tmp.path().join("daemon.log"),
+            _tmp: Some(tmp),
+            builder_env: self.env,
+        };
+        d.spawn(&self.args);
+        d
+    }
+}
+
+impl Daemon {
+    pub fn builder() -> DaemonBuilder {
+        DaemonBuilder {
+            env: HashMap::new(),
+            data: None,
+            args: Vec::new(),
+        }
+    }
+
+    pub fn start() -> Daemon {
+        Self::builder().start()
+    }
+
+    fn spawn(&mut self, args: &[String]) {
+        self.port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentvisor"));
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("AGENTVISOR_PROJECT_ROOTS", &self.root)
+            .env("AGENTVISOR_CLAUDE_BIN", mock_agent())
+            .env("AGENTVISOR_CODEX_BIN", mock_agent())
+            .env("AGENTVISOR_STATS_INTERVAL", "0")
+            .env("AGENTVISOR_LOG_LEVEL", "debug")
+            .envs(&self.builder_env)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("start agentvisor"));
+        self.wait_ready();
+    }
+
+    /// Restarts on the same data directory (after `stop` or `kill9`).
+    pub fn restart(&mut self) {
+        self.spawn(&[]);
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited early with {st}; log:\n{}", self.log_text());
+            }
+            if let Some((200, _)) = http_get_blocking(self.port, "/ready") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon not ready; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `sig` and waits for the exit.
+    pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
+        let mut child = self.child.take().expect("running daemon");
+        unsafe { libc_kill(child.id() as i32, sig) };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stop(&mut self) -> ExitStatus {
+        self.stop_with(15)
+    }
+
+    pub fn kill9(&mut self) {
+        self.stop_with(9);
+    }
+
+    /// A new project directory under the project root.
+    pub fn project_dir(&self, name: &str) -> PathBuf {
+        let p = self.root.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.port).await
+    }
+
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.port, path).await.expect("http get")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Sends a signal to a process.
+pub fn signal(pid: i32, sig: i32) {
+    unsafe {
+        libc_kill(pid, sig);
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Pids whose environment carries `AGENTVISOR_RUN_ID` (processes of any run).
+pub fn run_processes() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            alive(*pid)
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .map(|env| {
+                        env.split(|b| *b == 0)
+                            .any(|kv| kv.starts_with(b"AGENTVISOR_RUN_ID="))
+                    })
+                    .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A minimal HTTP/1.1 GET; returns status and body.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    parse_http(&buf)
+}
+
+fn http_get_blocking(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    parse_http(&buf)
+}
+
+fn parse_http(buf: &[u8]) -> Option<(u16, String)> {
+    let text = String::from_utf8_lossy(buf);
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client.
+pub struct Client {
+    ws: Ws,
+    next_id: u64,
+    /// Messages read while waiting for another.
+    pending: std::collections::VecDeque<Value>,
+}
+
+/// How a read ended when it did not yield a message.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    Code(u16),
+    Eof,
+}
+
+impl Client {
+    pub async fn connect(port: u16) -> Client {
+        Self::connect_with(port, &[])
+            .await
+            .expect("websocket connect")
+    }
+
+    pub async fn connect_with(port: u16, headers: &[(&str, &str)]) -> Result<Client, String> {
+        let mut req = format!("ws://127.0.0.1:{port}/ws")
+            .into_client_request()
+            .unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+            max_message_size: Some(256 << 20),
+            max_frame_size: Some(256 << 20),
+            ..Default::default()
+        };
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Client {
+            ws,
+            next_id: 0,
+            pending: Default::default(),
+        })
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send(&mut self, v: &Value) {
+        self.send_text(v.to_string()).await;
+    }
+
+    /// Sends a request with a fresh id; returns the id.
+    pub async fn request(&mut self, kind: &str, data: Value) -> String {
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        self.send(&json!({"type": kind, "id": id, "data": data}))
+            .await;
+        id
+    }
+
+    /// Sends a request and waits for the message that answers it (reply or error).
+    pub async fn call(&mut self, kind: &str, data: Value) -> Value {
+        let id = self.request(kind, data).await;
+        self.recv_where(|m| m["id"] == id).await
+    }
+
+    /// The next message, whatever it is.
+    pub async fn recv(&mut self) -> Value {
+        match self.next_message(WAIT).await {
+            Ok(v) => v,
+            Err(c) => panic!("connection ended while waiting for a message: {c:?}"),
+        }
+    }
+
+    /// The next message or how the connection ended.
+    pub async fn next_message(&mut self, limit: Duration) -> Result<Value, Closed> {
+        if let Some(v) = self.pending.pop_front() {
+            return Ok(v);
+        }
+        self.read(limit).await
+    }
+
+    async fn read(&mut self, limit: Duration) -> Result<Value, Closed> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no message within {limit:?}"));
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(serde_json::from_str(&t).expect("server sends JSON"))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(
+                        frame.map_or(Closed::Code(1005), |f| Closed::Code(u16::from(f.code)))
+                    );
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(Closed::Eof),
+            }
+        }
+    }
+
+    /// The first message that satisfies `pred`; others are kept for later reads.
+    pub async fn recv_where(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.pending.iter().position(&pred) {
+            return self.pending.remove(i).unwrap();
+        }
+        loop {
+            match self.read(WAIT).await {
+                Ok(v) if pred(&v) => return v,
+                Ok(v) => self.pending.push_back(v),
+                Err(c) => panic!(
+                    "connection ended while waiting: {c:?}; got so far: {:?}",
+                    self.pending
+                ),
+            }
+        }
+    }
+
+    /// The first message of type `kind`.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        self.recv_where(|m| m["type"] == kind).await
+    }
+
+    /// Waits for the server to close the connection and returns the close code.
+    pub async fn closed(&mut self, limit: Duration) -> Closed {
+        loop {
+            match self.read(limit).await {
+                Ok(_) => continue,
+                Err(c) => return c,
+            }
+        }
+    }
+
+    /// Creates a project in `dir` and returns its id.
+    pub async fn create_project(&mut self, dir: &Path) -> String {
+        let r = self.call("project_create", json!({"path": dir})).await;
+        assert_eq!(r["type"], "project_created", "{r}");
+        r["data"]["project"]["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+
+    pub fn close_code(c: CloseCode) -> u16 {
+        u16::from(c)
+    }
+}
