@@ -65,7 +65,10 @@ pub async fn graceful(engine: &Arc<Engine>, server: &ServerHandle, timeout: Dura
         )
         .await;
     }
-    server.stop(false).await;
+    // Graceful: each WebSocket ends once its close frame (1001) is written, so waiting for the
+    // connections lets that frame reach the client instead of a bare TCP reset. The HTTP
+    // server's own shutdown timeout bounds the wait for clients that stopped reading.
+    server.stop(true).await;
     log::info!("shutdown complete");
     code
 }

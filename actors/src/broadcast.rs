@@ -121,12 +121,17 @@ impl Handler<Publish> for BroadcastActor {
             return;
         };
         if let Some(list) = self.subs.get(project) {
+            let started = std::time::Instant::now();
             for (_, r) in list {
                 r.do_send(Deliver {
                     frame: msg.0.clone(),
                     mark: Mark::None,
                 });
             }
+            let m = &crate::metrics::METRICS;
+            m.deliveries.inc_by(list.len() as u64);
+            m.fanout.observe(list.len() as f64);
+            m.fanout_seconds.observe(started.elapsed().as_secs_f64());
         }
     }
 }

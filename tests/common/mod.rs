@@ -261,6 +261,22 @@ pub fn run_processes() -> Vec<i32> {
         .collect()
 }
 
+/// Live pids belonging to one run (`AGENTVISOR_RUN_ID=<run_id>` in their environment). Unlike
+/// [`run_processes`], safe to assert on while other tests run agents of their own.
+pub fn processes_of_run(run_id: &str) -> Vec<i32> {
+    let marker = format!("AGENTVISOR_RUN_ID={run_id}").into_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            alive(*pid)
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker))
+                    .unwrap_or(false)
+        })
+        .collect()
+}
+
 /// A minimal HTTP/1.1 GET; returns status and body.
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -372,6 +388,10 @@ impl Client {
             .expect("send");
     }
 
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::Binary(bytes)).await.expect("send");
+    }
+
     pub async fn send(&mut self, v: &Value) {
         self.send_text(v.to_string()).await;
     }
@@ -426,6 +446,55 @@ impl Client {
                 Some(Err(_)) | None => return Err(Closed::Eof),
             }
         }
+    }
+
+    /// The next message, how the connection ended, or `None` when nothing came within `limit`.
+    pub async fn try_next(&mut self, limit: Duration) -> Option<Result<Value, Closed>> {
+        if let Some(v) = self.pending.pop_front() {
+            return Some(Ok(v));
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            return Some(match msg {
+                Some(Ok(Message::Text(t))) => {
+                    Ok(serde_json::from_str(&t).expect("server sends JSON"))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    Err(frame.map_or(Closed::Code(1005), |f| Closed::Code(u16::from(f.code))))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => Err(Closed::Eof),
+            });
+        }
+    }
+
+    /// Keeps reading (which answers the server's pings) for `limit`, keeping the messages for
+    /// later reads; `Err` if the connection ended meanwhile.
+    pub async fn stay(&mut self, limit: Duration) -> Result<(), Closed> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return Ok(()),
+                Ok(Some(Ok(Message::Text(t)))) => self
+                    .pending
+                    .push_back(serde_json::from_str(&t).expect("server sends JSON")),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Err(
+                        frame.map_or(Closed::Code(1005), |f| Closed::Code(u16::from(f.code)))
+                    )
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_)) | None) => return Err(Closed::Eof),
+            }
+        }
+    }
+
+    /// Messages read but not yet consumed.
+    pub fn pending(&self) -> &std::collections::VecDeque<Value> {
+        &self.pending
     }
 
     /// The first message that satisfies `pred`; others are kept for later reads.

@@ -137,7 +137,9 @@ impl ConnectionActor {
             .stats
             .messages_out
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::METRICS.bytes_out.inc_by(frame.len() as u64);
         if self.outbox.text(frame.text.clone()).is_err() {
+            crate::metrics::METRICS.slow_clients.inc();
             log::warn!(
                 conn = self.id, peer = self.peer.to_string().as_str(), backlog = self.outbox.backlog();
                 "closing a slow client: its unsent backlog passed {} bytes",
@@ -181,6 +183,7 @@ impl ConnectionActor {
             .stats
             .messages_in
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::METRICS.bytes_in.inc_by(text.len() as u64);
         if !self.rate.allow(Instant::now()) {
             let err = crate::error::ApiError::new(
                 crate::error::Code::RateLimited,
@@ -195,6 +198,7 @@ impl ConnectionActor {
         }
         match decode(text, self.engine.config.fault_injection) {
             Ok(inbound) => {
+                crate::metrics::METRICS.message_in(inbound.request.kind());
                 if !self.authenticated {
                     self.authenticate(inbound, ctx);
                 } else {

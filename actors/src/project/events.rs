@@ -27,6 +27,7 @@ impl ProjectActor {
             .encode(data);
         match self.history.append(&stamp, frame.text.as_bytes()) {
             Ok(()) => {
+                crate::metrics::METRICS.history_appends.inc();
                 self.shared
                     .last_seq
                     .store(stamp.seq, std::sync::atomic::Ordering::Relaxed);
@@ -38,6 +39,7 @@ impl ProjectActor {
                 Some(stamp.seq)
             }
             Err(e) => {
+                crate::metrics::METRICS.history_append_errors.inc();
                 if !self.storage_failing {
                     self.storage_failing = true;
                     log::error!(project = &*self.id; "could not append to history: {e}");
@@ -78,7 +80,10 @@ impl ProjectActor {
         self.sync_in_flight = true;
         let id = self.id.clone();
         let job = async move {
-            match tokio::task::spawn_blocking(move || file.sync_data()).await {
+            let started = std::time::Instant::now();
+            let synced = tokio::task::spawn_blocking(move || file.sync_data()).await;
+            crate::metrics::METRICS.fsync(started.elapsed());
+            match synced {
                 Ok(Err(e)) => log::error!(project = &*id; "history fsync failed: {e}"),
                 Err(e) => log::error!(project = &*id; "history fsync task failed: {e}"),
                 Ok(Ok(())) => {}

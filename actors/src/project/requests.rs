@@ -93,6 +93,7 @@ impl ProjectActor {
                     log::error!(project = &*self.id; "could not read history for replay: {e}");
                     ApiError::storage("read the project's history")
                 })?;
+                crate::metrics::METRICS.replay(r.recovered);
                 (r.records, r.recovered)
             }
         };

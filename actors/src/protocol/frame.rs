@@ -139,6 +139,7 @@ impl<'a> FrameBuilder<'a> {
             direction: self.direction,
             data,
         };
+        crate::metrics::METRICS.message_out(self.kind);
         // Serialising our own types into a String cannot fail: every map key is a string.
         let text = serde_json::to_string(&env).expect("server messages always serialise");
         Frame {

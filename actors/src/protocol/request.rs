@@ -78,6 +78,27 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The request's `type`, as metrics and logs name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::ProjectCreate { .. } => "project_create",
+            Request::ProjectList => "project_list",
+            Request::ProjectDelete { .. } => "project_delete",
+            Request::ProjectJoin { .. } => "project_join",
+            Request::ProjectLeave { .. } => "project_leave",
+            Request::Execute { .. } => "execute",
+            Request::AgentNewSession { .. } => "agent_new_session",
+            Request::AgentKill { .. } => "agent_kill",
+            Request::GetMessages { .. } => "get_messages",
+            Request::HealthCheck => "health_check",
+            Request::Ping => "ping",
+            Request::Auth { .. } => "auth",
+            Request::FaultInject { .. } => "fault_inject",
+        }
+    }
+}
+
 /// Which records of a project's history a client wants (`get_messages`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryQuery {

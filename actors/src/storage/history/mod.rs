@@ -177,7 +177,11 @@ impl HistoryLog {
         self.next_seq = stamp.seq + 1;
         self.last_ts.clone_from(&stamp.ts);
         match self.cfg.durability {
-            Durability::Always => file.sync_data()?,
+            Durability::Always => {
+                let started = std::time::Instant::now();
+                file.sync_data()?;
+                crate::metrics::METRICS.fsync(started.elapsed());
+            }
             Durability::Batch => self.dirty = true,
             Durability::Os => {}
         }

@@ -1,0 +1,212 @@
+//! Authentication, origins, forwarded addresses, hostile input and metrics, through the real
+//! binary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const TOKEN: &str = "a-long-enough-test-token-0123456789";
+
+fn with_token() -> Daemon {
+    Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start()
+}
+
+#[tokio::test]
+async fn bearer_header_authenticates() {
+    let d = with_token();
+    let auth = format!("Bearer {TOKEN}");
+    let mut c = Client::connect_with(d.port, &[("authorization", &auth)]).await.unwrap();
+    assert_eq!(c.call("ping", json!({})).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn first_message_auth_authenticates_and_anything_else_is_refused() {
+    let d = with_token();
+    let mut c = d.client().await;
+    let r = c.call("auth", json!({"token": TOKEN})).await;
+    assert_eq!(r["type"], "authenticated", "{r}");
+    assert_eq!(c.call("ping", json!({})).await["type"], "pong");
+
+    let mut c = d.client().await;
+    c.request("project_list", json!({})).await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+
+    let mut c = d.client().await;
+    c.request("auth", json!({"token": "wrong-token-wrong-token-wrong"})).await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+}
+
+#[tokio::test]
+async fn wrong_header_token_and_token_in_url_are_refused() {
+    let d = with_token();
+    let mut c = Client::connect_with(d.port, &[("authorization", "Bearer nope-nope-nope-nope-nope")])
+        .await
+        .unwrap();
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+    let (code, metrics) = d.http_get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(metrics.contains("agentvisor_auth_failures_total 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled() {
+    let d = with_token();
+    for _ in 0..10 {
+        let mut c = Client::connect_with(d.port, &[("authorization", "Bearer bad-bad-bad-bad-bad-bad")])
+            .await
+            .unwrap();
+        assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+    }
+    // Now even the right token is refused from this address for a while.
+    let auth = format!("Bearer {TOKEN}");
+    let mut c = Client::connect_with(d.port, &[("authorization", &auth)]).await.unwrap();
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+}
+
+#[tokio::test]
+async fn missing_auth_times_out_with_1008() {
+    let d = with_token();
+    let mut c = d.client().await;
+    // The daemon waits a bounded time for the auth message.
+    assert_eq!(c.closed(Duration::from_secs(20)).await, Closed::Code(1008));
+}
+
+#[tokio::test]
+async fn cross_site_origins_are_refused() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_ALLOWED_ORIGINS", "https://app.example")
+        .start();
+    let mut evil = Client::connect_with(d.port, &[("origin", "https://evil.example")]).await.unwrap();
+    assert_eq!(evil.closed(WAIT).await, Closed::Code(1008));
+    let mut ok = Client::connect_with(d.port, &[("origin", "https://app.example")]).await.unwrap();
+    assert_eq!(ok.call("ping", json!({})).await["type"], "pong");
+    let same = format!("http://127.0.0.1:{}", d.port);
+    let mut same_host = Client::connect_with(d.port, &[("origin", &same)]).await.unwrap();
+    assert_eq!(same_host.call("ping", json!({})).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn spoofed_forwarded_for_does_not_escape_the_per_address_limit() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_MAX_CONNECTIONS_PER_IP", "2")
+        .start();
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let xff = format!("10.0.0.{i}");
+        let mut c = Client::connect_with(d.port, &[("x-forwarded-for", &xff)]).await.unwrap();
+        assert_eq!(c.call("ping", json!({})).await["type"], "pong");
+        held.push(c);
+    }
+    let mut third = Client::connect_with(d.port, &[("x-forwarded-for", "10.9.9.9")]).await.unwrap();
+    assert_eq!(third.closed(WAIT).await, Closed::Code(1013));
+}
+
+#[tokio::test]
+async fn trusted_proxy_forwarded_for_is_used() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_MAX_CONNECTIONS_PER_IP", "1")
+        .env("AGENTVISOR_TRUSTED_PROXIES", "127.0.0.1")
+        .start();
+    let mut a = Client::connect_with(d.port, &[("x-forwarded-for", "10.0.0.1")]).await.unwrap();
+    let mut b = Client::connect_with(d.port, &[("x-forwarded-for", "10.0.0.2")]).await.unwrap();
+    assert_eq!(a.call("ping", json!({})).await["type"], "pong");
+    assert_eq!(b.call("ping", json!({})).await["type"], "pong");
+    let mut again = Client::connect_with(d.port, &[("x-forwarded-for", "10.0.0.1")]).await.unwrap();
+    assert_eq!(again.closed(WAIT).await, Closed::Code(1013));
+}
+
+#[tokio::test]
+async fn hostile_frames_get_clean_errors_and_the_connection_survives() {
+    let d = Daemon::start();
+    let mut c = d.client().await;
+    let deep = format!("{{\"type\":\"ping\",\"data\":{{\"x\":{}1{}}}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let cases = [
+        deep,
+        r#"{"type":"ping","id":1e400}"#.to_string(),
+        r#"{"type":"get_messages","project_id":"p","data":{"since_seq":123456789012345678901234567890}}"#.to_string(),
+        "{\"type\":\"project_create\",\"data\":{\"path\":\"/tmp/\\u0000x\"}}".to_string(),
+        r#"{"type":"project_create","data":{"path":"/../../etc"}}"#.to_string(),
+        r#"{"type":"project_create","data":{"path":"relative/../x"}}"#.to_string(),
+        r#"{"type":"execute","project_id":"../../etc/passwd","data":{"prompt":"x"}}"#.to_string(),
+        "\u{0}\u{1}garbage".to_string(),
+        r#"{"type":"ping""#.to_string(),
+        r#"{"type":"\u0000"}"#.to_string(),
+    ];
+    for case in cases {
+        c.send_text(case.clone()).await;
+        let r = c.recv().await;
+        assert_eq!(r["type"], "error", "for {case:.80}: {r}");
+        let msg = r["data"]["error"].as_str().unwrap();
+        assert!(!msg.contains(d.data_dir.to_str().unwrap()), "{msg}");
+        assert!(msg.len() < 1024);
+    }
+    // Invalid UTF-8 can only arrive as a binary frame: refused, connection kept.
+    c.send_binary(vec![0xff, 0xfe, 0x00, 0x7b]).await;
+    assert_eq!(c.recv().await["data"]["code"], "INVALID_MESSAGE");
+    assert_eq!(c.call("ping", json!({})).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text() {
+    let d = Daemon::start();
+    let mut c = d.client().await;
+    let id = c.create_project(&d.project_dir("m")).await;
+    c.call("execute", json!({"project_id": id, "prompt": "hi"})).await;
+    c.recv_type("run_finished").await;
+    let (code, body) = d.http_get("/metrics").await;
+    assert_eq!(code, 200);
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let names: Vec<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for want in [
+        "agentvisor_connections",
+        "agentvisor_connections_opened_total",
+        "agentvisor_messages_received_total",
+        "agentvisor_messages_sent_total",
+        "agentvisor_broadcast_deliveries_total",
+        "agentvisor_runs_total",
+        "agentvisor_history_appends_total",
+        "agentvisor_process_resident_memory_bytes",
+        "agentvisor_process_open_fds",
+    ] {
+        assert!(names.contains(&want), "{want} missing from:\n{body}");
+    }
+    let runs = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "agentvisor_runs_total" && s.labels.get("status") == Some("completed"))
+        .expect("completed runs counted");
+    let value = match runs.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("unexpected sample type {other:?}"),
+    };
+    assert!(value >= 1.0, "{value}");
+}
+
+#[tokio::test]
+async fn health_answers_quickly_and_reports_checks() {
+    let d = Daemon::start();
+    let (code, body) = d.http_get("/health").await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for key in ["cpu", "memory", "disk", "agents"] {
+        assert!(v["checks"].get(key).is_some(), "{key} missing: {v}");
+    }
+    assert!(v["actors"].as_array().unwrap().iter().any(|a| a["name"] == "broadcast"));
+}
+
+#[test]
+fn refuses_to_listen_off_loopback_without_a_token() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentvisor"))
+        .args(["--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env_remove("AGENTVISOR_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("requires a token"), "{err}");
+}
