@@ -21,6 +21,7 @@ const EXIT_CONFIG: i32 = 2;
 const EXIT_START: i32 = 1;
 
 fn main() {
+    readiness::claim_pm2_channel();
     let config = match config::Args::parse().validate() {
         Ok(c) => c,
         Err(e) => {

@@ -26,20 +26,43 @@ pub fn sd_notify(state: &str) {
     }
 }
 
+/// The IPC channel PM2 gave this process, once [`claim_pm2_channel`] has taken it.
+static PM2_CHANNEL: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
+
+/// Takes PM2's IPC channel for the daemon alone. Call it first thing in `main`, while the process
+/// has one thread (it changes the environment). Without this, every agent would inherit the open
+/// descriptor and `NODE_CHANNEL_FD`: Claude Code and Codex run on Node, which would adopt PM2's
+/// channel as its own parent link (or fail to start once the descriptor is closed).
+pub fn claim_pm2_channel() {
+    let fd = std::env::var("NODE_CHANNEL_FD")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok());
+    std::env::remove_var("NODE_CHANNEL_FD");
+    std::env::remove_var("NODE_CHANNEL_SERIALIZATION_MODE");
+    if let Some(fd) = fd {
+        // SAFETY: fcntl(F_SETFD) only changes the descriptor's close-on-exec flag.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    let _ = PM2_CHANNEL.set(fd);
+}
+
 /// Tells PM2 the app is ready, when PM2 started it with an IPC channel.
+///
+/// PM2 (`wait_ready: true`) keeps the app `launching` until a `process:msg` whose raw value is the
+/// string `'ready'` arrives, or `listen_timeout` passes. It reads the channel as Node does with
+/// its default `json` serialization: one `JSON.stringify(message)` per line, so
+/// `process.send('ready')` is the eight bytes `"ready"` and a newline.
 pub fn pm2_ready() {
     use std::io::Write;
     use std::os::fd::FromRawFd;
-    let Some(fd) = std::env::var("NODE_CHANNEL_FD")
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
-    else {
+    let Some(fd) = PM2_CHANNEL.get().copied().flatten() else {
         return;
     };
     // SAFETY: PM2 passed this descriptor for exactly this purpose; it is wrapped without taking
     // ownership (ManuallyDrop), so it stays open for further messages.
     let mut f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
-    // Node's IPC channel speaks JSON, one message per line; process.send('ready') is `"ready"`.
     if let Err(e) = f.write_all(b"\"ready\"\n") {
         log::warn!("could not tell PM2 the daemon is ready: {e}");
     }

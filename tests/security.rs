@@ -18,7 +18,9 @@ fn with_token() -> Daemon {
 async fn bearer_header_authenticates() {
     let d = with_token();
     let auth = format!("Bearer {TOKEN}");
-    let mut c = Client::connect_with(d.port, &[("authorization", &auth)]).await.unwrap();
+    let mut c = Client::connect_with(d.port, &[("authorization", &auth)])
+        .await
+        .unwrap();
     assert_eq!(c.call("ping", json!({})).await["type"], "pong");
 }
 
@@ -35,34 +37,46 @@ async fn first_message_auth_authenticates_and_anything_else_is_refused() {
     assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
 
     let mut c = d.client().await;
-    c.request("auth", json!({"token": "wrong-token-wrong-token-wrong"})).await;
+    c.request("auth", json!({"token": "wrong-token-wrong-token-wrong"}))
+        .await;
     assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
 }
 
 #[tokio::test]
 async fn wrong_header_token_and_token_in_url_are_refused() {
     let d = with_token();
-    let mut c = Client::connect_with(d.port, &[("authorization", "Bearer nope-nope-nope-nope-nope")])
-        .await
-        .unwrap();
+    let mut c = Client::connect_with(
+        d.port,
+        &[("authorization", "Bearer nope-nope-nope-nope-nope")],
+    )
+    .await
+    .unwrap();
     assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
     let (code, metrics) = d.http_get("/metrics").await;
     assert_eq!(code, 200);
-    assert!(metrics.contains("agentvisor_auth_failures_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("agentvisor_auth_failures_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn repeated_failures_are_throttled() {
     let d = with_token();
     for _ in 0..10 {
-        let mut c = Client::connect_with(d.port, &[("authorization", "Bearer bad-bad-bad-bad-bad-bad")])
-            .await
-            .unwrap();
+        let mut c = Client::connect_with(
+            d.port,
+            &[("authorization", "Bearer bad-bad-bad-bad-bad-bad")],
+        )
+        .await
+        .unwrap();
         assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
     }
     // Now even the right token is refused from this address for a while.
     let auth = format!("Bearer {TOKEN}");
-    let mut c = Client::connect_with(d.port, &[("authorization", &auth)]).await.unwrap();
+    let mut c = Client::connect_with(d.port, &[("authorization", &auth)])
+        .await
+        .unwrap();
     assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
 }
 
@@ -79,12 +93,18 @@ async fn cross_site_origins_are_refused() {
     let d = Daemon::builder()
         .env("AGENTVISOR_ALLOWED_ORIGINS", "https://app.example")
         .start();
-    let mut evil = Client::connect_with(d.port, &[("origin", "https://evil.example")]).await.unwrap();
+    let mut evil = Client::connect_with(d.port, &[("origin", "https://evil.example")])
+        .await
+        .unwrap();
     assert_eq!(evil.closed(WAIT).await, Closed::Code(1008));
-    let mut ok = Client::connect_with(d.port, &[("origin", "https://app.example")]).await.unwrap();
+    let mut ok = Client::connect_with(d.port, &[("origin", "https://app.example")])
+        .await
+        .unwrap();
     assert_eq!(ok.call("ping", json!({})).await["type"], "pong");
     let same = format!("http://127.0.0.1:{}", d.port);
-    let mut same_host = Client::connect_with(d.port, &[("origin", &same)]).await.unwrap();
+    let mut same_host = Client::connect_with(d.port, &[("origin", &same)])
+        .await
+        .unwrap();
     assert_eq!(same_host.call("ping", json!({})).await["type"], "pong");
 }
 
@@ -96,11 +116,15 @@ async fn spoofed_forwarded_for_does_not_escape_the_per_address_limit() {
     let mut held = Vec::new();
     for i in 0..2 {
         let xff = format!("10.0.0.{i}");
-        let mut c = Client::connect_with(d.port, &[("x-forwarded-for", &xff)]).await.unwrap();
+        let mut c = Client::connect_with(d.port, &[("x-forwarded-for", &xff)])
+            .await
+            .unwrap();
         assert_eq!(c.call("ping", json!({})).await["type"], "pong");
         held.push(c);
     }
-    let mut third = Client::connect_with(d.port, &[("x-forwarded-for", "10.9.9.9")]).await.unwrap();
+    let mut third = Client::connect_with(d.port, &[("x-forwarded-for", "10.9.9.9")])
+        .await
+        .unwrap();
     assert_eq!(third.closed(WAIT).await, Closed::Code(1013));
 }
 
@@ -110,11 +134,17 @@ async fn trusted_proxy_forwarded_for_is_used() {
         .env("AGENTVISOR_MAX_CONNECTIONS_PER_IP", "1")
         .env("AGENTVISOR_TRUSTED_PROXIES", "127.0.0.1")
         .start();
-    let mut a = Client::connect_with(d.port, &[("x-forwarded-for", "10.0.0.1")]).await.unwrap();
-    let mut b = Client::connect_with(d.port, &[("x-forwarded-for", "10.0.0.2")]).await.unwrap();
+    let mut a = Client::connect_with(d.port, &[("x-forwarded-for", "10.0.0.1")])
+        .await
+        .unwrap();
+    let mut b = Client::connect_with(d.port, &[("x-forwarded-for", "10.0.0.2")])
+        .await
+        .unwrap();
     assert_eq!(a.call("ping", json!({})).await["type"], "pong");
     assert_eq!(b.call("ping", json!({})).await["type"], "pong");
-    let mut again = Client::connect_with(d.port, &[("x-forwarded-for", "10.0.0.1")]).await.unwrap();
+    let mut again = Client::connect_with(d.port, &[("x-forwarded-for", "10.0.0.1")])
+        .await
+        .unwrap();
     assert_eq!(again.closed(WAIT).await, Closed::Code(1013));
 }
 
@@ -122,7 +152,11 @@ async fn trusted_proxy_forwarded_for_is_used() {
 async fn hostile_frames_get_clean_errors_and_the_connection_survives() {
     let d = Daemon::start();
     let mut c = d.client().await;
-    let deep = format!("{{\"type\":\"ping\",\"data\":{{\"x\":{}1{}}}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!(
+        "{{\"type\":\"ping\",\"data\":{{\"x\":{}1{}}}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
     let cases = [
         deep,
         r#"{"type":"ping","id":1e400}"#.to_string(),
@@ -154,7 +188,8 @@ async fn metrics_parse_as_prometheus_text() {
     let d = Daemon::start();
     let mut c = d.client().await;
     let id = c.create_project(&d.project_dir("m")).await;
-    c.call("execute", json!({"project_id": id, "prompt": "hi"})).await;
+    c.call("execute", json!({"project_id": id, "prompt": "hi"}))
+        .await;
     c.recv_type("run_finished").await;
     let (code, body) = d.http_get("/metrics").await;
     assert_eq!(code, 200);
@@ -177,7 +212,9 @@ async fn metrics_parse_as_prometheus_text() {
     let runs = scrape
         .samples
         .iter()
-        .find(|s| s.metric == "agentvisor_runs_total" && s.labels.get("status") == Some("completed"))
+        .find(|s| {
+            s.metric == "agentvisor_runs_total" && s.labels.get("status") == Some("completed")
+        })
         .expect("completed runs counted");
     let value = match runs.value {
         prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
@@ -195,7 +232,11 @@ async fn health_answers_quickly_and_reports_checks() {
     for key in ["cpu", "memory", "disk", "agents"] {
         assert!(v["checks"].get(key).is_some(), "{key} missing: {v}");
     }
-    assert!(v["actors"].as_array().unwrap().iter().any(|a| a["name"] == "broadcast"));
+    assert!(v["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["name"] == "broadcast"));
 }
 
 #[test]
@@ -209,4 +250,26 @@ fn refuses_to_listen_off_loopback_without_a_token() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("requires a token"), "{err}");
+}
+
+#[tokio::test]
+async fn server_stats_are_pushed_on_the_configured_interval() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_STATS_INTERVAL", "200ms")
+        .start();
+    let mut c = d.client().await;
+    c.create_project(&d.project_dir("s")).await;
+    let s = c.recv_type("server_stats").await;
+    for key in [
+        "connections",
+        "projects",
+        "runs_active",
+        "runs_total",
+        "messages_per_s",
+        "uptime_s",
+    ] {
+        assert!(s["data"].get(key).is_some(), "{key} missing: {s}");
+    }
+    assert_eq!(s["data"]["connections"], 1);
+    assert_eq!(s["data"]["projects"]["total"], 1);
 }

@@ -18,28 +18,6 @@ pub fn bearer(header: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matches_only_the_exact_token() {
-        assert!(token_matches("secret-token", "secret-token"));
-        assert!(!token_matches("secret-tokem", "secret-token"));
-        assert!(!token_matches("secret", "secret-token"));
-        assert!(!token_matches("secret-token-and-more", "secret-token"));
-        assert!(!token_matches("", "secret-token"));
-    }
-
-    #[test]
-    fn parses_bearer_headers() {
-        assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer  abc "), Some("abc"));
-        assert_eq!(bearer("Basic abc"), None);
-        assert_eq!(bearer("abc"), None);
-    }
-}
-
 /// Slows down token guessing: an address with too many failed authentications within a minute
 /// is refused outright until the minute has passed.
 pub struct AuthThrottle {
@@ -78,5 +56,27 @@ impl AuthThrottle {
         let f = crate::directory::lock(&self.failures);
         f.get(&ip)
             .is_some_and(|(n, since)| *n >= MAX_AUTH_FAILURES && since.elapsed() < WINDOW)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_only_the_exact_token() {
+        assert!(token_matches("secret-token", "secret-token"));
+        assert!(!token_matches("secret-tokem", "secret-token"));
+        assert!(!token_matches("secret", "secret-token"));
+        assert!(!token_matches("secret-token-and-more", "secret-token"));
+        assert!(!token_matches("", "secret-token"));
+    }
+
+    #[test]
+    fn parses_bearer_headers() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("abc"), None);
     }
 }

@@ -140,10 +140,12 @@ impl Handler<Subscribe> for BroadcastActor {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
+        // Counted before the join reply goes out, so a client that reads `project_joined` and
+        // then lists projects sees itself among the subscribers.
+        self.add(&msg.project, msg.conn, msg.recipient.clone());
         for d in msg.lead {
             msg.recipient.do_send(d);
         }
-        self.add(&msg.project, msg.conn, msg.recipient);
     }
 }
 

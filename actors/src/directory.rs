@@ -152,6 +152,14 @@ impl Directory {
             .collect()
     }
 
+    /// The latest `created_at` of any project (RFC 3339 strings of one format sort as times).
+    pub fn latest_created_at(&self) -> Option<String> {
+        read(&self.projects)
+            .values()
+            .map(|e| e.created_at.clone())
+            .max()
+    }
+
     pub fn project_shared(&self, id: &str) -> Option<Arc<ProjectShared>> {
         read(&self.projects).get(id).map(|e| e.shared.clone())
     }

@@ -94,7 +94,11 @@ mod tests {
     #[test]
     fn accepts_a_directory_inside_a_root() {
         let (_d, root) = setup();
-        let p = validate_project_path(root.join("a").to_str().unwrap(), &[root.clone()]).unwrap();
+        let p = validate_project_path(
+            root.join("a").to_str().unwrap(),
+            std::slice::from_ref(&root),
+        )
+        .unwrap();
         assert_eq!(p, std::fs::canonicalize(root.join("a")).unwrap());
     }
 
@@ -138,12 +142,14 @@ mod tests {
         let (d, root) = setup();
         let link = root.join("escape");
         std::os::unix::fs::symlink(d.path().join("outside"), &link).unwrap();
-        let err = validate_project_path(link.to_str().unwrap(), &[root.clone()]).unwrap_err();
+        let err =
+            validate_project_path(link.to_str().unwrap(), std::slice::from_ref(&root)).unwrap_err();
         assert_eq!(err.code, Code::InvalidPath);
         // A link that stays inside is fine, and resolves to its target.
         let inner = root.join("inner");
         std::os::unix::fs::symlink(root.join("a/b"), &inner).unwrap();
-        let p = validate_project_path(inner.to_str().unwrap(), &[root.clone()]).unwrap();
+        let p =
+            validate_project_path(inner.to_str().unwrap(), std::slice::from_ref(&root)).unwrap();
         assert!(p.ends_with("a/b"));
     }
 
@@ -152,8 +158,9 @@ mod tests {
         let (_d, root) = setup();
         let uni = root.join("プロジェクト ü");
         std::fs::create_dir(&uni).unwrap();
-        assert!(validate_project_path(uni.to_str().unwrap(), &[root.clone()]).is_ok());
-        let err = validate_project_path("/definitely/missing", &[root.clone()]).unwrap_err();
+        assert!(validate_project_path(uni.to_str().unwrap(), std::slice::from_ref(&root)).is_ok());
+        let err =
+            validate_project_path("/definitely/missing", std::slice::from_ref(&root)).unwrap_err();
         assert!(!err.error.contains(root.to_str().unwrap()));
     }
 

@@ -59,7 +59,7 @@ impl RegistryActor {
             ));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let now = crate::time::now_rfc3339();
+        let now = self.creation_time();
         let name = msg.name.clone().unwrap_or_else(|| {
             path.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -98,6 +98,27 @@ impl RegistryActor {
             .project_shared(&id)
             .ok_or_else(|| ApiError::internal("the new project vanished"))?;
         Ok(self.engine.directory.view_of(&id, &shared))
+    }
+}
+
+impl RegistryActor {
+    /// Now, or just after the newest project when that is not earlier (several projects created
+    /// within one millisecond, or a clock stepped back): `project_list` sorts on `created_at`,
+    /// kept with millisecond precision, so unique increasing times keep "oldest first" the order
+    /// of creation, across restarts too.
+    fn creation_time(&self) -> String {
+        use chrono::SubsecRound;
+        let now = chrono::Utc::now().trunc_subsecs(3);
+        let latest = self
+            .engine
+            .directory
+            .latest_created_at()
+            .and_then(|t| crate::time::parse_ts(&t));
+        let t = match latest {
+            Some(latest) if latest >= now => latest + chrono::Duration::milliseconds(1),
+            _ => now,
+        };
+        crate::time::format_ts(t)
     }
 }
 

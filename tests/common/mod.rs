@@ -356,6 +356,28 @@ impl Client {
             .expect("websocket connect")
     }
 
+    /// Connects with a small kernel receive buffer, so that a client that stops reading makes
+    /// the server's outbound backlog grow after little data (a slow-consumer test).
+    pub async fn connect_with_recv_buffer(port: u16, bytes: u32) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let stream = sock
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("tcp connect");
+        let (ws, _) = tokio_tungstenite::client_async(
+            format!("ws://127.0.0.1:{port}/ws"),
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        )
+        .await
+        .expect("websocket connect");
+        Client {
+            ws,
+            next_id: 0,
+            pending: Default::default(),
+        }
+    }
+
     pub async fn connect_with(port: u16, headers: &[(&str, &str)]) -> Result<Client, String> {
         let mut req = format!("ws://127.0.0.1:{port}/ws")
             .into_client_request()

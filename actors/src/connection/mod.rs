@@ -193,7 +193,9 @@ impl ConnectionActor {
                     self.engine.config.rate_limit * 2
                 ),
             );
-            self.send(&error_frame(None, None, &err), ctx);
+            // Echo the request id, so a client waiting for this request's answer gets one.
+            let id = crate::protocol::request::peek_id(text);
+            self.send(&error_frame(id.as_deref(), None, &err), ctx);
             return;
         }
         match decode(text, self.engine.config.fault_injection) {

@@ -153,6 +153,12 @@ impl Drop for ProjectActor {
                     reason: crate::executor::StopReason::Killed,
                     grace: std::time::Duration::ZERO,
                 });
+                // `finish` will never run for it: the run is no longer active here (the
+                // restarted actor closes it from metadata), and shutdown must not wait for it.
+                self.engine
+                    .stats
+                    .runs_active
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }

@@ -80,6 +80,27 @@ impl Handler<ProjectRequest> for ProjectActor {
     }
 }
 
+/// Drops the oldest replay records until the rest fit in `budget` bytes; returns whether all
+/// were kept. The replay enters the connection's outbound queue at once, and that queue is
+/// bounded (`max_backlog_bytes`): a replay as big as the bound would close the client with 4008
+/// before it could read anything, and again on every reconnect. Keeping half the bound leaves
+/// room for live events; what is left out is reported as `recovered: false` and the client pages
+/// it with `get_messages`, as after retention.
+fn keep_newest_within(records: &mut Vec<(u64, String)>, budget: usize) -> bool {
+    let mut bytes = 0usize;
+    let keep = records
+        .iter()
+        .rev()
+        .take_while(|(_, line)| {
+            bytes = bytes.saturating_add(line.len());
+            bytes <= budget
+        })
+        .count();
+    let cut = records.len() - keep;
+    records.drain(..cut);
+    cut == 0
+}
+
 impl ProjectActor {
     /// Subscribes the requester, replaying what it missed first. `since_seq: None` subscribes
     /// from now on.
@@ -89,12 +110,14 @@ impl ProjectActor {
             None => (Vec::new(), true),
             Some(n) if n > last => (Vec::new(), false),
             Some(n) => {
-                let r = self.history.replay_after(n, MAX_REPLAY).map_err(|e| {
+                let mut r = self.history.replay_after(n, MAX_REPLAY).map_err(|e| {
                     log::error!(project = &*self.id; "could not read history for replay: {e}");
                     ApiError::storage("read the project's history")
                 })?;
-                crate::metrics::METRICS.replay(r.recovered);
-                (r.records, r.recovered)
+                let budget = self.engine.config.max_backlog_bytes / 2;
+                let recovered = keep_newest_within(&mut r.records, budget) && r.recovered;
+                crate::metrics::METRICS.replay(recovered);
+                (r.records, recovered)
             }
         };
         let joined = reply.frame(
@@ -224,5 +247,34 @@ impl ProjectActor {
         self.guard.stop_expected();
         ctx.stop();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_newest_within;
+
+    fn recs(lens: &[usize]) -> Vec<(u64, String)> {
+        lens.iter()
+            .enumerate()
+            .map(|(i, n)| (i as u64 + 1, "x".repeat(*n)))
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_within_budget_is_kept_whole() {
+        let mut r = recs(&[10, 10, 10]);
+        assert!(keep_newest_within(&mut r, 30));
+        assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn a_replay_over_budget_keeps_the_newest() {
+        let mut r = recs(&[10, 10, 10, 10]);
+        assert!(!keep_newest_within(&mut r, 25));
+        assert_eq!(r.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4]);
+        let mut r = recs(&[10, 50]);
+        assert!(!keep_newest_within(&mut r, 25));
+        assert!(r.is_empty());
     }
 }

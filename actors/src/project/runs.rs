@@ -73,6 +73,14 @@ impl ProjectActor {
         options: RunOptions,
         ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
+        // A request still in flight when shutdown began must not start an agent that shutdown
+        // has already stopped waiting for.
+        if self.engine.lifecycle() == crate::engine::Lifecycle::ShuttingDown {
+            return Err(ApiError::new(
+                Code::ExecutionFailed,
+                "the server is shutting down: send the prompt again once it is back",
+            ));
+        }
         let kind = self.meta.agent;
         if resolve_program(self.agent_bin(kind)).is_none() {
             return Err(not_found(kind));
@@ -430,16 +438,33 @@ impl ProjectActor {
         queued.len()
     }
 
-    /// Stops the active run for shutdown and clears the queue.
-    pub(super) fn stop_for_shutdown(&mut self, grace: Duration) {
-        self.queue.clear();
-        if let Some(run) = self.active.as_mut() {
-            run.stop = Some(StopReason::Shutdown);
-            if let Some(exec) = &run.executor {
-                exec.do_send(StopRun {
-                    reason: StopReason::Shutdown,
-                    grace,
-                });
+    /// Stops the active run for shutdown and clears the queue (closing each queued run, so
+    /// history says what became of it). A run still waiting for a global run slot is closed
+    /// at once: otherwise the slot another project's stopping run frees would start it, and
+    /// shutdown would wait for a run that began after it did.
+    pub(super) fn stop_for_shutdown(&mut self, grace: Duration, ctx: &mut Context<Self>) {
+        if self.clear_queue() > 0 {
+            self.emit_state();
+        }
+        let Some(run) = self.active.as_mut() else {
+            return;
+        };
+        run.stop = Some(StopReason::Shutdown);
+        match &run.executor {
+            Some(exec) => exec.do_send(StopRun {
+                reason: StopReason::Shutdown,
+                grace,
+            }),
+            None => {
+                let run_id = run.run_id.clone();
+                self.pending = None;
+                self.finish(
+                    &run_id,
+                    "killed",
+                    None,
+                    Some("the server shut down before the run could start".into()),
+                    ctx,
+                );
             }
         }
     }
@@ -533,8 +558,8 @@ pub struct Shutdown {
 impl Handler<Shutdown> for ProjectActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) {
-        self.stop_for_shutdown(msg.grace);
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
+        self.stop_for_shutdown(msg.grace, ctx);
         if let Err(e) = self.history.sync() {
             log::error!(project = &*self.id; "could not sync history: {e}");
         }

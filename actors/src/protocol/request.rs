@@ -199,6 +199,19 @@ pub fn decode(text: &str, fault_injection: bool) -> Result<Inbound, DecodeError>
     Ok(Inbound { id, request })
 }
 
+/// The request `id` of a frame that will not be decoded further (a refused one), so that its
+/// error can still be correlated. `None` when the frame has no usable id.
+pub fn peek_id(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<Value>,
+    }
+    match serde_json::from_str::<IdOnly>(text).ok()?.id? {
+        Value::String(s) if s.len() <= MAX_ID_BYTES => Some(s),
+        _ => None,
+    }
+}
+
 /// A project may be named at the top level or in `data`; both at once must agree.
 fn resolve_project_id(
     top: Option<Value>,
@@ -430,6 +443,18 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peek_id_finds_a_usable_id_only() {
+        assert_eq!(
+            peek_id(r#"{"type":"ping","id":"c-1","data":{"x":[1,2]}}"#).as_deref(),
+            Some("c-1")
+        );
+        assert_eq!(peek_id(r#"{"type":"ping"}"#), None);
+        assert_eq!(peek_id(r#"{"id":7}"#), None);
+        assert_eq!(peek_id("{not json"), None);
+        assert_eq!(peek_id(&format!(r#"{{"id":"{}"}}"#, "x".repeat(129))), None);
+    }
 
     fn code_of(text: &str) -> Code {
         decode(text, false).unwrap_err().error.code

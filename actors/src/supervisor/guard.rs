@@ -34,9 +34,11 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// The message of the panic unwinding this thread. Read, not taken: an actor's own `Drop` (the
+/// executor's) and its guard both ask during the same unwind; every panic overwrites it first.
 fn take_panic_message() -> String {
     LAST_PANIC
-        .with(|p| p.borrow_mut().take())
+        .with(|p| p.borrow().clone())
         .unwrap_or_else(|| "unknown panic".into())
 }
 
