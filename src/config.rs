@@ -128,6 +128,12 @@ pub struct Args {
     /// Warn in health when the data directory's disk has less free space than this.
     #[arg(long, env = "AGENTVISOR_DISK_WARN_BYTES", default_value = "1GiB", value_parser = parse_size)]
     pub disk_warn_bytes: u64,
+    /// PEM certificate chain: serve HTTPS/WSS directly (needs --tls-key too).
+    #[arg(long, env = "AGENTVISOR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "AGENTVISOR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// HTTP worker threads.
     #[arg(long, env = "AGENTVISOR_WORKERS", default_value_t = 2)]
     pub workers: usize,
@@ -146,6 +152,7 @@ pub struct IpList(pub Vec<IpAddr>);
 /// The validated configuration.
 pub struct Config {
     pub listen: SocketAddr,
+    pub tls: Option<rustls::ServerConfig>,
     pub workers: usize,
     pub shutdown_timeout: Duration,
     pub log_format: String,
@@ -249,9 +256,15 @@ impl Args {
                 self.data_dir.display()
             )
         })?;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some(crate::tls::server_config(c, k)?),
+            (None, None) => None,
+            _ => return Err("TLS needs both --tls-cert and --tls-key".into()),
+        };
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         Ok(Config {
             listen: self.listen,
+            tls,
             workers: self.workers,
             shutdown_timeout: self.shutdown_timeout,
             log_format: self.log_format,

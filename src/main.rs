@@ -6,6 +6,7 @@ mod http;
 mod logging;
 mod readiness;
 mod shutdown;
+mod tls;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ fn main() {
 }
 
 async fn run(config: config::Config) -> i32 {
+    let tls_on = config.tls.is_some();
     let engine = Engine::new(config.engine);
     let supervisor = Supervisor::boot(engine.clone());
     let state = web::Data::new(http::AppState {
@@ -57,8 +59,11 @@ async fn run(config: config::Config) -> i32 {
     })
     .workers(config.workers)
     .disable_signals()
-    .shutdown_timeout(1)
-    .bind(config.listen);
+    .shutdown_timeout(1);
+    let server = match config.tls {
+        Some(tls) => server.bind_rustls_0_23(config.listen, tls),
+        None => server.bind(config.listen),
+    };
     let server = match server {
         Ok(s) => s.run(),
         Err(e) => {
@@ -70,8 +75,9 @@ async fn run(config: config::Config) -> i32 {
     actix_rt::spawn(server);
     wait_until_ready(&engine).await;
     log::info!(
-        "agentvisor {} listening on {} (data in {})",
+        "agentvisor {} listening on {}://{} (data in {})",
         env!("CARGO_PKG_VERSION"),
+        if tls_on { "https" } else { "http" },
         config.listen,
         engine.config.data_dir.display()
     );

@@ -273,3 +273,86 @@ async fn server_stats_are_pushed_on_the_configured_interval() {
     assert_eq!(s["data"]["connections"], 1);
     assert_eq!(s["data"]["projects"]["total"], 1);
 }
+
+/// TLS termination in the daemon: a WSS client with the daemon's certificate as its only root
+/// can talk; the certificate and key come from the configuration.
+#[tokio::test]
+async fn serves_wss_with_the_configured_certificate() {
+    use std::sync::Arc;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_agentvisor"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("AGENTVISOR_PROJECT_ROOTS", dir.path())
+        .env("AGENTVISOR_TLS_CERT", &cert_path)
+        .env("AGENTVISOR_TLS_KEY", &key_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let deadline = std::time::Instant::now() + WAIT;
+    let tls = loop {
+        if let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            if let Ok(s) = connector.connect(name, tcp).await {
+                break s;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "TLS daemon never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let url = format!("wss://localhost:{port}/ws");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("wss handshake");
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(Message::Text(r#"{"type":"ping","id":"t"}"#.into()))
+        .await
+        .unwrap();
+    let reply = loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Text(t) => break t,
+            _ => continue,
+        }
+    };
+    assert!(reply.contains("\"pong\""), "{reply}");
+    // Plain HTTP is not served on a TLS port.
+    assert!(http_get(port, "/health")
+        .await
+        .is_none_or(|(code, _)| code != 200));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn tls_needs_both_certificate_and_key() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentvisor"))
+        .args(["--tls-cert", "/nonexistent.pem", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+}
