@@ -56,7 +56,7 @@ struct Refusal {
 
 /// A browser page may drive the daemon only from the daemon's own origin or an allowed one; a
 /// client that sends no `Origin` (not a browser) is not affected.
-fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+fn origin_allowed(req: &HttpRequest, allowed: &[String], has_token: bool) -> bool {
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)
@@ -73,7 +73,22 @@ fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
     let origin_host = origin.split_once("://").map(|(_, h)| h);
-    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+    let same_origin =
+        matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o));
+    // Without a token, a same-origin page is trusted only on a loopback name: a DNS-rebound
+    // page controls both Origin and Host, but cannot make them say localhost.
+    same_origin && (has_token || host.is_some_and(is_loopback_host))
+}
+
+/// Whether a `Host` header names this machine's loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn ws(
@@ -127,7 +142,7 @@ async fn ws(
     {
         refusal = Some(Refusal { code: 1008, reason: "tokens are not accepted in the URL; use the Authorization header or an auth message", metric: "token_in_url" });
     }
-    if !origin_allowed(&req, &cfg.allowed_origins) {
+    if !origin_allowed(&req, &cfg.allowed_origins, cfg.token.is_some()) {
         refusal = Some(Refusal {
             code: 1008,
             reason: "origin not allowed",

@@ -38,11 +38,48 @@ fn main() {
     if config.engine.fault_injection {
         log::warn!("FAULT INJECTION IS ENABLED: any client can crash actors with fault_inject. Never use this in production.");
     }
-    let code = actix_rt::System::new().block_on(run(config));
+    // Two daemons on one data directory would interleave history writes: refuse the second.
+    let _lock = match lock_data_dir(&config.engine.data_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("{e}");
+            std::process::exit(EXIT_START);
+        }
+    };
+    // Bind before anything starts, so a taken port fails fast and cleanly.
+    let listener = match std::net::TcpListener::bind(config.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("cannot listen on {}: {e}", config.listen);
+            std::process::exit(EXIT_START);
+        }
+    };
+    let code = actix_rt::System::new().block_on(run(config, listener));
     std::process::exit(code);
 }
 
-async fn run(config: config::Config) -> i32 {
+/// Holds an exclusive lock on `<data_dir>/.lock` for the life of the process.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!(
+            "another agentvisor is already using the data directory {}",
+            dir.display()
+        ));
+    }
+    Ok(file)
+}
+
+async fn run(config: config::Config, listener: std::net::TcpListener) -> i32 {
     let tls_on = config.tls.is_some();
     let engine = Engine::new(config.engine);
     let supervisor = Supervisor::boot(engine.clone());
@@ -61,8 +98,8 @@ async fn run(config: config::Config) -> i32 {
     .disable_signals()
     .shutdown_timeout(1);
     let server = match config.tls {
-        Some(tls) => server.bind_rustls_0_23(config.listen, tls),
-        None => server.bind(config.listen),
+        Some(tls) => server.listen_rustls_0_23(listener, tls),
+        None => server.listen(listener),
     };
     let server = match server {
         Ok(s) => s.run(),

@@ -356,3 +356,85 @@ fn tls_needs_both_certificate_and_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
 }
+
+#[tokio::test]
+async fn a_dns_rebound_page_cannot_connect_without_a_token() {
+    let d = Daemon::start();
+    let evil = format!("evil.example:{}", d.port);
+    let origin = format!("http://{evil}");
+    let mut c = Client::connect_with(d.port, &[("origin", &origin), ("host", &evil)])
+        .await
+        .unwrap();
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+    let local = format!("localhost:{}", d.port);
+    let origin = format!("http://{local}");
+    let mut ok = Client::connect_with(d.port, &[("origin", &origin), ("host", &local)])
+        .await
+        .unwrap();
+    assert_eq!(ok.call("ping", json!({})).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn a_second_daemon_cannot_share_the_data_directory() {
+    let d = Daemon::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentvisor"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+        ])
+        .arg(&d.data_dir)
+        .env("AGENTVISOR_PROJECT_ROOTS", &d.root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already using the data directory"));
+    // The first one is unaffected.
+    let mut c = d.client().await;
+    assert_eq!(c.call("ping", json!({})).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn the_data_directory_cannot_become_a_project() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_PROJECT_ROOTS", "/")
+        .start();
+    let mut c = d.client().await;
+    for path in [
+        d.data_dir.clone(),
+        d.data_dir.parent().unwrap().to_path_buf(),
+    ] {
+        let r = c.call("project_create", json!({"path": path})).await;
+        assert_eq!(r["data"]["code"], "INVALID_PATH", "{r}");
+    }
+}
+
+/// A stored record may hold numbers no JSON library value type can represent; queries must
+/// still answer, byte for byte.
+#[tokio::test]
+async fn history_with_extreme_numbers_is_served_verbatim() {
+    let mut d = Daemon::start();
+    let mut c = d.client().await;
+    let id = c.create_project(&d.project_dir("n")).await;
+    drop(c);
+    d.stop();
+    let seg = d
+        .data_dir
+        .join(format!("projects/{id}/history/{:020}.jsonl", 1));
+    let line = format!(
+        r#"{{"type":"agent_message","project_id":"{id}","seq":1,"ts":"2026-11-21T10:00:00.000Z","direction":"agent","data":{{"run_id":"r","message":{{"type":"x","big":1e999,"n":123456789012345678901234567890}}}}}}"#
+    );
+    std::fs::write(&seg, format!("{line}\n")).unwrap();
+    d.restart();
+    let mut c = d.client().await;
+    c.request("get_messages", json!({"project_id": id})).await;
+    let raw = c.recv_raw().await;
+    assert!(raw.starts_with(r#"{"type":"messages""#), "{raw}");
+    assert!(
+        raw.contains(r#""big":1e999,"n":123456789012345678901234567890"#),
+        "{raw}"
+    );
+    // The project is still healthy afterwards.
+    let r = c.call("project_join", json!({"project_id": id})).await;
+    assert_eq!(r["type"], "project_joined", "{r}");
+}

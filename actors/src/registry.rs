@@ -44,6 +44,12 @@ impl RegistryActor {
             }
         }
         let path = validate_project_path(&msg.path, &cfg.project_roots)?;
+        if path.starts_with(&cfg.data_dir) || cfg.data_dir.starts_with(&path) {
+            return Err(ApiError::new(
+                Code::InvalidPath,
+                "invalid project path: it contains or lies inside the server's data directory, which agents must not be able to edit",
+            ));
+        }
         let existing = self.engine.directory.project_paths();
         check_not_nested(
             &path,

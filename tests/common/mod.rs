@@ -519,6 +519,20 @@ impl Client {
         &self.pending
     }
 
+    /// The next text frame as it came, unparsed.
+    pub async fn recv_raw(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")
+            {
+                Some(Ok(Message::Text(t))) => return t.to_string(),
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
     /// The first message that satisfies `pred`; others are kept for later reads.
     pub async fn recv_where(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self.pending.iter().position(&pred) {

@@ -93,6 +93,7 @@ pub struct ConnectionActor {
     last_ping: Instant,
     /// The last seq delivered per subscribed project.
     seen: HashMap<Arc<str>, u64>,
+    supervisor: Option<Addr<Supervisor>>,
     _permit: ConnectionPermit,
     _guard: ChildGuard,
 }
@@ -122,7 +123,8 @@ impl ConnectionActor {
                 last_ping: now,
                 seen: HashMap::new(),
                 _permit: a.permit,
-                _guard: ChildGuard::new(ChildId::Connection, a.supervisor),
+                _guard: ChildGuard::new(ChildId::Connection, a.supervisor.clone()),
+                supervisor: a.supervisor,
             }
         })
     }
@@ -245,6 +247,9 @@ impl Actor for ConnectionActor {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        // A connection ends whenever its client goes away: that is no crash. A panic still is
+        // one: actix runs `stopped` during the unwind too, and the guard checks for that first.
+        self._guard.stop_expected();
         self.engine.directory.remove_connection(self.id);
         if let Some(b) = self.engine.directory.broadcast() {
             b.do_send(crate::broadcast::Disconnect(self.id));

@@ -70,9 +70,11 @@ impl ConnectionActor {
     }
 
     pub(super) fn route(&mut self, inbound: Inbound, ctx: &mut Context<Self>) {
+        // Only the type is logged: payloads may hold tokens or long prompts.
+        log::debug!(conn = self.id; "request {}", inbound.request.kind());
         let reply = self.reply_to(inbound.id, ctx);
         let engine = self.engine.clone();
-        log::debug!(conn = self.id; "request {:?}", crate::logfmt::sanitize(&format!("{:?}", inbound.request), 200));
+
         match inbound.request {
             Request::Ping => reply.ok("pong", None, &serde_json::json!({})),
             Request::HealthCheck => reply.ok("health", None, &engine.health_report()),
@@ -119,6 +121,10 @@ impl ConnectionActor {
             Request::GetMessages { project_id, query } => {
                 self.send_to_project(project_id, ProjectOp::GetMessages(query), reply)
             }
+            Request::ActorReset { actor } => match &self.supervisor {
+                Some(s) => s.do_send(crate::supervisor::ResetActor { name: actor, reply }),
+                None => reply.err(None, &ApiError::internal("no supervisor is running")),
+            },
             Request::FaultInject { actor, project_id } => {
                 self.inject(&actor, project_id, reply, ctx)
             }

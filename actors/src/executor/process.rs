@@ -150,8 +150,8 @@ fn carries_run_id(pid: i32, marker: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-/// Kills every process left of a run: its group and anything carrying its id. Returns how many
-/// were killed.
+/// Kills every process left of a run: its group (when `pgid > 0`) and anything carrying its id.
+/// Returns how many were killed.
 pub fn sweep(run_id: &str, pgid: i32) -> usize {
     let me = std::process::id() as i32;
     let marker = format!("{RUN_ID_ENV}={run_id}").into_bytes();
@@ -164,7 +164,7 @@ pub fn sweep(run_id: &str, pgid: i32) -> usize {
         if info.zombie {
             continue;
         }
-        if info.pgrp == pgid || carries_run_id(pid, &marker) {
+        if (pgid > 0 && info.pgrp == pgid) || carries_run_id(pid, &marker) {
             // SAFETY: kill(2) on a pid; no memory is involved.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);

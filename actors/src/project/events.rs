@@ -105,6 +105,9 @@ impl ProjectActor {
             return;
         };
         log::warn!(project = &*self.id, run = run_id.as_str(); "closing a run interrupted by a crash or restart");
+        // Tools that escaped the agent's process group survive even a kill -9 of the daemon;
+        // they still carry the run's id, so they can be found and stopped now.
+        crate::executor::process::sweep(&run_id, 0);
         let data = serde_json::json!({
             "run_id": run_id,
             "status": "failed",

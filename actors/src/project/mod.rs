@@ -82,7 +82,7 @@ pub fn spawn_project(
     shared
         .last_seq
         .store(history.last_seq(), std::sync::atomic::Ordering::Relaxed);
-    let actor = ProjectActor {
+    let mut actor = ProjectActor {
         engine: engine.clone(),
         guard: ChildGuard::new(ChildId::Project(meta.id.clone()), supervisor.clone()),
         id,
@@ -96,6 +96,9 @@ pub fn spawn_project(
         sync_in_flight: false,
         storage_failing: false,
     };
+    // Before the actor is registered, not in `started`: `/ready` and `project_list` must never
+    // show a run that died with the daemon as still executing.
+    actor.recover_interrupted_run();
     let addr = actor.start();
     engine
         .directory
@@ -128,7 +131,6 @@ impl Actor for ProjectActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.recover_interrupted_run();
         if self.engine.config.durability == crate::config::Durability::Batch {
             ctx.run_interval(self.engine.config.history_flush_interval, |act, ctx| {
                 act.group_commit(ctx)

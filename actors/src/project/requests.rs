@@ -181,10 +181,22 @@ impl ProjectActor {
             log::error!(project = &*self.id; "could not read history: {e}");
             ApiError::storage("read the project's history")
         })?;
+        /// The page as stored: records go out byte for byte, never re-parsed (a stored agent
+        /// line may hold numbers that a `serde_json::Value` cannot represent).
+        #[derive(serde::Serialize)]
+        struct Messages<'a> {
+            messages: &'a [Box<serde_json::value::RawValue>],
+            has_more: bool,
+            next_seq: u64,
+        }
         reply.ok(
             "messages",
             Some(&self.id),
-            &json!({"messages": page.records, "has_more": page.has_more, "next_seq": page.next_seq}),
+            &Messages {
+                messages: &page.records,
+                has_more: page.has_more,
+                next_seq: page.next_seq,
+            },
         );
         Ok(())
     }

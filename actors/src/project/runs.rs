@@ -43,18 +43,35 @@ struct Observed {
 }
 
 /// The fields of an agent line the daemon cares about; everything else is passed through.
+/// Each field is read on its own ([`lenient`]): one field of an unexpected type must not hide
+/// the others (an `is_error: true` next to an odd `total_cost_usd` still fails the run).
 #[derive(Deserialize)]
 struct AgentLine {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default, deserialize_with = "lenient")]
     kind: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     subtype: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     session_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     thread_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     is_error: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
     total_cost_usd: Option<f64>,
     result: Option<serde_json::Value>,
     message: Option<serde_json::Value>,
     error: Option<serde_json::Value>,
+}
+
+/// A field of the expected type, or `None` when it has another type.
+fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).ok())
 }
 
 /// A global run slot became free for this run.
@@ -108,12 +125,8 @@ impl ProjectActor {
             prompt_event["options"] = serde_json::to_value(&options).unwrap_or_default();
         }
         self.emit("prompt", Direction::Client, &prompt_event);
-        reply.ok(
-            "execute_accepted",
-            Some(&self.id),
-            &json!({"run_id": run_id, "queue_position": position}),
-        );
         log::info!(project = &*self.id, run = run_id.as_str(), position = position; "run accepted");
+        let accepted = json!({"run_id": run_id, "queue_position": position});
         self.queue.push_back(QueuedRun {
             run_id,
             prompt,
@@ -122,6 +135,9 @@ impl ProjectActor {
         self.shared
             .queue_len
             .store(self.queue.len(), Ordering::Relaxed);
+        // Replied once the queue holds the run (a `project_list` sent on receipt must count
+        // it), and before it starts (`execute_accepted` comes before its `project_state`).
+        reply.ok("execute_accepted", Some(&self.id), &accepted);
         self.start_next(ctx);
         Ok(())
     }
@@ -185,6 +201,11 @@ impl ProjectActor {
                 return;
             }
         };
+        if !self.meta.path.is_dir() {
+            let why = "the project directory no longer exists on the server".to_string();
+            self.finish(&run.run_id, "failed", None, Some(why), ctx);
+            return;
+        }
         let run_id = run.run_id.clone();
         let _ = self.update_meta(|m| {
             m.state = ProjectState::Executing;
@@ -228,19 +249,17 @@ impl ProjectActor {
         if trimmed.is_empty() {
             return;
         }
-        let parsed = (!cut && trimmed.starts_with('{'))
-            .then(|| serde_json::from_str::<AgentLine>(trimmed).ok())
-            .flatten();
-        let Some(head) = parsed else {
-            self.emit(
-                "agent_message",
-                Direction::Agent,
-                &json!({"run_id": run_id, "raw": text, "cut": cut.then_some(true)}),
-            );
+        if cut || !trimmed.starts_with('{') {
+            self.emit_raw(run_id, &text, cut);
             return;
-        };
-        self.observe(&head);
-        // Validated above: the line is one JSON object and goes out unchanged.
+        }
+        // The fields the daemon reads are only interpreted when they have the expected types;
+        // an object with, say, a numeric `type` is still the agent's output and is forwarded
+        // as a message like any other (whether it is valid JSON at all is checked below).
+        if let Ok(head) = serde_json::from_str::<AgentLine>(trimmed) {
+            self.observe(&head);
+        }
+        // A line that parses as JSON and starts with `{` is one JSON object: out unchanged.
         match RawValue::from_string(trimmed.to_string()) {
             Ok(raw) => {
                 #[derive(serde::Serialize)]
@@ -257,14 +276,18 @@ impl ProjectActor {
                     },
                 );
             }
-            Err(_) => {
-                self.emit(
-                    "agent_message",
-                    Direction::Agent,
-                    &json!({"run_id": run_id, "raw": text}),
-                );
-            }
+            Err(_) => self.emit_raw(run_id, &text, false),
         }
+    }
+
+    /// A stdout line that is not a JSON object: `{run_id, raw}`, plus `cut: true` when the line
+    /// was longer than the daemon keeps (the field is absent otherwise, not `null`).
+    fn emit_raw(&mut self, run_id: &str, text: &str, cut: bool) {
+        let mut data = json!({"run_id": run_id, "raw": text});
+        if cut {
+            data["cut"] = json!(true);
+        }
+        self.emit("agent_message", Direction::Agent, &data);
     }
 
     fn observe(&mut self, head: &AgentLine) {
@@ -303,8 +326,12 @@ impl ProjectActor {
                     ));
                 }
             }
+            // Codex reports retries as `error` events and only gives up with `turn.failed`: an
+            // `error` alone is remembered as the likely reason, the exit code decides.
             Some("error") | Some("turn.failed") => {
-                run.seen.is_error = true;
+                if head.kind.as_deref() == Some("turn.failed") {
+                    run.seen.is_error = true;
+                }
                 let what = head
                     .message
                     .as_ref()
@@ -434,6 +461,7 @@ impl ProjectActor {
                 "session_id": self.meta.session_id, "error": "removed from the queue before it started",
             });
             self.emit("run_finished", Direction::System, &data);
+            crate::metrics::run_finished(&self.engine, "killed", 0);
         }
         queued.len()
     }
@@ -478,9 +506,14 @@ impl Handler<SlotReady> for ProjectActor {
             .active
             .as_ref()
             .is_some_and(|r| r.run_id == msg.run_id && r.executor.is_none());
-        match self.pending.take().filter(|p| p.run_id == msg.run_id) {
-            Some(run) if waiting => self.launch(run, msg.permit, ctx),
-            _ => drop(msg.permit),
+        // A slot acquired for a run that was killed while it waited is given back; the run
+        // waiting now (if any) keeps its place and gets a slot of its own.
+        match self.pending.take() {
+            Some(run) if waiting && run.run_id == msg.run_id => self.launch(run, msg.permit, ctx),
+            other => {
+                self.pending = other;
+                drop(msg.permit);
+            }
         }
     }
 }
@@ -525,9 +558,10 @@ impl Handler<RunExited> for ProjectActor {
                 ),
                 Some(StopReason::Timeout) => (
                     "timeout",
+                    // `Duration`'s Debug form keeps sub-second limits readable ("500ms").
                     Some(format!(
-                        "the run exceeded its time limit of {}s and was stopped",
-                        self.engine.config.run_timeout.map_or(0, |t| t.as_secs())
+                        "the run exceeded its time limit of {:?} and was stopped",
+                        self.engine.config.run_timeout.unwrap_or_default()
                     )),
                 ),
                 None if msg.exit_code == Some(0) && !is_error => ("completed", None),

@@ -76,6 +76,10 @@ pub enum Request {
         actor: String,
         project_id: Option<String>,
     },
+    /// Brings an errored actor back (an operator's reset after a crash loop).
+    ActorReset {
+        actor: String,
+    },
 }
 
 impl Request {
@@ -95,6 +99,7 @@ impl Request {
             Request::Ping => "ping",
             Request::Auth { .. } => "auth",
             Request::FaultInject { .. } => "fault_inject",
+            Request::ActorReset { .. } => "actor_reset",
         }
     }
 }
@@ -290,6 +295,7 @@ struct AuthData {
     token: String,
 }
 
+/// Names an actor (`fault_inject`, `actor_reset`).
 #[derive(Deserialize)]
 struct FaultData {
     actor: String,
@@ -359,6 +365,10 @@ fn typed(
         "auth" => {
             let d: AuthData = fields(kind, data)?;
             Request::Auth { token: d.token }
+        }
+        "actor_reset" => {
+            let d: FaultData = fields(kind, data)?;
+            Request::ActorReset { actor: d.actor }
         }
         "fault_inject" if fault_injection => {
             let d: FaultData = fields(kind, data)?;

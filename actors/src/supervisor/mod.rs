@@ -274,6 +274,15 @@ impl Handler<ChildExited> for Supervisor {
         if matches!(self.children.get(&child), Some(r) if r.status == Status::Errored) {
             return;
         }
+        if matches!(child, ChildId::Executor(_) | ChildId::Connection) {
+            // Nothing to rebuild (the run ends as failed, the client reconnects): count it.
+            let r = self.record(&child);
+            r.tracker.restarts += 1;
+            crate::metrics::METRICS.restart(child.kind());
+            log::warn!(actor = child.name().as_str(), restarts = r.tracker.restarts; "{} actor crashed ({reason})", child.kind());
+            self.report(&child);
+            return;
+        }
         let policy = self.engine.config.backoff.clone();
         let decision = self.record(&child).tracker.crashed(Instant::now(), &policy);
         match decision {
@@ -287,20 +296,14 @@ impl Handler<ChildExited> for Supervisor {
                     child.kind(),
                     delay.as_millis()
                 );
-                match child {
-                    ChildId::Executor(_) | ChildId::Connection => {
-                        // Nothing to rebuild: the run ends as failed, the client reconnects.
-                        self.report(&child);
-                        return;
-                    }
-                    ChildId::Project(ref id) => self.engine.directory.set_project_addr(
+                if let ChildId::Project(ref id) = child {
+                    self.engine.directory.set_project_addr(
                         id,
                         None,
                         Some(format!(
                             "project {id} is restarting after a crash; try again shortly"
                         )),
-                    ),
-                    _ => {}
+                    );
                 }
                 self.record(&child).status = Status::Restarting;
                 self.report(&child);
@@ -343,5 +346,51 @@ impl Handler<Forget> for Supervisor {
     fn handle(&mut self, msg: Forget, _: &mut Self::Context) {
         self.children.remove(&msg.0);
         self.engine.directory.remove_actor_status(&msg.0.name());
+    }
+}
+
+/// `actor_reset`: an operator brings an errored actor back.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ResetActor {
+    pub name: String,
+    pub reply: crate::connection::ReplyTo,
+}
+
+impl Handler<ResetActor> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ResetActor, ctx: &mut Self::Context) {
+        let errored = self
+            .children
+            .iter()
+            .find(|(id, r)| id.name() == msg.name && r.status == Status::Errored)
+            .map(|(id, _)| id.clone());
+        let Some(child) = errored else {
+            let e = crate::error::ApiError::validation(format!(
+                "no errored actor is named '{}'",
+                crate::logfmt::sanitize(&msg.name, 128)
+            ));
+            return msg.reply.err(None, &e);
+        };
+        log::info!(actor = msg.name.as_str(); "operator reset of an errored actor");
+        self.record(&child).tracker = RestartTracker::new(Instant::now());
+        match self.start_child(&child, ctx) {
+            Ok(()) => msg.reply.ok(
+                "actor_reset",
+                None,
+                &serde_json::json!({"actor": msg.name, "status": "running"}),
+            ),
+            Err(e) => {
+                self.record(&child).status = Status::Errored;
+                self.report(&child);
+                msg.reply.err(
+                    None,
+                    &crate::error::ApiError::internal(format!(
+                        "the actor could not be restarted: {e}"
+                    )),
+                )
+            }
+        }
     }
 }
