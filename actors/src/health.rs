@@ -36,7 +36,7 @@ impl HealthActor {
         }
     }
 
-    fn sample(&mut self) {
+    pub(crate) fn sample(&mut self) {
         crate::executor::process::reap_orphans();
         let engine = self.engine.clone();
         let cfg = &engine.config;

@@ -181,7 +181,11 @@ impl Supervisor {
                     .signal_connections(|| ConnectionSignal::Rejoin);
             }
             ChildId::Health => {
-                let a = HealthActor::new(engine.clone(), me).start();
+                let mut health = HealthActor::new(engine.clone(), me);
+                // The first sample is taken now, so /health has its checks from the moment
+                // the daemon reports ready.
+                health.sample();
+                let a = health.start();
                 engine.directory.set_health(Some(a));
             }
             ChildId::Project(id) => {
@@ -212,7 +216,7 @@ impl Supervisor {
                 id,
                 None,
                 Some(format!(
-                    "project {id} is unavailable: its actor crashed too often and was stopped ({why}); restart the daemon to bring it back"
+                    "project {id} is unavailable: its actor crashed too often and was stopped ({why}); an operator can bring it back with actor_reset, or by restarting the daemon"
                 )),
             );
         }
