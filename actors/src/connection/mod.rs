@@ -254,11 +254,13 @@ impl Actor for ConnectionActor {
         if let Some(b) = self.engine.directory.broadcast() {
             b.do_send(crate::broadcast::Disconnect(self.id));
         }
-        // A client that never reads would keep the writer waiting forever; give it a little
-        // time to take the close frame, then drop the socket.
+        // A client that never reads would keep the writer waiting forever. It gets as long as
+        // the heartbeat allows a silent client (the pong timeout) to take its close frame —
+        // its queue is already emptied, so only the socket is held — then the socket is dropped.
         if let Some(writer) = self.writer.take() {
+            let linger = self.engine.config.pong_timeout;
             actix_rt::spawn(async move {
-                actix_rt::time::sleep(Duration::from_secs(5)).await;
+                actix_rt::time::sleep(linger).await;
                 writer.abort();
             });
         }
