@@ -438,3 +438,37 @@ async fn history_with_extreme_numbers_is_served_verbatim() {
     let r = c.call("project_join", json!({"project_id": id})).await;
     assert_eq!(r["type"], "project_joined", "{r}");
 }
+
+/// `add_dirs` follows the project rules: no data directory, no other project.
+#[tokio::test]
+async fn extra_directories_cannot_reach_the_data_dir_or_other_projects() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_PROJECT_ROOTS", "/")
+        .start();
+    let mut c = d.client().await;
+    let a = d.project_dir("a");
+    let id = c.create_project(&a).await;
+    let b = d.project_dir("b");
+    c.create_project(&b).await;
+    for (dir, code) in [
+        (d.data_dir.clone(), "INVALID_PATH"),
+        (b.clone(), "PROJECT_EXISTS"),
+        (d.root.clone(), "PROJECT_NESTING"),
+    ] {
+        let r = c
+            .call(
+                "execute",
+                json!({"project_id": id, "prompt": "hi", "options": {"add_dirs": [dir]}}),
+            )
+            .await;
+        assert_eq!(r["data"]["code"], code, "{r}");
+    }
+    let extra = d.project_dir("extra");
+    let r = c
+        .call(
+            "execute",
+            json!({"project_id": id, "prompt": "hi", "options": {"add_dirs": [extra]}}),
+        )
+        .await;
+    assert_eq!(r["type"], "execute_accepted", "{r}");
+}

@@ -300,13 +300,21 @@ impl Metrics {
     }
 }
 
-/// Counts a finished run.
-pub fn run_finished(_engine: &Engine, status: &str, duration_ms: u64) {
+/// Counts a finished run, in `server_stats` and in the metrics alike. `duration_ms` is `None`
+/// for a run that never ran (cancelled in the queue, or interrupted by a restart): it is counted
+/// but kept out of the duration histogram.
+pub fn run_finished(engine: &Engine, status: &str, duration_ms: Option<u64>) {
+    engine
+        .stats
+        .runs_total
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     METRICS
         .runs
         .get_or_create(&StatusLabel {
             status: status.to_string(),
         })
         .inc();
-    METRICS.run_seconds.observe(duration_ms as f64 / 1000.0);
+    if let Some(ms) = duration_ms {
+        METRICS.run_seconds.observe(ms as f64 / 1000.0);
+    }
 }

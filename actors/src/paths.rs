@@ -51,6 +51,18 @@ pub fn validate_project_path(raw: &str, roots: &[PathBuf]) -> Result<PathBuf, Ap
     Ok(canonical)
 }
 
+/// Refuses a path that contains or lies inside the server's data directory: an agent working
+/// there could rewrite history and metadata.
+pub fn check_outside_data_dir(candidate: &Path, data_dir: &Path) -> Result<(), ApiError> {
+    if candidate.starts_with(data_dir) || data_dir.starts_with(candidate) {
+        return Err(ApiError::new(
+            Code::InvalidPath,
+            "invalid project path: it contains or lies inside the server's data directory, which agents must not be able to edit",
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a path that equals, contains or lies inside an existing project's path.
 pub fn check_not_nested<'a>(
     candidate: &Path,

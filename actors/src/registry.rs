@@ -8,7 +8,7 @@ use actix::prelude::*;
 use crate::connection::ReplyTo;
 use crate::engine::Engine;
 use crate::error::{ApiError, Code};
-use crate::paths::{check_not_nested, validate_project_path};
+use crate::paths::{check_not_nested, check_outside_data_dir, validate_project_path};
 use crate::project::spawn_project;
 use crate::storage::metadata::{AgentKind, ProjectMeta, ProjectState};
 use crate::storage::project_dir;
@@ -44,12 +44,7 @@ impl RegistryActor {
             }
         }
         let path = validate_project_path(&msg.path, &cfg.project_roots)?;
-        if path.starts_with(&cfg.data_dir) || cfg.data_dir.starts_with(&path) {
-            return Err(ApiError::new(
-                Code::InvalidPath,
-                "invalid project path: it contains or lies inside the server's data directory, which agents must not be able to edit",
-            ));
-        }
+        check_outside_data_dir(&path, &cfg.data_dir)?;
         let existing = self.engine.directory.project_paths();
         check_not_nested(
             &path,

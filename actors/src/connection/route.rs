@@ -166,7 +166,7 @@ impl ConnectionActor {
         reply: ReplyTo,
         ctx: &mut Context<Self>,
     ) {
-        log::warn!(conn = self.id; "fault injection requested for the {actor} actor");
+        log::warn!(conn = self.id; "fault injection requested for the {} actor", crate::logfmt::sanitize(actor, 64));
         let dir = &self.engine.directory;
         let injected = |reply: &ReplyTo| {
             reply.ok(

@@ -117,6 +117,7 @@ impl ProjectActor {
             "error": "the run was interrupted: the daemon or the project's actor stopped during it",
         });
         self.emit("run_finished", Direction::System, &data);
+        crate::metrics::run_finished(&self.engine, "failed", None);
         let _ = self.update_meta(|m| {
             m.active_run = None;
             m.state = ProjectState::Error;

@@ -104,8 +104,19 @@ impl ProjectActor {
         }
         // Build the command once now, so a bad option is refused before anything is queued.
         build_args(kind, &options, None, &prompt)?;
+        // Extra directories follow the project rules: inside the roots, away from the data
+        // directory and from every other project.
+        let others = self.engine.directory.project_paths();
         for d in &options.add_dirs {
-            crate::paths::validate_project_path(d, &self.engine.config.project_roots)?;
+            let dir = crate::paths::validate_project_path(d, &self.engine.config.project_roots)?;
+            crate::paths::check_outside_data_dir(&dir, &self.engine.config.data_dir)?;
+            crate::paths::check_not_nested(
+                &dir,
+                others
+                    .iter()
+                    .filter(|(id, _)| id.as_str() != &*self.id)
+                    .map(|(id, p)| (id.as_str(), p.as_path())),
+            )?;
         }
         let position = self.queue.len() + usize::from(self.active.is_some());
         if position > 0 && self.queue.len() >= self.engine.config.max_queue {
@@ -395,8 +406,7 @@ impl ProjectActor {
                 .runs_active
                 .fetch_sub(1, Ordering::Relaxed);
         }
-        self.engine.stats.runs_total.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::run_finished(&self.engine, status, duration_ms);
+        crate::metrics::run_finished(&self.engine, status, Some(duration_ms));
         self.emit_state();
         drop(run.permit);
         self.start_next(ctx);
@@ -461,7 +471,7 @@ impl ProjectActor {
                 "session_id": self.meta.session_id, "error": "removed from the queue before it started",
             });
             self.emit("run_finished", Direction::System, &data);
-            crate::metrics::run_finished(&self.engine, "killed", 0);
+            crate::metrics::run_finished(&self.engine, "killed", None);
         }
         queued.len()
     }

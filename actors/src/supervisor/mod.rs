@@ -215,8 +215,9 @@ impl Supervisor {
             self.engine.directory.set_project_addr(
                 id,
                 None,
+                // `why` may hold OS error text: it goes to the log above, not to clients.
                 Some(format!(
-                    "project {id} is unavailable: its actor crashed too often and was stopped ({why}); an operator can bring it back with actor_reset, or by restarting the daemon"
+                    "project {id} is unavailable: its actor crashed too often and was stopped; an operator can bring it back with actor_reset, or by restarting the daemon"
                 )),
             );
         }
@@ -386,13 +387,14 @@ impl Handler<ResetActor> for Supervisor {
                 &serde_json::json!({"actor": msg.name, "status": "running"}),
             ),
             Err(e) => {
+                log::error!(actor = msg.name.as_str(); "reset failed: {e}");
                 self.record(&child).status = Status::Errored;
                 self.report(&child);
                 msg.reply.err(
                     None,
-                    &crate::error::ApiError::internal(format!(
-                        "the actor could not be restarted: {e}"
-                    )),
+                    &crate::error::ApiError::internal(
+                        "the actor could not be restarted; the server's log says why",
+                    ),
                 )
             }
         }
