@@ -1,0 +1,7 @@
+//! The scenarios.
+
+pub mod connections;
+pub mod fanout;
+pub mod history;
+pub mod roundtrip;
+pub mod runs;
