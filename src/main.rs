@@ -54,8 +54,34 @@ fn main() {
             std::process::exit(EXIT_START);
         }
     };
+    // Replies and events are small frames that must leave at once: without TCP_NODELAY a frame
+    // written after another can wait ~40 ms for the client's delayed ACK. Accepted sockets
+    // inherit the option from the listener.
+    if let Err(e) = set_nodelay(&listener) {
+        log::warn!("could not set TCP_NODELAY: {e}");
+    }
     let code = actix_rt::System::new().block_on(run(config, listener));
     std::process::exit(code);
+}
+
+fn set_nodelay(listener: &std::net::TcpListener) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a correctly sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Holds an exclusive lock on `<data_dir>/.lock` for the life of the process.

@@ -34,6 +34,10 @@ pub struct ProjectActor {
     pending: Option<QueuedRun>,
     supervisor: Option<Addr<Supervisor>>,
     sync_in_flight: bool,
+    /// A background metadata write is running.
+    meta_write_in_flight: bool,
+    /// The metadata changed since the last write started.
+    meta_dirty: bool,
     /// The last append failed; cleared by the next one that works.
     storage_failing: bool,
     guard: ChildGuard,
@@ -94,6 +98,8 @@ pub fn spawn_project(
         pending: None,
         supervisor,
         sync_in_flight: false,
+        meta_write_in_flight: false,
+        meta_dirty: false,
         storage_failing: false,
     };
     // Before the actor is registered, not in `started`: `/ready` and `project_list` must never
@@ -107,15 +113,51 @@ pub fn spawn_project(
 }
 
 impl ProjectActor {
-    /// Applies a change to the metadata, publishes it to the directory and stores it durably.
+    /// Applies a change to the metadata, publishes it to the directory and stores it durably
+    /// before returning.
     fn update_meta(&mut self, change: impl FnOnce(&mut ProjectMeta)) -> std::io::Result<()> {
         change(&mut self.meta);
         *crate::directory::lock_ignoring_poison(&self.shared.meta) = self.meta.clone();
+        if self.meta_write_in_flight {
+            // A background write of an older state may land after this one: write again then.
+            self.meta_dirty = true;
+        }
         self.meta
             .save(&self.engine.config.data_dir)
             .inspect_err(|e| {
                 log::error!(project = &*self.id; "could not store metadata: {e}");
             })
+    }
+
+    /// Applies a change to the metadata, publishes it, and stores it off the actor's thread.
+    /// Used on the run path: the fsyncs of an atomic write take milliseconds that would
+    /// otherwise delay the agent's start and its output. Writes are chained, so the newest
+    /// state is always the last one written; shutdown writes it synchronously.
+    fn update_meta_soon(&mut self, ctx: &mut Context<Self>, change: impl FnOnce(&mut ProjectMeta)) {
+        change(&mut self.meta);
+        *crate::directory::lock_ignoring_poison(&self.shared.meta) = self.meta.clone();
+        self.meta_dirty = true;
+        self.flush_meta(ctx);
+    }
+
+    fn flush_meta(&mut self, ctx: &mut Context<Self>) {
+        if self.meta_write_in_flight || !self.meta_dirty {
+            return;
+        }
+        self.meta_dirty = false;
+        self.meta_write_in_flight = true;
+        let meta = self.meta.clone();
+        let dir = self.engine.config.data_dir.clone();
+        let job = async move { tokio::task::spawn_blocking(move || meta.save(&dir)).await };
+        ctx.spawn(job.into_actor(self).map(|res, act, ctx| {
+            act.meta_write_in_flight = false;
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::error!(project = &*act.id; "could not store metadata: {e}"),
+                Err(e) => log::error!(project = &*act.id; "metadata write task failed: {e}"),
+            }
+            act.flush_meta(ctx);
+        }));
     }
 
     fn view(&self) -> serde_json::Value {
@@ -141,6 +183,9 @@ impl Actor for ProjectActor {
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         if let Err(e) = self.history.sync() {
             log::error!(project = &*self.id; "could not sync history: {e}");
+        }
+        if self.meta_dirty || self.meta_write_in_flight {
+            let _ = self.update_meta(|_| {});
         }
         Running::Stop
     }
