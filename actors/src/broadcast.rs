@@ -71,10 +71,10 @@ impl Actor for BroadcastActor {
     type Context = Context<Self>;
 }
 
-/// Send a project event to its subscribers.
+/// Send project events (all of one project, in order) to its subscribers.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Publish(pub Frame);
+pub struct Publish(pub Arc<[Frame]>);
 
 /// Subscribe a connection, sending it `lead` first (the join reply and the replay).
 #[derive(Message)]
@@ -117,19 +117,17 @@ impl Handler<Publish> for BroadcastActor {
     type Result = ();
 
     fn handle(&mut self, msg: Publish, _: &mut Self::Context) {
-        let Some(project) = &msg.0.project else {
+        let Some(project) = msg.0.first().and_then(|f| f.project.clone()) else {
             return;
         };
-        if let Some(list) = self.subs.get(project) {
+        if let Some(list) = self.subs.get(&project) {
             let started = std::time::Instant::now();
+            // One message per subscriber for the whole batch; the frames are shared, not copied.
             for (_, r) in list {
-                r.do_send(Deliver {
-                    frame: msg.0.clone(),
-                    mark: Mark::None,
-                });
+                r.do_send(Deliver::batch(msg.0.clone()));
             }
             let m = &crate::metrics::METRICS;
-            m.deliveries.inc_by(list.len() as u64);
+            m.deliveries.inc_by((list.len() * msg.0.len()) as u64);
             m.fanout.observe(list.len() as f64);
             m.fanout_seconds.observe(started.elapsed().as_secs_f64());
         }
@@ -178,10 +176,10 @@ impl Handler<ProjectGone> for BroadcastActor {
     fn handle(&mut self, msg: ProjectGone, _: &mut Self::Context) {
         if let Some(list) = self.subs.remove(&msg.project) {
             for (conn, r) in list {
-                r.do_send(Deliver {
-                    frame: msg.notice.clone(),
-                    mark: Mark::Left(msg.project.clone()),
-                });
+                r.do_send(Deliver::marked(
+                    msg.notice.clone(),
+                    Mark::Left(msg.project.clone()),
+                ));
                 if let Some(set) = self.by_conn.get_mut(&conn) {
                     set.remove(&msg.project);
                 }

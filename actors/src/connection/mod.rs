@@ -28,19 +28,46 @@ use crate::protocol::{decode, Frame};
 use crate::supervisor::{ChildGuard, ChildId, Supervisor};
 use outbox::Outbox;
 
-/// A frame for this connection, with what it means for the per-project seq tracking.
+/// Frames for this connection, with what they mean for the per-project seq tracking.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Deliver {
-    pub frame: Frame,
-    pub mark: Mark,
+    frames: Payload,
+    mark: Mark,
+}
+
+/// One frame (a reply), or a batch shared by every subscriber (a burst of events).
+#[derive(Clone)]
+enum Payload {
+    One(Frame),
+    Many(Arc<[Frame]>),
 }
 
 impl Deliver {
     pub fn plain(frame: Frame) -> Self {
+        Self::marked(frame, Mark::None)
+    }
+
+    /// A frame that changes the subscription state before it is sent.
+    pub fn marked(frame: Frame, mark: Mark) -> Self {
         Deliver {
-            frame,
+            frames: Payload::One(frame),
+            mark,
+        }
+    }
+
+    /// Events of one project, in order.
+    pub fn batch(frames: Arc<[Frame]>) -> Self {
+        Deliver {
+            frames: Payload::Many(frames),
             mark: Mark::None,
+        }
+    }
+
+    fn frames(&self) -> &[Frame] {
+        match &self.frames {
+            Payload::One(f) => std::slice::from_ref(f),
+            Payload::Many(fs) => fs,
         }
     }
 }
@@ -312,16 +339,21 @@ impl Handler<Deliver> for ConnectionActor {
                 self.seen.remove(project);
             }
         }
-        if let (Some(project), Some(seq)) = (&msg.frame.project, msg.frame.seq) {
-            match self.seen.get_mut(project) {
-                Some(last) if seq <= *last => return, // already delivered
-                Some(last) => *last = seq,
-                None => {
-                    self.seen.insert(project.clone(), seq);
+        for frame in msg.frames() {
+            if let (Some(project), Some(seq)) = (&frame.project, frame.seq) {
+                match self.seen.get_mut(project) {
+                    Some(last) if seq <= *last => continue, // already delivered
+                    Some(last) => *last = seq,
+                    None => {
+                        self.seen.insert(project.clone(), seq);
+                    }
                 }
             }
+            self.send(frame, ctx);
+            if self.outbox.is_closed() {
+                return;
+            }
         }
-        self.send(&msg.frame, ctx);
     }
 }
 

@@ -8,53 +8,80 @@ use crate::broadcast::Publish;
 use crate::error::ApiError;
 use crate::protocol::frame::error_frame;
 use crate::protocol::{Direction, Frame, FrameBuilder};
+use crate::storage::history::Stamp;
 use crate::storage::metadata::ProjectState;
 
 impl ProjectActor {
     /// Stores an event in history and then broadcasts it (in that order: a seq a client has seen
-    /// is never reused). Returns the seq, or `None` when the event could not be stored — it is
-    /// then still broadcast live, without a seq, and subscribers are told storage is failing.
-    pub(super) fn emit<D: Serialize>(
-        &mut self,
-        kind: &str,
-        dir: Direction,
-        data: &D,
-    ) -> Option<u64> {
-        let stamp = self.history.stamp(chrono::Utc::now());
+    /// is never reused). An event that cannot be stored is still broadcast live, without a seq,
+    /// and subscribers are told storage is failing. Inside [`Self::batch`] the event is only
+    /// staged; the batch is stored with one write and published together.
+    pub(super) fn emit<D: Serialize>(&mut self, kind: &str, dir: Direction, data: &D) {
+        let ahead = self.staged.as_ref().map_or(0, |s| s.len() as u64);
+        let stamp = self.history.stamp_ahead(chrono::Utc::now(), ahead);
         let frame = FrameBuilder::new(kind)
             .project(&self.id)
             .stored(stamp.seq, &stamp.ts, dir)
             .encode(data);
-        match self.history.append(&stamp, frame.text.as_bytes()) {
-            Ok(()) => {
-                crate::metrics::METRICS.history_appends.inc();
-                self.shared
-                    .last_seq
-                    .store(stamp.seq, std::sync::atomic::Ordering::Relaxed);
-                if self.storage_failing {
-                    self.storage_failing = false;
-                    log::info!(project = &*self.id; "history writes work again");
-                }
-                self.publish(frame);
-                Some(stamp.seq)
-            }
-            Err(e) => {
-                crate::metrics::METRICS.history_append_errors.inc();
-                if !self.storage_failing {
-                    self.storage_failing = true;
-                    log::error!(project = &*self.id; "could not append to history: {e}");
-                    let err = ApiError::storage("store this project's history");
-                    self.publish(error_frame(None, Some(&self.id), &err));
-                }
-                self.publish(FrameBuilder::new(kind).project(&self.id).encode(data));
-                None
-            }
+        match self.staged.as_mut() {
+            Some(staged) => staged.push((stamp, frame)),
+            None => self.store_and_publish(vec![(stamp, frame)]),
         }
     }
 
-    pub(super) fn publish(&self, frame: Frame) {
+    /// Runs `f` with every event it emits stored in one history write and published as one
+    /// batch: the per-event costs (a write, a message to the broadcast actor and one to each
+    /// subscriber) are paid once per burst of agent output instead of once per line.
+    pub(super) fn batch(&mut self, f: impl FnOnce(&mut Self)) {
+        self.staged = Some(Vec::new());
+        f(self);
+        if let Some(staged) = self.staged.take() {
+            self.store_and_publish(staged);
+        }
+    }
+
+    fn store_and_publish(&mut self, events: Vec<(Stamp, Frame)>) {
+        if events.is_empty() {
+            return;
+        }
+        let records: Vec<(&Stamp, &[u8])> = events
+            .iter()
+            .map(|(s, f)| (s, f.text.as_bytes().as_ref()))
+            .collect();
+        let (stored, error) = self.history.append_batch(&records);
+        drop(records);
+        let m = &crate::metrics::METRICS;
+        m.history_appends.inc_by(stored as u64);
+        let mut frames: Vec<Frame> = events.into_iter().map(|(_, f)| f).collect();
+        if stored > 0 {
+            self.shared.last_seq.store(
+                frames[stored - 1].seq.unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            if self.storage_failing {
+                self.storage_failing = false;
+                log::info!(project = &*self.id; "history writes work again");
+            }
+        }
+        if let Some(e) = error {
+            m.history_append_errors
+                .inc_by((frames.len() - stored) as u64);
+            for f in &mut frames[stored..] {
+                *f = f.without_seq();
+            }
+            if !self.storage_failing {
+                self.storage_failing = true;
+                log::error!(project = &*self.id; "could not append to history: {e}");
+                let err = ApiError::storage("store this project's history");
+                frames.insert(stored, error_frame(None, Some(&self.id), &err));
+            }
+        }
+        self.publish_all(frames);
+    }
+
+    fn publish_all(&self, frames: Vec<Frame>) {
         if let Some(b) = self.engine.directory.broadcast() {
-            b.do_send(Publish(frame));
+            b.do_send(Publish(frames.into()));
         }
     }
 

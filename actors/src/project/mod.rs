@@ -38,6 +38,8 @@ pub struct ProjectActor {
     meta_write_in_flight: bool,
     /// The metadata changed since the last write started.
     meta_dirty: bool,
+    /// Events emitted inside [`ProjectActor::batch`], waiting to be stored together.
+    staged: Option<Vec<(crate::storage::history::Stamp, crate::protocol::Frame)>>,
     /// The last append failed; cleared by the next one that works.
     storage_failing: bool,
     guard: ChildGuard,
@@ -100,6 +102,7 @@ pub fn spawn_project(
         sync_in_flight: false,
         meta_write_in_flight: false,
         meta_dirty: false,
+        staged: None,
         storage_failing: false,
     };
     // Before the actor is registered, not in `started`: `/ready` and `project_list` must never

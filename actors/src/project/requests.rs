@@ -126,13 +126,13 @@ impl ProjectActor {
             &json!({"project": self.view(), "recovered": recovered, "replayed": replay.len()}),
         );
         let mut lead = Vec::with_capacity(replay.len() + 1);
-        lead.push(Deliver {
-            frame: joined,
-            mark: Mark::Joined {
+        lead.push(Deliver::marked(
+            joined,
+            Mark::Joined {
                 project: self.id.clone(),
                 since: since_seq.unwrap_or(last).min(last),
             },
-        });
+        ));
         lead.extend(replay.into_iter().map(|(seq, line)| {
             Deliver::plain(Frame {
                 text: line.into(),
@@ -157,14 +157,14 @@ impl ProjectActor {
     }
 
     fn leave(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
-        let left = Deliver {
-            frame: reply.frame(
+        let left = Deliver::marked(
+            reply.frame(
                 "project_left",
                 Some(&self.id),
                 &json!({"project_id": &*self.id}),
             ),
-            mark: Mark::Left(self.id.clone()),
-        };
+            Mark::Left(self.id.clone()),
+        );
         match self.engine.directory.broadcast() {
             Some(b) => b.do_send(Unsubscribe {
                 project: self.id.clone(),

@@ -251,7 +251,7 @@ impl ProjectActor {
     }
 
     /// Handles one stdout line: notes what matters, then stores and broadcasts it.
-    fn on_stdout(&mut self, run_id: &str, line: Vec<u8>, cut: bool, ctx: &mut Context<Self>) {
+    fn on_stdout(&mut self, run_id: &str, line: Vec<u8>, cut: bool) {
         let text = match String::from_utf8(line) {
             Ok(t) => t,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -268,7 +268,7 @@ impl ProjectActor {
         // an object with, say, a numeric `type` is still the agent's output and is forwarded
         // as a message like any other (whether it is valid JSON at all is checked below).
         if let Ok(head) = serde_json::from_str::<AgentLine>(trimmed) {
-            self.observe(&head, ctx);
+            self.observe(&head);
         }
         // A line that parses as JSON and starts with `{` is one JSON object: out unchanged.
         match RawValue::from_string(trimmed.to_string()) {
@@ -301,7 +301,7 @@ impl ProjectActor {
         self.emit("agent_message", Direction::Agent, &data);
     }
 
-    fn observe(&mut self, head: &AgentLine, ctx: &mut Context<Self>) {
+    fn observe(&mut self, head: &AgentLine) {
         let session = match head.kind.as_deref() {
             Some("system") if head.subtype.as_deref() == Some("init") => head.session_id.clone(),
             Some("result") => head.session_id.clone(),
@@ -312,7 +312,9 @@ impl ProjectActor {
             if self.meta.session_id.as_deref() != Some(s.as_str()) {
                 log::info!(project = &*self.id, session = s.as_str(); "agent session id saved");
                 // Saved durably at once: a crash mid-run still resumes this conversation.
-                self.update_meta_soon(ctx, |m| m.session_id = Some(s));
+                // Stored before the line that carries it is broadcast: a client that has seen
+                // the session id can count on the next run resuming it, even after a crash.
+                let _ = self.update_meta(|m| m.session_id = Some(s));
             }
         }
         let Some(run) = self.active.as_mut() else {
@@ -531,19 +533,21 @@ impl Handler<SlotReady> for ProjectActor {
 impl Handler<RunOutput> for ProjectActor {
     type Result = ();
 
-    fn handle(&mut self, msg: RunOutput, ctx: &mut Self::Context) {
-        for line in msg.lines {
-            if msg.stderr {
-                let text = String::from_utf8_lossy(&line.bytes);
-                self.emit(
-                    "agent_stderr",
-                    Direction::Agent,
-                    &json!({"run_id": msg.run_id, "line": text}),
-                );
-            } else {
-                self.on_stdout(&msg.run_id, line.bytes, line.cut, ctx);
+    fn handle(&mut self, msg: RunOutput, _: &mut Self::Context) {
+        self.batch(|act| {
+            for line in msg.lines {
+                if msg.stderr {
+                    let text = String::from_utf8_lossy(&line.bytes);
+                    act.emit(
+                        "agent_stderr",
+                        Direction::Agent,
+                        &json!({"run_id": msg.run_id, "line": text}),
+                    );
+                } else {
+                    act.on_stdout(&msg.run_id, line.bytes, line.cut);
+                }
             }
-        }
+        });
     }
 }
 

@@ -49,6 +49,31 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The same message as a live-only event: without `seq` and `direction` (for an event that
+    /// could not be stored). The envelope's fields come before `data`, so the first occurrence
+    /// of each key is the envelope's own.
+    pub fn without_seq(&self) -> Frame {
+        let mut text = self.text.to_string();
+        for key in [",\"seq\":", ",\"direction\":"] {
+            if let Some(start) = text.find(key) {
+                let rest = &text[start + key.len()..];
+                let end = if let Some(quoted) = rest.strip_prefix('"') {
+                    quoted.find('"').map(|i| i + 2)
+                } else {
+                    rest.find(',')
+                };
+                if let Some(end) = end {
+                    text.replace_range(start..start + key.len() + end, "");
+                }
+            }
+        }
+        Frame {
+            text: ByteString::from(text),
+            project: self.project.clone(),
+            seq: None,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.text.len()
     }
@@ -178,6 +203,25 @@ mod tests {
             r#"{"type":"project_state","project_id":"p1","seq":7,"ts":"2026-11-21T10:00:00.000Z","direction":"system","data":{"state":"IDLE"}}"#
         );
         assert_eq!(f.seq, Some(7));
+    }
+
+    #[test]
+    fn a_stored_frame_can_go_out_live_only() {
+        let p: Arc<str> = Arc::from("p1");
+        let data = serde_json::json!({"seq": 1, "direction": "x", "n": ",\"seq\":"});
+        let f = FrameBuilder::new("agent_message")
+            .project(&p)
+            .stored(42, "2026-11-21T10:00:00.000Z", Direction::Agent)
+            .encode(&data);
+        let live = f.without_seq();
+        assert_eq!(live.seq, None);
+        let v: serde_json::Value = serde_json::from_str(&live.text).unwrap();
+        assert!(
+            v.get("seq").is_none() && v.get("direction").is_none(),
+            "{v}"
+        );
+        assert_eq!(v["data"], data);
+        assert_eq!(v["ts"], "2026-11-21T10:00:00.000Z");
     }
 
     #[test]

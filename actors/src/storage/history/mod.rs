@@ -134,6 +134,11 @@ impl HistoryLog {
     /// The seq and time the next record gets. Times never go backwards, even if the clock does,
     /// so that `since` queries can rely on order.
     pub fn stamp(&self, now: DateTime<Utc>) -> Stamp {
+        self.stamp_ahead(now, 0)
+    }
+
+    /// The stamp of the record `ahead` places after the next one (for a batch being built).
+    pub fn stamp_ahead(&self, now: DateTime<Utc>, ahead: u64) -> Stamp {
         let ts = crate::time::format_ts(now);
         let ts = if ts < self.last_ts {
             self.last_ts.clone()
@@ -141,7 +146,7 @@ impl HistoryLog {
             ts
         };
         Stamp {
-            seq: self.next_seq,
+            seq: self.next_seq + ahead,
             ts,
         }
     }
@@ -149,9 +154,33 @@ impl HistoryLog {
     /// Appends one record (`line` without its newline) stamped with `stamp`. When this returns
     /// `Ok`, the write has returned and the seq is taken; on error nothing was added.
     pub fn append(&mut self, stamp: &Stamp, line: &[u8]) -> std::io::Result<()> {
-        debug_assert_eq!(stamp.seq, self.next_seq);
+        match self.append_batch(&[(stamp, line)]) {
+            (_, Some(e)) => Err(e),
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// Appends records stamped with consecutive seqs, with one `write(2)` per segment they
+    /// land in (a burst of agent output is one write, not one per line). Returns how many were
+    /// stored — always a prefix — and the error that stopped the rest, if any; a failed write
+    /// is cut back off the file, so the file only ever holds whole records.
+    pub fn append_batch(&mut self, records: &[(&Stamp, &[u8])]) -> (usize, Option<std::io::Error>) {
+        let mut done = 0;
+        while done < records.len() {
+            match self.append_chunk(&records[done..]) {
+                Ok(n) => done += n,
+                Err(e) => return (done, Some(e)),
+            }
+        }
+        (done, None)
+    }
+
+    /// Writes as many of `records` as fit in the current segment (at least one, rotating first
+    /// when needed) and returns how many it wrote.
+    fn append_chunk(&mut self, records: &[(&Stamp, &[u8])]) -> std::io::Result<usize> {
+        debug_assert_eq!(records.first().map(|r| r.0.seq), Some(self.next_seq));
         self.repair()?;
-        if self.needs_rotation(line.len() as u64 + 1) {
+        if self.needs_rotation(records[0].1.len() as u64 + 1) {
             self.rotate()?;
         }
         if self.file.is_none() {
@@ -164,28 +193,47 @@ impl HistoryLog {
             return Err(std::io::Error::other("history has no segment"));
         };
         self.scratch.clear();
-        self.scratch.extend_from_slice(line);
-        self.scratch.push(b'\n');
+        let (mut bytes, mut count) = (seg.bytes, seg.records);
+        let mut n = 0;
+        for (_, line) in records {
+            let len = line.len() as u64 + 1;
+            let full = count >= self.cfg.segment_records || bytes + len > self.cfg.segment_bytes;
+            if n > 0 && full {
+                break;
+            }
+            self.scratch.extend_from_slice(line);
+            self.scratch.push(b'\n');
+            bytes += len;
+            count += 1;
+            n += 1;
+        }
         if let Err(e) = file.write_all(&self.scratch) {
-            // Cut off whatever part of the line made it, so the file stays whole.
+            // Cut off whatever part made it, so the file stays whole.
             if file.set_len(seg.bytes).is_err() {
                 self.repair_to = Some(seg.bytes);
             }
             return Err(e);
         }
-        seg.push(stamp.seq, &stamp.ts, self.scratch.len() as u64);
-        self.next_seq = stamp.seq + 1;
-        self.last_ts.clone_from(&stamp.ts);
+        for (stamp, line) in &records[..n] {
+            seg.push(stamp.seq, &stamp.ts, line.len() as u64 + 1);
+        }
+        let last = records[n - 1].0;
+        self.next_seq = last.seq + 1;
+        self.last_ts.clone_from(&last.ts);
         match self.cfg.durability {
             Durability::Always => {
                 let started = std::time::Instant::now();
-                file.sync_data()?;
+                // The records are written (their seqs are taken); a failed fsync only weakens
+                // what a power loss can take, so it is reported, not undone.
+                if let Err(e) = file.sync_data() {
+                    log::error!("history fsync failed: {e}");
+                }
                 crate::metrics::METRICS.fsync(started.elapsed());
             }
             Durability::Batch => self.dirty = true,
             Durability::Os => {}
         }
-        Ok(())
+        Ok(n)
     }
 
     /// For batch durability: a handle to fsync off the actor's thread, when anything is unsynced.

@@ -141,3 +141,31 @@ fn retention_drops_oldest_segments_and_replay_reports_it() {
         (41..=45).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_batch_spans_rotations_and_keeps_seqs_contiguous() {
+    let d = tempfile::tempdir().unwrap();
+    let mut log = HistoryLog::open(d.path().to_path_buf(), cfg(100)).unwrap();
+    fill(&mut log, 30);
+    let now = Utc::now();
+    let stamps: Vec<Stamp> = (0..250).map(|i| log.stamp_ahead(now, i)).collect();
+    let lines: Vec<String> = stamps
+        .iter()
+        .map(|s| record(s.seq, &s.ts, "agent"))
+        .collect();
+    let batch: Vec<(&Stamp, &[u8])> = stamps
+        .iter()
+        .zip(&lines)
+        .map(|(s, l)| (s, l.as_bytes()))
+        .collect();
+    let (stored, err) = log.append_batch(&batch);
+    assert!(err.is_none());
+    assert_eq!(stored, 250);
+    assert_eq!(log.last_seq(), 280);
+    assert_eq!(log.segment_count(), 3);
+    let page = log.query(&q(Cursor::SinceSeq(95), 10)).unwrap();
+    assert_eq!(seqs(&page), (96..=105).collect::<Vec<_>>());
+    drop(log);
+    let log = HistoryLog::open(d.path().to_path_buf(), cfg(100)).unwrap();
+    assert_eq!(log.last_seq(), 280);
+}
