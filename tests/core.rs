@@ -71,20 +71,7 @@ fn is_rfc3339_millis(s: &str) -> bool {
 
 /// Checks that `p` is a full project object for `dir`.
 fn assert_project_object(p: &Value, dir: &Path) {
-    let fields = [
-        "id",
-        "path",
-        "name",
-        "state",
-        "session_id",
-        "created_at",
-        "last_active",
-        "subscribers",
-        "last_seq",
-        "queue_len",
-        "agent",
-    ];
-    for f in fields {
+    for f in PROJECT_FIELDS {
         assert!(p.get(f).is_some(), "project lacks '{f}': {p}");
     }
     assert!(p["id"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
@@ -115,31 +102,13 @@ fn assert_project_object(p: &Value, dir: &Path) {
 async fn wait_for_project(c: &mut Client, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
-        let list = c.call("project_list", json!({})).await;
-        let found = list["data"]["projects"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["id"] == id).cloned());
-        if let Some(p) = found {
-            if pred(&p) {
-                return p;
-            }
-            assert!(Instant::now() < deadline, "project never matched: {p}");
-        } else {
-            panic!("project {id} is not listed: {list}");
+        let p = c.project(id).await;
+        if pred(&p) {
+            return p;
         }
+        assert!(Instant::now() < deadline, "project never matched: {p}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-/// Runs a prompt with the mock agent and returns its `run_finished`.
-async fn run_prompt(c: &mut Client, project: &str, prompt: &str) -> Value {
-    let r = c
-        .call("execute", json!({"project_id": project, "prompt": prompt}))
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
-    let run_id = r["data"]["run_id"].clone();
-    c.recv_where(|m| m["type"] == "run_finished" && m["data"]["run_id"] == run_id)
-        .await
 }
 
 /// Connects until the server accepts (the permit of a closed connection is released
@@ -199,12 +168,11 @@ async fn project_create_returns_the_stored_project() {
 
     // Without a name the directory's name is used; the agent can be chosen.
     let beta = d.project_dir("beta");
-    let r = c
-        .call("project_create", json!({"path": beta, "agent": "codex"}))
+    let p = c
+        .create_project_with(json!({"path": beta, "agent": "codex"}))
         .await;
-    assert_eq!(r["type"], "project_created", "{r}");
-    assert_eq!(r["data"]["project"]["name"], "beta");
-    assert_eq!(r["data"]["project"]["agent"], "codex");
+    assert_eq!(p["name"], "beta");
+    assert_eq!(p["agent"], "codex");
 }
 
 #[tokio::test]
@@ -379,10 +347,9 @@ async fn project_delete_notifies_subscribers_and_removes_the_data() {
     let mut b = d.client().await;
     let id = a.create_project(&d.project_dir("doomed")).await;
     let keep = a.create_project(&d.project_dir("kept")).await;
-    let r = b.call("project_join", json!({"project_id": id})).await;
-    assert_eq!(r["type"], "project_joined", "{r}");
+    b.join(&id).await;
     // Some history, so that there is data to remove.
-    let f = run_prompt(&mut b, &id, "hello").await;
+    let f = b.run(&id, "hello").await;
     assert_eq!(f["data"]["status"], "completed", "{f}");
     let dir = d.data_dir.join("projects").join(&id);
     assert!(dir.join("metadata.json").exists());
@@ -434,10 +401,7 @@ async fn project_delete_refuses_an_executing_project() {
     let d = Daemon::start();
     let mut c = d.client().await;
     let id = c.create_project(&d.project_dir("busy")).await;
-    let r = c
-        .call("execute", json!({"project_id": id, "prompt": "mock:hang"}))
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
+    c.execute(&id, "mock:hang").await;
     c.recv_type("run_started").await;
     wait_for_project(&mut c, &id, |p| p["state"] == "EXECUTING").await;
 
@@ -448,8 +412,7 @@ async fn project_delete_refuses_an_executing_project() {
     assert_error(&r, "PROJECT_BUSY");
     assert!(d.data_dir.join("projects").join(&id).exists());
 
-    let r = c.call("agent_kill", json!({"project_id": id})).await;
-    assert_eq!(r["type"], "agent_killed", "{r}");
+    c.kill(&id).await;
     let f = c.recv_type("run_finished").await;
     assert_eq!(f["data"]["status"], "killed", "{f}");
     wait_for_project(&mut c, &id, |p| p["state"] == "IDLE").await;
@@ -483,8 +446,7 @@ async fn project_join_and_leave() {
     assert_eq!(p["subscribers"], 1);
 
     // Joining twice does not count twice.
-    let r = c.call("project_join", json!({"project_id": id})).await;
-    assert_eq!(r["type"], "project_joined", "{r}");
+    c.join(&id).await;
     let p = wait_for_project(&mut c, &id, |_| true).await;
     assert_eq!(p["subscribers"], 1, "{p}");
 
@@ -611,8 +573,7 @@ async fn malformed_requests_are_answered_and_the_connection_stays_open() {
     let r = c.recv_type("error").await;
     assert_error(&r, "VALIDATION_FAILED");
 
-    let pong = c.call("ping", json!({})).await;
-    assert_eq!(pong["type"], "pong");
+    c.ping().await;
 }
 
 // --- several clients ---------------------------------------------------------------------
@@ -626,14 +587,11 @@ async fn two_clients_have_separate_contexts() {
     let p2 = a.create_project(&d.project_dir("two")).await;
 
     // A watches p1, B watches p2; each sees only its own project's events.
-    let r = a.call("project_join", json!({"project_id": p1})).await;
-    assert_eq!(r["type"], "project_joined", "{r}");
-    let r = b.call("project_join", json!({"project_id": p2})).await;
-    assert_eq!(r["type"], "project_joined", "{r}");
-    let f = run_prompt(&mut a, &p1, "hello from a").await;
+    a.join(&p1).await;
+    b.join(&p2).await;
+    let f = a.run(&p1, "hello from a").await;
     assert_eq!(f["data"]["status"], "completed", "{f}");
-    let pong = b.call("ping", json!({})).await;
-    assert_eq!(pong["type"], "pong");
+    b.ping().await;
     b.stay(Duration::from_millis(300)).await.unwrap();
     assert!(
         b.pending().iter().all(|m| m["project_id"] != p1),
@@ -642,25 +600,22 @@ async fn two_clients_have_separate_contexts() {
     );
 
     // Both watch p2 now.
-    let r = a.call("project_join", json!({"project_id": p2})).await;
-    assert_eq!(r["type"], "project_joined", "{r}");
+    a.join(&p2).await;
     wait_for_project(&mut a, &p2, |p| p["subscribers"] == 2).await;
 
     // B closes: its subscription is released; A is unaffected.
     b.close().await;
     wait_for_project(&mut a, &p2, |p| p["subscribers"] == 1).await;
-    let f = run_prompt(&mut a, &p2, "still here").await;
+    let f = a.run(&p2, "still here").await;
     assert_eq!(f["data"]["status"], "completed", "{f}");
 
     // A third client that vanishes without a close frame is cleaned up as well.
     let mut c = d.client().await;
-    let r = c.call("project_join", json!({"project_id": p1})).await;
-    assert_eq!(r["type"], "project_joined", "{r}");
+    c.join(&p1).await;
     wait_for_project(&mut a, &p1, |p| p["subscribers"] == 2).await;
     drop(c);
     wait_for_project(&mut a, &p1, |p| p["subscribers"] == 1).await;
-    let pong = a.call("ping", json!({})).await;
-    assert_eq!(pong["type"], "pong");
+    a.ping().await;
 }
 
 // --- persistence -------------------------------------------------------------------------
@@ -670,14 +625,11 @@ async fn projects_and_session_ids_survive_a_restart() {
     let mut d = Daemon::start();
     let mut c = d.client().await;
     let one = c.create_project(&d.project_dir("one")).await;
-    let r = c
-        .call(
-            "project_create",
-            json!({"path": d.project_dir("two"), "name": "Second", "agent": "codex"}),
-        )
-        .await;
-    assert_eq!(r["type"], "project_created", "{r}");
-    let f = run_prompt(&mut c, &one, "remember me").await;
+    c.create_project_with(
+        json!({"path": d.project_dir("two"), "name": "Second", "agent": "codex"}),
+    )
+    .await;
+    let f = c.run(&one, "remember me").await;
     assert_eq!(f["data"]["status"], "completed", "{f}");
     let session = f["data"]["session_id"]
         .as_str()
@@ -702,19 +654,11 @@ async fn projects_and_session_ids_survive_a_restart() {
     let ps = after.as_array().unwrap();
     assert_eq!(ps.len(), 2, "{after}");
     for (b, a) in before.as_array().unwrap().iter().zip(ps) {
-        for f in [
-            "id",
-            "path",
-            "name",
-            "state",
-            "session_id",
-            "created_at",
-            "last_active",
-            "last_seq",
-            "agent",
-        ] {
-            assert_eq!(a[f], b[f], "'{f}' changed across the restart");
-        }
+        assert_project_kept(b, a, "the restart");
+        assert_eq!(
+            a["last_active"], b["last_active"],
+            "'last_active' changed across the restart"
+        );
     }
     assert_eq!(ps[0]["session_id"], session);
     assert!(ps[0]["last_seq"].as_u64().unwrap() > 0);
@@ -722,10 +666,7 @@ async fn projects_and_session_ids_survive_a_restart() {
     assert_eq!(ps[1]["agent"], "codex");
 
     // The session is resumed by the next run.
-    let r = c
-        .call("execute", json!({"project_id": one, "prompt": "again"}))
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
+    c.execute(&one, "again").await;
     let started = c.recv_type("run_started").await;
     assert_eq!(started["data"]["resumed_session_id"], session, "{started}");
 }
@@ -806,16 +747,16 @@ async fn the_connection_limit_refuses_with_1013() {
         .start();
     let mut a = d.client().await;
     let mut b = d.client().await;
-    assert_eq!(a.call("ping", json!({})).await["type"], "pong");
-    assert_eq!(b.call("ping", json!({})).await["type"], "pong");
+    a.ping().await;
+    b.ping().await;
     let mut third = d.client().await;
     assert_eq!(third.closed(WAIT).await, Closed::Code(1013));
     // The first two are unaffected.
-    assert_eq!(a.call("ping", json!({})).await["type"], "pong");
+    a.ping().await;
     // A freed place can be taken again.
     b.close().await;
     let mut again = connect_when_accepted(d.port).await;
-    assert_eq!(again.call("ping", json!({})).await["type"], "pong");
+    again.ping().await;
 }
 
 #[tokio::test]
@@ -824,15 +765,13 @@ async fn the_per_address_limit_refuses_with_1013() {
         .env("AGENTVISOR_MAX_CONNECTIONS_PER_IP", "1")
         .start();
     let mut a = d.client().await;
-    assert_eq!(a.call("ping", json!({})).await["type"], "pong");
+    a.ping().await;
     let mut second = d.client().await;
     assert_eq!(second.closed(WAIT).await, Closed::Code(1013));
     // X-Forwarded-For from an untrusted peer does not make a new address.
-    let mut forged = Client::connect_with(d.port, &[("x-forwarded-for", "10.0.0.9")])
-        .await
-        .unwrap();
+    let mut forged = d.client_with(&[("x-forwarded-for", "10.0.0.9")]).await;
     assert_eq!(forged.closed(WAIT).await, Closed::Code(1013));
-    assert_eq!(a.call("ping", json!({})).await["type"], "pong");
+    a.ping().await;
 }
 
 #[tokio::test]
@@ -841,15 +780,11 @@ async fn the_per_address_limit_uses_forwarded_for_from_a_trusted_proxy() {
         .env("AGENTVISOR_MAX_CONNECTIONS_PER_IP", "1")
         .env("AGENTVISOR_TRUSTED_PROXIES", "127.0.0.1")
         .start();
-    let port = d.port;
-    let via = |ip: &'static str| async move {
-        Client::connect_with(port, &[("x-forwarded-for", ip)]).await
-    };
-    let mut x = via("10.0.0.1").await.unwrap();
-    let mut y = via("10.0.0.2").await.unwrap();
-    assert_eq!(x.call("ping", json!({})).await["type"], "pong");
-    assert_eq!(y.call("ping", json!({})).await["type"], "pong");
-    let mut x2 = via("10.0.0.1").await.unwrap();
+    let mut x = d.client_with(&[("x-forwarded-for", "10.0.0.1")]).await;
+    let mut y = d.client_with(&[("x-forwarded-for", "10.0.0.2")]).await;
+    x.ping().await;
+    y.ping().await;
+    let mut x2 = d.client_with(&[("x-forwarded-for", "10.0.0.1")]).await;
     assert_eq!(x2.closed(WAIT).await, Closed::Code(1013));
 }
 
@@ -877,7 +812,7 @@ async fn the_message_rate_is_limited_and_the_connection_stays_usable() {
     assert!(limited >= 20, "the rest is refused: {limited} of 60");
     // After a pause the client may talk again, on the same connection.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(c.call("ping", json!({})).await["type"], "pong");
+    c.ping().await;
 }
 
 #[tokio::test]
@@ -895,7 +830,7 @@ async fn an_oversize_frame_closes_with_1009() {
     let big = json!({"type": "ping", "id": "big", "data": {"pad": "x".repeat(2000)}});
     c.send(&big).await;
     assert_eq!(c.closed(WAIT).await, Closed::Code(1009));
-    assert_eq!(other.call("ping", json!({})).await["type"], "pong");
+    other.ping().await;
 }
 
 // --- heartbeat ---------------------------------------------------------------------------
@@ -914,7 +849,7 @@ async fn a_silent_client_is_closed_with_4000_and_a_live_one_is_kept() {
         .await
         .expect("a client that answers pings stays connected");
     assert_eq!(silent.closed(WAIT).await, Closed::Code(4000));
-    assert_eq!(live.call("ping", json!({})).await["type"], "pong");
+    live.ping().await;
 }
 
 // --- shutdown ----------------------------------------------------------------------------
@@ -924,8 +859,7 @@ async fn shutdown_with(sig: i32) {
     let mut a = d.client().await;
     let mut b = d.client().await;
     let p = a.create_project(&d.project_dir("p")).await;
-    let r = b.call("project_join", json!({"project_id": p})).await;
-    assert_eq!(r["type"], "project_joined", "{r}");
+    b.join(&p).await;
     let st = d.stop_with(sig);
     assert_eq!(st.code(), Some(0), "log:\n{}", d.log_text());
     assert_eq!(a.closed(WAIT).await, Closed::Code(1001));
@@ -983,13 +917,7 @@ async fn ready_is_503_while_shutting_down() {
     let mut c = d.client().await;
     let p = c.create_project(&d.project_dir("p")).await;
     // A run that ignores SIGINT keeps the shutdown busy for the kill grace.
-    let r = c
-        .call(
-            "execute",
-            json!({"project_id": p, "prompt": "mock:hang ignore_sigint=1"}),
-        )
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
+    c.execute(&p, "mock:hang ignore_sigint=1").await;
     c.recv_type("run_started").await;
     c.recv_type("agent_message").await;
 
@@ -1060,22 +988,14 @@ async fn health_and_readiness() {
     assert!(r["data"]["checks"].is_object(), "{r}");
     assert!(r["data"]["actors"].is_array(), "{r}");
     // The supervisor adopts a new project's actor just after the project is created.
-    let deadline = Instant::now() + WAIT;
-    let r = loop {
-        let r = c.call("health_check", json!({})).await;
-        let actors = r["data"]["actors"].as_array().expect("actors");
-        if actors
-            .iter()
-            .any(|a| a["name"] == p && a["kind"] == "project")
-        {
-            break r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a project's actor is named by its id: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let r = c
+        .health_when("project actor named by its id", |r| {
+            let actors = r["data"]["actors"].as_array().expect("actors");
+            actors
+                .iter()
+                .any(|a| a["name"] == p && a["kind"] == "project")
+        })
+        .await;
     assert_no_server_paths(&r, &d);
 }
 

@@ -13,7 +13,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -48,30 +47,10 @@ fn environ(pid: i32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Pids of the processes of one run.
-fn processes_of_run(run_id: &str) -> Vec<i32> {
-    let marker = format!("AGENTVISOR_RUN_ID={run_id}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| alive(*pid) && environ(*pid).contains(&marker))
-        .collect()
-}
-
 /// Starts `mock:hang` in a new project and returns the project and run ids and the agent's pids.
 async fn hanging_agent(c: &mut Client, dir: &Path) -> (String, String, Vec<i32>) {
     let project = c.create_project(dir).await;
-    let r = c
-        .call(
-            "execute",
-            json!({"project_id": project, "prompt": "mock:hang"}),
-        )
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
-    let run = r["data"]["run_id"].as_str().unwrap().to_string();
-    let run2 = run.clone();
-    c.recv_where(move |m| m["type"] == "agent_message" && m["data"]["run_id"] == run2.as_str())
-        .await;
+    let run = c.start_run(&project, "mock:hang").await;
     let pids = processes_of_run(&run);
     assert!(!pids.is_empty(), "no process of run {run}");
     (project, run, pids)
@@ -95,36 +74,40 @@ fn assert_channel_not_inherited(pids: &[i32], channel: &str) {
 }
 
 async fn kill_run(c: &mut Client, project: &str, run: &str) {
-    let r = c.call("agent_kill", json!({"project_id": project})).await;
-    assert_eq!(r["type"], "agent_killed", "{r}");
-    let run = run.to_string();
-    let f = c
-        .recv_where(move |m| m["type"] == "run_finished" && m["data"]["run_id"] == run.as_str())
-        .await;
+    c.kill(project).await;
+    let f = c.finished(run).await;
     assert_eq!(f["data"]["status"], "killed", "{f}");
 }
 
 // --- systemd ---------------------------------------------------------------------------------
 
-/// Reads the next datagram on the notify socket.
-fn notification(sock: &UnixDatagram) -> String {
-    let mut buf = [0u8; 4096];
-    let n = sock
-        .recv(&mut buf)
-        .expect("no sd_notify message within the time limit");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-#[test]
-fn systemd_hears_ready_watchdog_and_stopping() {
+/// A socket standing in for systemd's notify socket (read with a time limit of [`WAIT`]), and a
+/// daemon builder that notifies it. The socket's directory lives as long as the `TempDir`.
+fn under_systemd() -> (tempfile::TempDir, UnixDatagram, DaemonBuilder) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(WAIT)).unwrap();
-    let mut d = Daemon::builder()
-        .env("NOTIFY_SOCKET", path.to_str().unwrap())
-        .env("WATCHDOG_USEC", "400000")
-        .start();
+    let builder = Daemon::builder().env("NOTIFY_SOCKET", path.to_str().unwrap());
+    (dir, sock, builder)
+}
+
+/// Reads the next datagram on the notify socket.
+fn notification(sock: &UnixDatagram) -> String {
+    try_notification(sock).expect("no sd_notify message within the time limit")
+}
+
+/// The next datagram on the notify socket, or `None` when none came within its read timeout.
+fn try_notification(sock: &UnixDatagram) -> Option<String> {
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    let (_dir, sock, builder) = under_systemd();
+    let mut d = builder.env("WATCHDOG_USEC", "400000").start();
     // READY=1 comes first, once the daemon serves (Daemon::start has seen /ready answer 200).
     assert_eq!(notification(&sock), "READY=1", "log:\n{}", d.log_text());
     // Then WATCHDOG=1 every WATCHDOG_USEC / 2.
@@ -141,9 +124,8 @@ fn systemd_hears_ready_watchdog_and_stopping() {
     let mut rest = Vec::new();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = sock.recv(&mut buf) {
-        rest.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    while let Some(m) = try_notification(&sock) {
+        rest.push(m);
     }
     assert!(
         rest.iter().any(|m| m == "STOPPING=1"),
@@ -153,21 +135,17 @@ fn systemd_hears_ready_watchdog_and_stopping() {
 
 #[test]
 fn no_watchdog_pings_for_another_pid() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(WAIT)).unwrap();
-    let d = Daemon::builder()
-        .env("NOTIFY_SOCKET", path.to_str().unwrap())
+    let (_dir, sock, builder) = under_systemd();
+    let d = builder
         .env("WATCHDOG_USEC", "100000")
         .env("WATCHDOG_PID", "1")
         .start();
     assert_eq!(notification(&sock), "READY=1", "log:\n{}", d.log_text());
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let mut buf = [0u8; 64];
-    assert!(
-        sock.recv(&mut buf).is_err(),
+    assert_eq!(
+        try_notification(&sock),
+        None,
         "watchdog pings meant for another process"
     );
 }
@@ -191,21 +169,9 @@ fn start_like_pm2(tmp: &Path, port: u16, root: &Path) -> (Reaped, UnixStream, St
     let (ours, theirs) = UnixStream::pair().unwrap();
     let channel = fd_target(std::process::id() as i32, theirs.as_raw_fd()).unwrap();
     let theirs_fd = theirs.as_raw_fd();
-    let log = std::fs::File::create(tmp.join("daemon.log")).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentvisor"));
-    cmd.arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(tmp.join("data"))
-        .env_remove("RUST_LOG")
-        .env("AGENTVISOR_PROJECT_ROOTS", root)
-        .env("AGENTVISOR_CLAUDE_BIN", mock_agent())
-        .env("AGENTVISOR_STATS_INTERVAL", "0")
-        .env("NODE_CHANNEL_FD", "3")
-        .env("NODE_CHANNEL_SERIALIZATION_MODE", "json")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
+    let mut cmd = daemon_command(port, &tmp.join("data"), root, &tmp.join("daemon.log"));
+    cmd.env("NODE_CHANNEL_FD", "3")
+        .env("NODE_CHANNEL_SERIALIZATION_MODE", "json");
     // SAFETY: only dup2 between fork and exec; it also clears close-on-exec on descriptor 3.
     unsafe {
         cmd.pre_exec(move || {
@@ -299,18 +265,11 @@ async fn through_nginx_a_websocket_session_runs_an_agent() {
     )
     .await
     .expect("WebSocket upgrade through nginx");
-    assert_eq!(c.call("ping", json!({})).await["type"], "pong");
+    c.ping().await;
     let project = c.create_project(&e2e_project_dir("nginx")).await;
 
     // A streamed run: every line arrives, in order, as the agent writes it.
-    let r = c
-        .call(
-            "execute",
-            json!({"project_id": project, "prompt": "mock:lines count=50 rate=100"}),
-        )
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
-    let run = r["data"]["run_id"].as_str().unwrap().to_string();
+    let run = c.execute(&project, "mock:lines count=50 rate=100").await;
     let mut lines = Vec::new();
     let mut seqs = Vec::new();
     loop {
@@ -333,10 +292,7 @@ async fn through_nginx_a_websocket_session_runs_an_agent() {
     assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
 
     // A second run resumes the session.
-    let r = c
-        .call("execute", json!({"project_id": project, "prompt": "hi"}))
-        .await;
-    let run = r["data"]["run_id"].as_str().unwrap().to_string();
+    let run = c.execute(&project, "hi").await;
     let started = c
         .recv_where(|m| m["type"] == "run_started" && m["project_id"] == project.as_str())
         .await;
@@ -344,20 +300,12 @@ async fn through_nginx_a_websocket_session_runs_an_agent() {
         started["data"]["resumed_session_id"].is_string(),
         "{started}"
     );
-    let f = c
-        .recv_where(move |m| m["type"] == "run_finished" && m["data"]["run_id"] == run.as_str())
-        .await;
+    let f = c.finished(&run).await;
     assert_eq!(f["data"]["status"], "completed", "{f}");
-    let page = c
-        .call(
-            "get_messages",
-            json!({"project_id": project, "since_seq": 0, "limit": 1000}),
-        )
-        .await;
     // Everything is stored: seq counts from 1, with no hole, up to the end of the second run.
-    let stored: Vec<u64> = page["data"]["messages"]
-        .as_array()
-        .unwrap()
+    let stored: Vec<u64> = c
+        .messages(&project, json!({"since_seq": 0, "limit": 1000}))
+        .await
         .iter()
         .map(|m| m["seq"].as_u64().unwrap())
         .collect();

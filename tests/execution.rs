@@ -64,6 +64,18 @@ impl Setup {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// The pid of the agent that ran `prompt`.
+    async fn agent_pid(&self, prompt: &str) -> i32 {
+        self.invocation(prompt).await["pid"].as_i64().unwrap() as i32
+    }
+
+    /// Asserts that a run left nothing behind: `pids` and every process of the run are gone,
+    /// and the daemon has reaped all its children.
+    async fn assert_nothing_left(&self, pids: &[i32], run_id: &str) {
+        assert_gone(pids, run_id).await;
+        assert_eq!(daemon_children_left(self.d.pid(), REAPED_WITHIN).await, []);
+    }
 }
 
 fn builder() -> (DaemonBuilder, tempfile::TempDir) {
@@ -92,8 +104,15 @@ fn start_with(env: &[(&str, &str)]) -> Setup {
     }
 }
 
-fn start() -> Setup {
-    start_with(&[])
+/// The directory of the project that [`start_with_project`] creates, under the project root.
+const PROJECT_DIR: &str = "p";
+
+/// A daemon started with `env`, a client, and a project it created in [`PROJECT_DIR`].
+async fn start_with_project(env: &[(&str, &str)]) -> (Setup, Client, String) {
+    let s = start_with(env);
+    let mut c = s.d.client().await;
+    let p = c.create_project(&s.d.project_dir(PROJECT_DIR)).await;
+    (s, c, p)
 }
 
 /// Kills what a run left behind if the test ends early, so that a broken daemon cannot leave
@@ -112,26 +131,16 @@ impl Drop for Leftovers {
 
 /// Waits until none of `pids` is alive; returns those still alive after `limit`.
 async fn still_alive(pids: &[i32], limit: Duration) -> Vec<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
-        if left.is_empty() || Instant::now() >= deadline {
-            return left;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    left_after(limit, Duration::from_millis(20), || {
+        pids.iter().copied().filter(|p| alive(*p)).collect()
+    })
+    .await
 }
 
-/// Waits until no process of the run remains; returns the ones left after `limit`.
-async fn run_leftovers(run_id: &str, limit: Duration) -> Vec<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = processes_of_run(run_id);
-        if left.is_empty() || Instant::now() >= deadline {
-            return left;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Asserts that `pids` and every process of the run are gone (or go within [`GONE_WITHIN`]).
+async fn assert_gone(pids: &[i32], run_id: &str) {
+    assert_eq!(still_alive(pids, GONE_WITHIN).await, [] as [i32; 0]);
+    assert_eq!(run_leftovers(run_id, GONE_WITHIN).await, [] as [i32; 0]);
 }
 
 /// Child processes of `ppid`, zombies included, as (pid, state letter).
@@ -153,14 +162,7 @@ fn children_of(ppid: i32) -> Vec<(i32, String)> {
 /// Waits until the daemon has no child process left, alive or zombie (it is a subreaper, so
 /// escaped strays come back to it and must be reaped); returns what is left after `limit`.
 async fn daemon_children_left(daemon: i32, limit: Duration) -> Vec<(i32, String)> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = children_of(daemon);
-        if left.is_empty() || Instant::now() >= deadline {
-            return left;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    left_after(limit, Duration::from_millis(50), || children_of(daemon)).await
 }
 
 fn execute_body(project: &str, prompt: &str, options: Option<Value>) -> Value {
@@ -186,19 +188,21 @@ impl Run {
 
     /// `run_finished.data` of this run.
     fn finished(&self) -> &Value {
-        &self
-            .msgs
-            .iter()
-            .find(|m| m["type"] == "run_finished" && m["data"]["run_id"] == self.run_id.as_str())
-            .expect("run_finished")["data"]
+        self.event("run_finished")
     }
 
+    /// `run_started.data` of this run.
     fn started(&self) -> &Value {
+        self.event("run_started")
+    }
+
+    /// `data` of this run's `kind` event.
+    fn event(&self, kind: &str) -> &Value {
         &self
             .msgs
             .iter()
-            .find(|m| m["type"] == "run_started" && m["data"]["run_id"] == self.run_id.as_str())
-            .expect("run_started")["data"]
+            .find(|m| m["type"] == kind && m["data"]["run_id"] == self.run_id.as_str())
+            .unwrap_or_else(|| panic!("no {kind} for run {}", self.run_id))["data"]
     }
 
     /// The agent's stdout lines as forwarded (`agent_message.data.message`), JSON ones only.
@@ -208,6 +212,14 @@ impl Run {
             .filter(|m| m["data"]["run_id"] == self.run_id.as_str())
             .filter_map(|m| m["data"].get("message"))
             .collect()
+    }
+
+    /// The agent's first stdout line of type `kind`.
+    fn agent_line(&self, kind: &str) -> &Value {
+        self.agent_lines()
+            .into_iter()
+            .find(|m| m["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} line from the agent"))
     }
 
     /// The last `project_state` (the one after the run).
@@ -291,6 +303,50 @@ async fn until_output(
     }
 }
 
+/// Starts `prompt` and reads until the run's first output line satisfying `pred` (the agent is
+/// then running); returns the run id, that line's `data`, and the guard against leftovers.
+async fn start_running(
+    c: &mut Client,
+    project: &str,
+    prompt: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> (String, Value, Leftovers) {
+    let (run_id, _) = accept(c, project, prompt, None).await;
+    let guard = Leftovers(vec![run_id.clone()]);
+    let (line, _) = until_output(c, &run_id, pred).await;
+    (run_id, line, guard)
+}
+
+/// Reads the accepted run `run_id` to its end.
+async fn finish(c: &mut Client, project: &str, run_id: String) -> Run {
+    Run {
+        msgs: until_finished(c, project, &run_id).await,
+        run_id,
+    }
+}
+
+/// Kills the project's run `run_id` and reads it to its end.
+async fn kill_run(c: &mut Client, project: &str, run_id: String) -> Run {
+    c.kill(project).await;
+    finish(c, project, run_id).await
+}
+
+/// Sends `execute` and checks the `queue_position` the run was accepted at (0: it starts at
+/// once); returns the run id.
+async fn queued(c: &mut Client, project: &str, prompt: &str, position: u64) -> String {
+    let r = c.call("execute", execute_body(project, prompt, None)).await;
+    assert_eq!(r["type"], "execute_accepted", "{r}");
+    assert_eq!(r["data"]["queue_position"], position, "{r}");
+    r["data"]["run_id"].as_str().unwrap().to_string()
+}
+
+/// Runs `prompt` to the end and asserts that it completed.
+async fn run_completed(c: &mut Client, project: &str, prompt: &str) -> Run {
+    let run = execute(c, project, prompt, None).await;
+    assert_eq!(run.finished()["status"], "completed", "{}", run.finished());
+    run
+}
+
 /// Runs `prompt` to the end.
 async fn execute(c: &mut Client, project: &str, prompt: &str, options: Option<Value>) -> Run {
     let (run_id, mut msgs) = accept(c, project, prompt, options).await;
@@ -305,14 +361,19 @@ async fn expect_error(c: &mut Client, kind: &str, data: Value, code: &str) -> Va
     r
 }
 
+/// Asserts that `agent_kill` finds no run in the project.
+async fn assert_nothing_to_kill(c: &mut Client, project: &str) {
+    let kill = json!({"project_id": project});
+    expect_error(c, "agent_kill", kill, "NO_ACTIVE_RUN").await;
+}
+
 /// A project using `agent`.
 async fn create_agent_project(c: &mut Client, dir: &Path, agent: &str) -> String {
-    let r = c
-        .call("project_create", json!({"path": dir, "agent": agent}))
+    let p = c
+        .create_project_with(json!({"path": dir, "agent": agent}))
         .await;
-    assert_eq!(r["type"], "project_created", "{r}");
-    assert_eq!(r["data"]["project"]["agent"], agent, "{r}");
-    r["data"]["project"]["id"].as_str().unwrap().to_string()
+    assert_eq!(p["agent"], agent, "{p}");
+    p["id"].as_str().unwrap().to_string()
 }
 
 fn argv(inv: &Value) -> Vec<String> {
@@ -324,19 +385,25 @@ fn argv(inv: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that the agent's working directory `cwd` is `dir` (whatever links lead to either).
+fn assert_runs_in(cwd: &str, dir: &Path) {
+    assert_eq!(
+        Path::new(cwd).canonicalize().unwrap(),
+        dir.canonicalize().unwrap(),
+        "the agent runs in the project directory"
+    );
+}
+
 fn types(msgs: &[Value]) -> Vec<&str> {
     msgs.iter().filter_map(|m| m["type"].as_str()).collect()
 }
 
 #[tokio::test]
 async fn two_subscribers_see_the_same_ordered_stream() {
-    let s = start();
-    let mut a = s.d.client().await;
+    let (s, mut a, p) = start_with_project(&[]).await;
     let mut b = s.d.client().await;
-    let p = a.create_project(&s.d.project_dir("p")).await;
     for c in [&mut a, &mut b] {
-        let r = c.call("project_join", json!({"project_id": p})).await;
-        assert_eq!(r["type"], "project_joined", "{r}");
+        c.join(&p).await;
     }
 
     let run = execute(&mut a, &p, "hello there", None).await;
@@ -416,29 +483,23 @@ async fn two_subscribers_see_the_same_ordered_stream() {
     assert_eq!(from_a, from_b);
 
     // The prompt is in history, as the client's.
-    let r = a
-        .call(
-            "get_messages",
-            json!({"project_id": p, "direction": "client"}),
-        )
-        .await;
-    assert_eq!(r["type"], "messages", "{r}");
-    let records = r["data"]["messages"].as_array().unwrap();
-    assert_eq!(records.len(), 1, "{r}");
-    assert_eq!(records[0]["direction"], "client", "{r}");
-    assert_eq!(records[0]["data"]["prompt"], "hello there", "{r}");
-    assert_eq!(records[0]["data"]["run_id"], run.run_id.as_str(), "{r}");
+    let records = a.messages(&p, json!({"direction": "client"})).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["direction"], "client", "{records:?}");
+    assert_eq!(records[0]["data"]["prompt"], "hello there", "{records:?}");
+    assert_eq!(
+        records[0]["data"]["run_id"],
+        run.run_id.as_str(),
+        "{records:?}"
+    );
 }
 
 #[tokio::test]
 async fn resume_uses_the_saved_session_and_lines_pass_unchanged() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let dir = s.d.project_dir("p");
-    let p = c.create_project(&dir).await;
+    let (s, mut c, p) = start_with_project(&[]).await;
+    let dir = s.d.root.join(PROJECT_DIR);
 
-    let first = execute(&mut c, &p, "first", None).await;
-    assert_eq!(first.finished()["status"], "completed");
+    let first = run_completed(&mut c, &p, "first").await;
     let session = first.finished()["session_id"]
         .as_str()
         .expect("session id saved")
@@ -458,11 +519,7 @@ async fn resume_uses_the_saved_session_and_lines_pass_unchanged() {
     );
     assert!(inv["resume"].is_null(), "{inv}");
     let cwd = inv["cwd"].as_str().expect("cwd").to_string();
-    assert_eq!(
-        Path::new(&cwd).canonicalize().unwrap(),
-        dir.canonicalize().unwrap(),
-        "the agent runs in the project directory"
-    );
+    assert_runs_in(&cwd, &dir);
 
     // The project shows the session too.
     let r = c.call("project_list", json!({})).await;
@@ -472,8 +529,7 @@ async fn resume_uses_the_saved_session_and_lines_pass_unchanged() {
         "{r}"
     );
 
-    let second = execute(&mut c, &p, "second", None).await;
-    assert_eq!(second.finished()["status"], "completed");
+    let second = run_completed(&mut c, &p, "second").await;
     assert_eq!(second.started()["resumed_session_id"], session.as_str());
     let inv = s.invocation("second").await;
     let args = argv(&inv);
@@ -503,7 +559,7 @@ async fn resume_uses_the_saved_session_and_lines_pass_unchanged() {
 
 #[tokio::test]
 async fn codex_project_runs_exec_and_resumes_its_thread() {
-    let s = start();
+    let s = start_with(&[]);
     let mut c = s.d.client().await;
     let p = create_agent_project(&mut c, &s.d.project_dir("cx"), "codex").await;
 
@@ -526,8 +582,7 @@ async fn codex_project_runs_exec_and_resumes_its_thread() {
         ["exec", "--json", "--skip-git-repo-check", "--", "first"]
     );
 
-    let second = execute(&mut c, &p, "second", None).await;
-    assert_eq!(second.finished()["status"], "completed");
+    let second = run_completed(&mut c, &p, "second").await;
     assert_eq!(second.started()["resumed_session_id"], thread.as_str());
     let inv = s.invocation("second").await;
     let args = argv(&inv);
@@ -545,31 +600,18 @@ async fn codex_project_runs_exec_and_resumes_its_thread() {
     assert_eq!(inv["resume"], thread.as_str(), "{inv}");
 
     // Codex exits at once on SIGINT, without a closing event: still a clean kill.
-    let (run_id, _) = accept(&mut c, &p, "mock:hang", None).await;
-    let _guard = Leftovers(vec![run_id.clone()]);
-    until_output(&mut c, &run_id, |_| true).await;
-    let r = c.call("agent_kill", json!({"project_id": p})).await;
-    assert_eq!(r["type"], "agent_killed", "{r}");
-    let run = Run {
-        msgs: until_finished(&mut c, &p, &run_id).await,
-        run_id,
-    };
+    let (run_id, _, _guard) = start_running(&mut c, &p, "mock:hang", |_| true).await;
+    let run = kill_run(&mut c, &p, run_id).await;
     assert_eq!(run.finished()["status"], "killed", "{}", run.finished());
     assert_eq!(run.final_state()["state"], "IDLE");
     assert_eq!(run.final_state()["session_id"], thread.as_str());
-    assert_eq!(
-        run_leftovers(&run.run_id, GONE_WITHIN).await,
-        [] as [i32; 0]
-    );
+    assert_gone(&[], &run.run_id).await;
 }
 
 #[tokio::test]
 async fn a_prompt_starting_with_a_dash_stays_a_prompt() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
-    let run = execute(&mut c, &p, "--help", None).await;
-    assert_eq!(run.finished()["status"], "completed");
+    let (s, mut c, p) = start_with_project(&[]).await;
+    let run = run_completed(&mut c, &p, "--help").await;
     // The mock records only runs: had `--help` been read as an option it would have printed
     // usage instead.
     let inv = s.invocation("--help").await;
@@ -580,31 +622,17 @@ async fn a_prompt_starting_with_a_dash_stays_a_prompt() {
 
 #[tokio::test]
 async fn the_agent_runs_in_the_project_directory_marked_with_its_run() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let dir = s.d.project_dir("envp");
-    let p = c.create_project(&dir).await;
-    let run = execute(&mut c, &p, "mock:env", None).await;
-    assert_eq!(run.finished()["status"], "completed");
-    let report = run
-        .agent_lines()
-        .into_iter()
-        .find(|m| m["type"] == "mock_env")
-        .expect("mock_env line")
-        .clone();
+    let (s, mut c, p) = start_with_project(&[]).await;
+    let run = run_completed(&mut c, &p, "mock:env").await;
+    let report = run.agent_line("mock_env");
     assert_eq!(report["run_id"], run.run_id.as_str(), "{report}");
-    let cwd = report["cwd"].as_str().expect("cwd");
-    assert_eq!(
-        Path::new(cwd).canonicalize().unwrap(),
-        dir.canonicalize().unwrap()
-    );
+    let dir = s.d.root.join(PROJECT_DIR);
+    assert_runs_in(report["cwd"].as_str().expect("cwd"), &dir);
 }
 
 #[tokio::test]
 async fn options_map_to_flags_and_unknown_ones_are_refused() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    let (s, mut c, p) = start_with_project(&[]).await;
     let options = json!({
         "model": "claude-sonnet-4-5",
         "max_turns": 3,
@@ -653,26 +681,17 @@ async fn options_map_to_flags_and_unknown_ones_are_refused() {
     .await;
 
     // Nothing refused was run or stored.
-    let r = c.call("ping", json!({})).await;
-    assert_eq!(r["type"], "pong");
+    c.ping().await;
     assert_eq!(s.invocations().len(), 1, "{:?}", s.invocations());
-    let r = c
-        .call(
-            "get_messages",
-            json!({"project_id": p, "direction": "client"}),
-        )
-        .await;
-    assert_eq!(r["data"]["messages"].as_array().unwrap().len(), 1, "{r}");
+    let records = c.messages(&p, json!({"direction": "client"})).await;
+    assert_eq!(records.len(), 1, "{records:?}");
 }
 
 #[tokio::test]
 async fn new_session_drops_the_id_and_tells_every_subscriber() {
-    let s = start();
-    let mut a = s.d.client().await;
+    let (s, mut a, p) = start_with_project(&[]).await;
     let mut b = s.d.client().await;
-    let p = a.create_project(&s.d.project_dir("p")).await;
-    let r = b.call("project_join", json!({"project_id": p})).await;
-    assert_eq!(r["type"], "project_joined", "{r}");
+    b.join(&p).await;
 
     let first = execute(&mut a, &p, "first", None).await;
     let old = first.finished()["session_id"].as_str().unwrap().to_string();
@@ -688,8 +707,7 @@ async fn new_session_drops_the_id_and_tells_every_subscriber() {
     let r = a.call("project_list", json!({})).await;
     assert!(r["data"]["projects"][0]["session_id"].is_null(), "{r}");
 
-    let second = execute(&mut a, &p, "second", None).await;
-    assert_eq!(second.finished()["status"], "completed");
+    let second = run_completed(&mut a, &p, "second").await;
     assert!(second.started()["resumed_session_id"].is_null());
     let args = argv(&s.invocation("second").await);
     assert!(
@@ -700,92 +718,50 @@ async fn new_session_drops_the_id_and_tells_every_subscriber() {
     assert_ne!(new, old);
 
     // The reset is in history, with its time.
-    let r = a
-        .call(
-            "get_messages",
-            json!({"project_id": p, "direction": "system"}),
-        )
-        .await;
-    let reset = r["data"]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let reset = a
+        .messages(&p, json!({"direction": "system"}))
+        .await
+        .into_iter()
         .find(|m| m["type"] == "session_reset")
-        .cloned()
         .expect("session_reset stored");
     assert!(reset["data"]["reset_at"].is_string(), "{reset}");
 }
 
 #[tokio::test]
 async fn kill_stops_the_run_and_leaves_no_process() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
-    expect_error(
-        &mut c,
-        "agent_kill",
-        json!({"project_id": p}),
-        "NO_ACTIVE_RUN",
-    )
-    .await;
+    let (s, mut c, p) = start_with_project(&[]).await;
+    assert_nothing_to_kill(&mut c, &p).await;
 
-    let (run_id, _) = accept(&mut c, &p, "mock:hang", None).await;
-    let _guard = Leftovers(vec![run_id.clone()]);
-    until_output(&mut c, &run_id, |_| true).await;
-    let pid = s.invocation("mock:hang").await["pid"].as_i64().unwrap() as i32;
+    let (run_id, _, _guard) = start_running(&mut c, &p, "mock:hang", |_| true).await;
+    let pid = s.agent_pid("mock:hang").await;
     assert!(alive(pid));
     assert!(processes_of_run(&run_id).contains(&pid));
     let r = c.call("project_list", json!({})).await;
     assert_eq!(r["data"]["projects"][0]["state"], "EXECUTING", "{r}");
 
-    let r = c.call("agent_kill", json!({"project_id": p})).await;
-    assert_eq!(r["type"], "agent_killed", "{r}");
+    let r = c.kill(&p).await;
     assert_eq!(r["data"]["run_id"], run_id.as_str(), "{r}");
-    let run = Run {
-        msgs: until_finished(&mut c, &p, &run_id).await,
-        run_id,
-    };
+    let run = finish(&mut c, &p, run_id).await;
     let f = run.finished();
     assert_eq!(f["status"], "killed", "{f}");
     assert!(f["error"].as_str().is_some_and(|e| !e.is_empty()), "{f}");
     assert_eq!(run.final_state()["state"], "IDLE");
-    assert_eq!(still_alive(&[pid], GONE_WITHIN).await, [] as [i32; 0]);
-    assert_eq!(
-        run_leftovers(&run.run_id, GONE_WITHIN).await,
-        [] as [i32; 0]
-    );
-    assert_eq!(daemon_children_left(s.d.pid(), REAPED_WITHIN).await, []);
+    s.assert_nothing_left(&[pid], &run.run_id).await;
 
-    expect_error(
-        &mut c,
-        "agent_kill",
-        json!({"project_id": p}),
-        "NO_ACTIVE_RUN",
-    )
-    .await;
+    assert_nothing_to_kill(&mut c, &p).await;
     // The project is usable afterwards.
-    let next = execute(&mut c, &p, "after the kill", None).await;
-    assert_eq!(next.finished()["status"], "completed");
+    run_completed(&mut c, &p, "after the kill").await;
 }
 
 #[tokio::test]
 async fn kill_escalates_when_the_agent_ignores_signals() {
-    let s = start_with(&[("AGENTVISOR_KILL_GRACE", "300ms")]);
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    let (s, mut c, p) = start_with_project(&[("AGENTVISOR_KILL_GRACE", "300ms")]).await;
     let prompt = "mock:hang ignore_sigint=1 ignore_sigterm=1";
-    let (run_id, _) = accept(&mut c, &p, prompt, None).await;
-    let _guard = Leftovers(vec![run_id.clone()]);
-    until_output(&mut c, &run_id, |_| true).await;
-    let pid = s.invocation(prompt).await["pid"].as_i64().unwrap() as i32;
+    let (run_id, _, _guard) = start_running(&mut c, &p, prompt, |_| true).await;
+    let pid = s.agent_pid(prompt).await;
 
     let asked = Instant::now();
-    let r = c.call("agent_kill", json!({"project_id": p})).await;
-    assert_eq!(r["type"], "agent_killed", "{r}");
-    let run = Run {
-        msgs: until_finished(&mut c, &p, &run_id).await,
-        run_id,
-    };
+    let run = kill_run(&mut c, &p, run_id).await;
     let took = asked.elapsed();
     let f = run.finished();
     assert_eq!(f["status"], "killed", "{f}");
@@ -793,84 +769,48 @@ async fn kill_escalates_when_the_agent_ignores_signals() {
     // SIGINT and SIGTERM were ignored: only SIGKILL, two grace periods later, ended it.
     assert!(took >= Duration::from_millis(550), "{took:?}");
     assert_eq!(run.final_state()["state"], "IDLE");
-    assert_eq!(still_alive(&[pid], GONE_WITHIN).await, [] as [i32; 0]);
-    assert_eq!(
-        run_leftovers(&run.run_id, GONE_WITHIN).await,
-        [] as [i32; 0]
-    );
-    assert_eq!(daemon_children_left(s.d.pid(), REAPED_WITHIN).await, []);
+    s.assert_nothing_left(&[pid], &run.run_id).await;
 }
 
-/// The grandchild `mock:escape` leaves in its own session, from its `mock_grandchild` line.
-async fn grandchild(c: &mut Client, run_id: &str) -> i32 {
-    let (data, _) = until_output(c, run_id, |m| m["type"] == "mock_grandchild").await;
-    data["message"]["pid"].as_i64().expect("grandchild pid") as i32
+/// Starts `prompt` (a `mock:escape`) and waits for the grandchild it leaves in its own
+/// session; returns the run id, the grandchild's pid and the guard against leftovers.
+async fn start_escape(c: &mut Client, project: &str, prompt: &str) -> (String, i32, Leftovers) {
+    let (run_id, line, guard) =
+        start_running(c, project, prompt, |m| m["type"] == "mock_grandchild").await;
+    let stray = line["message"]["pid"].as_i64().expect("grandchild pid") as i32;
+    (run_id, stray, guard)
 }
 
 #[tokio::test]
 async fn kill_also_kills_a_grandchild_that_left_the_process_group() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
-    let (run_id, _) = accept(&mut c, &p, "mock:escape", None).await;
-    let _guard = Leftovers(vec![run_id.clone()]);
-    let stray = grandchild(&mut c, &run_id).await;
-    let pid = s.invocation("mock:escape").await["pid"].as_i64().unwrap() as i32;
+    let (s, mut c, p) = start_with_project(&[]).await;
+    let (run_id, stray, _guard) = start_escape(&mut c, &p, "mock:escape").await;
+    let pid = s.agent_pid("mock:escape").await;
     assert!(alive(stray), "the grandchild runs");
     assert!(processes_of_run(&run_id).contains(&stray));
 
-    let r = c.call("agent_kill", json!({"project_id": p})).await;
-    assert_eq!(r["type"], "agent_killed", "{r}");
-    let run = Run {
-        msgs: until_finished(&mut c, &p, &run_id).await,
-        run_id,
-    };
+    let run = kill_run(&mut c, &p, run_id).await;
     assert_eq!(run.finished()["status"], "killed");
-    assert_eq!(
-        still_alive(&[pid, stray], GONE_WITHIN).await,
-        [] as [i32; 0]
-    );
-    assert_eq!(
-        run_leftovers(&run.run_id, GONE_WITHIN).await,
-        [] as [i32; 0]
-    );
-    assert_eq!(daemon_children_left(s.d.pid(), REAPED_WITHIN).await, []);
+    s.assert_nothing_left(&[pid, stray], &run.run_id).await;
 }
 
 #[tokio::test]
 async fn a_grandchild_dies_with_its_run_when_the_agent_exits() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
-    let (run_id, _) = accept(&mut c, &p, "mock:escape then=exit", None).await;
-    let _guard = Leftovers(vec![run_id.clone()]);
-    let stray = grandchild(&mut c, &run_id).await;
-    let run = Run {
-        msgs: until_finished(&mut c, &p, &run_id).await,
-        run_id,
-    };
+    let (s, mut c, p) = start_with_project(&[]).await;
+    let (run_id, stray, _guard) = start_escape(&mut c, &p, "mock:escape then=exit").await;
+    let run = finish(&mut c, &p, run_id).await;
     let f = run.finished();
     assert_eq!(f["status"], "completed", "{f}");
     assert_eq!(run.final_state()["state"], "IDLE");
-    assert_eq!(still_alive(&[stray], GONE_WITHIN).await, [] as [i32; 0]);
-    assert_eq!(
-        run_leftovers(&run.run_id, GONE_WITHIN).await,
-        [] as [i32; 0]
-    );
-    assert_eq!(daemon_children_left(s.d.pid(), REAPED_WITHIN).await, []);
+    s.assert_nothing_left(&[stray], &run.run_id).await;
 }
 
 #[tokio::test]
 async fn timeout_stops_the_run_and_sets_error() {
-    let s = start_with(&[("AGENTVISOR_RUN_TIMEOUT", "1s")]);
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    let (s, mut c, p) = start_with_project(&[("AGENTVISOR_RUN_TIMEOUT", "1s")]).await;
     let (run_id, _) = accept(&mut c, &p, "mock:hang", None).await;
     let _guard = Leftovers(vec![run_id.clone()]);
-    let run = Run {
-        msgs: until_finished(&mut c, &p, &run_id).await,
-        run_id,
-    };
+    let run = finish(&mut c, &p, run_id).await;
     let f = run.finished();
     assert_eq!(f["status"], "timeout", "{f}");
     assert!(
@@ -881,21 +821,14 @@ async fn timeout_stops_the_run_and_sets_error() {
     );
     assert!(f["duration_ms"].as_u64().is_some_and(|d| d >= 900), "{f}");
     assert_eq!(run.final_state()["state"], "ERROR");
-    let pid = s.invocation("mock:hang").await["pid"].as_i64().unwrap() as i32;
-    assert_eq!(still_alive(&[pid], GONE_WITHIN).await, [] as [i32; 0]);
-    assert_eq!(
-        run_leftovers(&run.run_id, GONE_WITHIN).await,
-        [] as [i32; 0]
-    );
-    assert_eq!(daemon_children_left(s.d.pid(), REAPED_WITHIN).await, []);
+    let pid = s.agent_pid("mock:hang").await;
+    s.assert_nothing_left(&[pid], &run.run_id).await;
 }
 
 #[tokio::test]
 async fn a_hundred_thousand_lines_all_arrive_in_order() {
     const COUNT: u64 = 100_000;
-    let s = start_with(&[("AGENTVISOR_MAX_BACKLOG_BYTES", "1GB")]);
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    let (_s, mut c, p) = start_with_project(&[("AGENTVISOR_MAX_BACKLOG_BYTES", "1GB")]).await;
     let (run_id, _) = accept(&mut c, &p, &format!("mock:lines count={COUNT}"), None).await;
     // Read without keeping the lines: only the count and the order matter.
     let mut next = 1;
@@ -916,32 +849,20 @@ async fn a_hundred_thousand_lines_all_arrive_in_order() {
 
 #[tokio::test]
 async fn a_ten_megabyte_line_arrives_and_the_daemon_keeps_serving() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
-    let run = execute(&mut c, &p, "mock:huge", None).await;
-    assert_eq!(run.finished()["status"], "completed", "{}", run.finished());
-    let big = run
-        .agent_lines()
-        .into_iter()
-        .find(|m| m["type"] == "assistant")
-        .expect("the huge line")
-        .clone();
+    let (_s, mut c, p) = start_with_project(&[]).await;
+    let run = run_completed(&mut c, &p, "mock:huge").await;
+    let big = run.agent_line("assistant");
     let text = big["message"]["content"][0]["text"].as_str().unwrap();
     assert!(text.len() > 10_000_000, "{}", text.len());
     assert!(text.bytes().all(|b| b == b'a'));
 
-    let r = c.call("ping", json!({})).await;
-    assert_eq!(r["type"], "pong");
-    let next = execute(&mut c, &p, "small again", None).await;
-    assert_eq!(next.finished()["status"], "completed");
+    c.ping().await;
+    run_completed(&mut c, &p, "small again").await;
 }
 
 #[tokio::test]
 async fn non_json_lines_come_raw_and_do_not_fail_the_run() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    let (_s, mut c, p) = start_with_project(&[]).await;
     let run = execute(&mut c, &p, "mock:nonjson", None).await;
     let f = run.finished();
     assert_eq!(f["status"], "completed", "{f}");
@@ -966,11 +887,8 @@ async fn non_json_lines_come_raw_and_do_not_fail_the_run() {
 
 #[tokio::test]
 async fn stderr_comes_apart_as_agent_stderr() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
-    let run = execute(&mut c, &p, "mock:stderr count=5", None).await;
-    assert_eq!(run.finished()["status"], "completed");
+    let (_s, mut c, p) = start_with_project(&[]).await;
+    let run = run_completed(&mut c, &p, "mock:stderr count=5").await;
     let lines: Vec<String> = run
         .of_type("agent_stderr")
         .iter()
@@ -989,25 +907,19 @@ async fn stderr_comes_apart_as_agent_stderr() {
 
 #[tokio::test]
 async fn queued_runs_report_their_position_and_run_in_order() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    let (s, mut c, p) = start_with_project(&[]).await;
     let (first, _) = accept(&mut c, &p, "mock:hang", None).await;
     let _guard = Leftovers(vec![first.clone()]);
     let mut runs = vec![first.clone()];
     for (prompt, position) in [("queued one", 1), ("queued two", 2)] {
-        let r = c.call("execute", execute_body(&p, prompt, None)).await;
-        assert_eq!(r["type"], "execute_accepted", "{r}");
-        assert_eq!(r["data"]["queue_position"], position, "{r}");
-        runs.push(r["data"]["run_id"].as_str().unwrap().to_string());
+        runs.push(queued(&mut c, &p, prompt, position).await);
     }
     let r = c.call("project_list", json!({})).await;
     assert_eq!(r["data"]["projects"][0]["queue_len"], 2, "{r}");
 
     // Killing the running one (without clear_queue) lets the queue go on.
     until_output(&mut c, &first, |_| true).await;
-    let r = c.call("agent_kill", json!({"project_id": p})).await;
-    assert_eq!(r["type"], "agent_killed", "{r}");
+    c.kill(&p).await;
     let mut msgs = until_finished(&mut c, &p, &runs[2]).await;
     msgs.retain(|m| m["project_id"] == p.as_str());
     let lifecycle: Vec<(String, String)> = msgs
@@ -1053,14 +965,10 @@ async fn queued_runs_report_their_position_and_run_in_order() {
 
 #[tokio::test]
 async fn a_full_queue_is_refused_and_kill_can_clear_it() {
-    let s = start_with(&[("AGENTVISOR_MAX_QUEUE", "1")]);
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    let (s, mut c, p) = start_with_project(&[("AGENTVISOR_MAX_QUEUE", "1")]).await;
     let (first, _) = accept(&mut c, &p, "mock:hang", None).await;
     let _guard = Leftovers(vec![first.clone()]);
-    let r = c.call("execute", execute_body(&p, "waiting", None)).await;
-    assert_eq!(r["data"]["queue_position"], 1, "{r}");
-    let waiting = r["data"]["run_id"].as_str().unwrap().to_string();
+    let waiting = queued(&mut c, &p, "waiting", 1).await;
     expect_error(
         &mut c,
         "execute",
@@ -1075,30 +983,21 @@ async fn a_full_queue_is_refused_and_kill_can_clear_it() {
     assert_eq!(r["type"], "agent_killed", "{r}");
     assert_eq!(r["data"]["run_id"], first.as_str(), "{r}");
     assert_eq!(r["data"]["cleared"], 1, "{r}");
-    let run = Run {
-        msgs: until_finished(&mut c, &p, &first).await,
-        run_id: first,
-    };
+    let run = finish(&mut c, &p, first).await;
     assert_eq!(run.finished()["status"], "killed");
     assert_eq!(run.final_state()["state"], "IDLE");
     assert_eq!(run.final_state()["queue_len"], 0);
 
     // The cleared run was closed, never started.
-    let r = c
-        .call(
-            "get_messages",
-            json!({"project_id": p, "direction": "system"}),
-        )
-        .await;
-    let records = r["data"]["messages"].as_array().unwrap();
+    let records = c.messages(&p, json!({"direction": "system"})).await;
     let about = |kind: &str, run: &str| {
         records
             .iter()
             .filter(|m| m["type"] == kind && m["data"]["run_id"] == run)
             .count()
     };
-    assert_eq!(about("run_finished", &waiting), 1, "{r}");
-    assert_eq!(about("run_started", &waiting), 0, "{r}");
+    assert_eq!(about("run_finished", &waiting), 1, "{records:?}");
+    assert_eq!(about("run_started", &waiting), 0, "{records:?}");
     let cleared = records
         .iter()
         .find(|m| m["type"] == "run_finished" && m["data"]["run_id"] == waiting.as_str())
@@ -1107,9 +1006,10 @@ async fn a_full_queue_is_refused_and_kill_can_clear_it() {
     assert!(s.invocations().iter().all(|v| v["prompt"] != "waiting"));
 }
 
-/// Starts a slow run in each of two projects and returns the order in which one subscriber saw
-/// their `run_started` and `run_finished`, as (type, project index).
-async fn two_project_runs(s: &Setup) -> Vec<(String, usize)> {
+/// Starts a daemon with `env` and a slow run in each of two projects; returns the order in which
+/// one subscriber saw their `run_started` and `run_finished`, as (type, project index).
+async fn two_project_runs(env: &[(&str, &str)]) -> Vec<(String, usize)> {
+    let s = start_with(env);
     let mut c = s.d.client().await;
     let projects = [
         c.create_project(&s.d.project_dir("one")).await,
@@ -1117,15 +1017,7 @@ async fn two_project_runs(s: &Setup) -> Vec<(String, usize)> {
     ];
     let mut runs = Vec::new();
     for p in &projects {
-        let r = c
-            .call(
-                "execute",
-                execute_body(p, "mock:success delay_ms=2500", None),
-            )
-            .await;
-        assert_eq!(r["type"], "execute_accepted", "{r}");
-        assert_eq!(r["data"]["queue_position"], 0, "{r}");
-        runs.push(r["data"]["run_id"].as_str().unwrap().to_string());
+        runs.push(queued(&mut c, p, "mock:success delay_ms=2500", 0).await);
     }
     let mut order = Vec::new();
     let mut done = 0;
@@ -1150,8 +1042,7 @@ async fn two_project_runs(s: &Setup) -> Vec<(String, usize)> {
 
 #[tokio::test]
 async fn runs_in_different_projects_overlap() {
-    let s = start();
-    let order = two_project_runs(&s).await;
+    let order = two_project_runs(&[]).await;
     let kinds: Vec<&str> = order.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         kinds,
@@ -1162,8 +1053,7 @@ async fn runs_in_different_projects_overlap() {
 
 #[tokio::test]
 async fn the_global_run_limit_serializes_projects() {
-    let s = start_with(&[("AGENTVISOR_MAX_CONCURRENT_RUNS", "1")]);
-    let order = two_project_runs(&s).await;
+    let order = two_project_runs(&[("AGENTVISOR_MAX_CONCURRENT_RUNS", "1")]).await;
     let kinds: Vec<&str> = order.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         kinds,
@@ -1175,9 +1065,8 @@ async fn the_global_run_limit_serializes_projects() {
 
 #[tokio::test]
 async fn a_missing_agent_is_reported_and_the_daemon_still_serves() {
-    let s = start_with(&[("AGENTVISOR_CLAUDE_BIN", "/nonexistent/claude")]);
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    let (s, mut c, p) =
+        start_with_project(&[("AGENTVISOR_CLAUDE_BIN", "/nonexistent/claude")]).await;
     let r = expect_error(
         &mut c,
         "execute",
@@ -1190,24 +1079,19 @@ async fn a_missing_agent_is_reported_and_the_daemon_still_serves() {
     assert!(!msg.contains("/nonexistent"), "no server paths: {r}");
 
     // Health shows the agent as unavailable once the probe has run.
-    let deadline = Instant::now() + WAIT;
-    let agents = loop {
-        let r = c.call("health_check", json!({})).await;
-        assert_eq!(r["type"], "health", "{r}");
-        let agents = r["data"]["checks"]["agents"].clone();
-        if agents.get("claude").is_some() && agents.get("codex").is_some() {
-            break agents;
-        }
-        assert!(Instant::now() < deadline, "no agent probe: {r}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let r = c
+        .health_when("agent probes", |r| {
+            let agents = &r["data"]["checks"]["agents"];
+            agents.get("claude").is_some() && agents.get("codex").is_some()
+        })
+        .await;
+    let agents = &r["data"]["checks"]["agents"];
     assert_eq!(agents["claude"]["available"], false, "{agents}");
     assert_eq!(agents["codex"]["available"], true, "{agents}");
 
     // The rest of the daemon works: another project, a codex run, HTTP.
     let cx = create_agent_project(&mut c, &s.d.project_dir("cx"), "codex").await;
-    let run = execute(&mut c, &cx, "hello", None).await;
-    assert_eq!(run.finished()["status"], "completed");
+    run_completed(&mut c, &cx, "hello").await;
     let (status, _) = s.d.http_get("/health").await;
     assert_eq!(status, 200);
     let r = c.call("project_list", json!({})).await;
@@ -1216,9 +1100,7 @@ async fn a_missing_agent_is_reported_and_the_daemon_still_serves() {
 
 #[tokio::test]
 async fn a_crash_fails_the_run_and_the_project_stays_usable() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    let (_s, mut c, p) = start_with_project(&[]).await;
     let run = execute(&mut c, &p, "mock:crash", None).await;
     let f = run.finished();
     assert_eq!(f["status"], "failed", "{f}");
@@ -1231,17 +1113,14 @@ async fn a_crash_fails_the_run_and_the_project_stays_usable() {
     assert!(session.is_string());
     assert_eq!(f["session_id"], session, "{f}");
 
-    let next = execute(&mut c, &p, "mock:success", None).await;
-    assert_eq!(next.finished()["status"], "completed");
+    let next = run_completed(&mut c, &p, "mock:success").await;
     assert_eq!(next.started()["resumed_session_id"], session);
     assert_eq!(next.final_state()["state"], "IDLE");
 }
 
 #[tokio::test]
 async fn an_error_result_fails_the_run() {
-    let s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    let (_s, mut c, p) = start_with_project(&[]).await;
     let run = execute(&mut c, &p, "mock:error", None).await;
     let f = run.finished();
     assert_eq!(f["status"], "failed", "{f}");
@@ -1257,66 +1136,80 @@ async fn an_error_result_fails_the_run() {
 
 #[tokio::test]
 async fn shutdown_during_a_run_kills_its_processes() {
-    let mut s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
-    let (run_id, _) = accept(&mut c, &p, "mock:escape", None).await;
-    let _guard = Leftovers(vec![run_id.clone()]);
-    let stray = grandchild(&mut c, &run_id).await;
-    let pid = s.invocation("mock:escape").await["pid"].as_i64().unwrap() as i32;
+    let (mut s, mut c, p) = start_with_project(&[]).await;
+    let (run_id, stray, _guard) = start_escape(&mut c, &p, "mock:escape").await;
+    let pid = s.agent_pid("mock:escape").await;
     assert!(alive(pid) && alive(stray));
 
     let status = s.d.stop();
     assert_eq!(status.code(), Some(0), "log:\n{}", s.d.log_text());
     // The grandchild is not the daemon's child: only the daemon's own clean-up kills it.
-    assert_eq!(
-        still_alive(&[pid, stray], GONE_WITHIN).await,
-        [] as [i32; 0]
-    );
-    assert_eq!(run_leftovers(&run_id, GONE_WITHIN).await, [] as [i32; 0]);
+    assert_gone(&[pid, stray], &run_id).await;
 }
 
-#[tokio::test]
-async fn a_run_waiting_for_a_slot_can_be_killed_and_then_runs_later() {
+/// A daemon with a single run slot, taken by a hanging run in project `busy`; `waiting` is a
+/// second project, idle.
+struct SlotTaken {
+    s: Setup,
+    c: Client,
+    busy: String,
+    waiting: String,
+    /// The run holding the slot.
+    hang: String,
+    guard: Leftovers,
+}
+
+async fn slot_taken() -> SlotTaken {
     let s = start_with(&[("AGENTVISOR_MAX_CONCURRENT_RUNS", "1")]);
     let mut c = s.d.client().await;
     let busy = c.create_project(&s.d.project_dir("busy")).await;
     let waiting = c.create_project(&s.d.project_dir("waiting")).await;
-    let (hang, _) = accept(&mut c, &busy, "mock:hang", None).await;
-    let _guard = Leftovers(vec![hang.clone()]);
-    until_output(&mut c, &hang, |_| true).await;
+    let (hang, _, guard) = start_running(&mut c, &busy, "mock:hang", |_| true).await;
+    SlotTaken {
+        s,
+        c,
+        busy,
+        waiting,
+        hang,
+        guard,
+    }
+}
+
+#[tokio::test]
+async fn a_run_waiting_for_a_slot_can_be_killed_and_then_runs_later() {
+    let SlotTaken {
+        s,
+        mut c,
+        busy,
+        waiting,
+        hang,
+        guard: _guard,
+    } = slot_taken().await;
     let (blocked, _) = accept(&mut c, &waiting, "blocked", None).await;
 
-    let r = c.call("agent_kill", json!({"project_id": waiting})).await;
-    assert_eq!(r["type"], "agent_killed", "{r}");
-    let run = Run {
-        msgs: until_finished(&mut c, &waiting, &blocked).await,
-        run_id: blocked,
-    };
+    let run = kill_run(&mut c, &waiting, blocked).await;
     assert_eq!(run.finished()["status"], "killed");
     assert_eq!(run.final_state()["state"], "IDLE");
     assert!(run.of_type("run_started").is_empty());
 
     // Once the slot is free, the project runs again.
-    let r = c.call("agent_kill", json!({"project_id": busy})).await;
-    assert_eq!(r["type"], "agent_killed", "{r}");
-    until_finished(&mut c, &busy, &hang).await;
-    let next = execute(&mut c, &waiting, "now it runs", None).await;
-    assert_eq!(next.finished()["status"], "completed");
+    kill_run(&mut c, &busy, hang).await;
+    run_completed(&mut c, &waiting, "now it runs").await;
     assert!(s.invocations().iter().all(|v| v["prompt"] != "blocked"));
 }
 
 #[tokio::test]
 async fn shutdown_does_not_start_a_run_that_waits_for_a_slot() {
-    let mut s = start_with(&[("AGENTVISOR_MAX_CONCURRENT_RUNS", "1")]);
-    let mut c = s.d.client().await;
-    let busy = c.create_project(&s.d.project_dir("busy")).await;
-    let waiting = c.create_project(&s.d.project_dir("waiting")).await;
-    let (hang, _) = accept(&mut c, &busy, "mock:hang", None).await;
+    let SlotTaken {
+        mut s,
+        mut c,
+        waiting,
+        mut guard,
+        ..
+    } = slot_taken().await;
     let (blocked, _) = accept(&mut c, &waiting, "mock:hang blocked", None).await;
-    let _guard = Leftovers(vec![hang.clone(), blocked]);
-    until_output(&mut c, &hang, |_| true).await;
-    let pid = s.invocation("mock:hang").await["pid"].as_i64().unwrap() as i32;
+    guard.0.push(blocked);
+    let pid = s.agent_pid("mock:hang").await;
 
     let status = s.d.stop();
     assert_eq!(status.code(), Some(0), "log:\n{}", s.d.log_text());
@@ -1334,12 +1227,11 @@ async fn shutdown_does_not_start_a_run_that_waits_for_a_slot() {
 
 #[tokio::test]
 async fn kill_stops_an_agent_in_the_middle_of_a_flood() {
-    let s = start_with(&[("AGENTVISOR_MAX_BACKLOG_BYTES", "1GB")]);
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
-    let (run_id, _) = accept(&mut c, &p, "mock:lines count=100000000", None).await;
-    let _guard = Leftovers(vec![run_id.clone()]);
-    until_output(&mut c, &run_id, |m| m["type"] == "mock_line").await;
+    let (_s, mut c, p) = start_with_project(&[("AGENTVISOR_MAX_BACKLOG_BYTES", "1GB")]).await;
+    let (run_id, _, _guard) = start_running(&mut c, &p, "mock:lines count=100000000", |m| {
+        m["type"] == "mock_line"
+    })
+    .await;
     let asked = Instant::now();
     let id = c.request("agent_kill", json!({"project_id": p})).await;
     // Read on while the flood drains: the kill must get through it.
@@ -1364,19 +1256,16 @@ async fn kill_stops_an_agent_in_the_middle_of_a_flood() {
     assert_eq!(finished["data"]["status"], "killed", "{finished}");
     assert!(asked.elapsed() < WAIT, "{:?}", asked.elapsed());
     assert!(lines < 100_000_000);
-    assert_eq!(run_leftovers(&run_id, GONE_WITHIN).await, [] as [i32; 0]);
+    assert_gone(&[], &run_id).await;
 }
 
 #[tokio::test]
 async fn the_session_id_survives_a_daemon_crash_mid_run() {
-    let mut s = start();
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
-    let (run_id, _) = accept(&mut c, &p, "mock:hang", None).await;
-    let _guard = Leftovers(vec![run_id.clone()]);
-    let (init, _) = until_output(&mut c, &run_id, |m| m["type"] == "system").await;
+    let (mut s, mut c, p) = start_with_project(&[]).await;
+    let (run_id, init, _guard) =
+        start_running(&mut c, &p, "mock:hang", |m| m["type"] == "system").await;
     let session = init["message"]["session_id"].as_str().unwrap().to_string();
-    let pid = s.invocation("mock:hang").await["pid"].as_i64().unwrap() as i32;
+    let pid = s.agent_pid("mock:hang").await;
     drop(c);
 
     // Saved as soon as the agent said it, not only at the end of the run.
@@ -1388,23 +1277,15 @@ async fn the_session_id_survives_a_daemon_crash_mid_run() {
     let project = &r["data"]["projects"][0];
     assert_eq!(project["session_id"], session.as_str(), "{r}");
     assert_eq!(project["state"], "ERROR", "the interrupted run failed: {r}");
-    let r = c
-        .call(
-            "get_messages",
-            json!({"project_id": p, "direction": "system"}),
-        )
-        .await;
-    let closed = r["data"]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let closed = c
+        .messages(&p, json!({"direction": "system"}))
+        .await
+        .into_iter()
         .find(|m| m["type"] == "run_finished" && m["data"]["run_id"] == run_id.as_str())
-        .cloned()
         .expect("the interrupted run is closed in history");
     assert_eq!(closed["data"]["status"], "failed", "{closed}");
 
-    let next = execute(&mut c, &p, "after the crash", None).await;
-    assert_eq!(next.finished()["status"], "completed");
+    let next = run_completed(&mut c, &p, "after the crash").await;
     assert_eq!(next.started()["resumed_session_id"], session.as_str());
     let args = argv(&s.invocation("after the crash").await);
     assert!(args.contains(&format!("--resume={session}")), "{args:?}");
@@ -1440,12 +1321,11 @@ printf '%s\r\n' '{"type":"crlf"}'
 printf '\n'
 printf 'no newline at the end'"#,
     );
-    let s = start_with(&[
+    let (_s, mut c, p) = start_with_project(&[
         ("AGENTVISOR_CLAUDE_BIN", &agent.display().to_string()),
         ("AGENTVISOR_TEST_API_KEY", "sk-test-123"),
-    ]);
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    ])
+    .await;
     let run = execute(&mut c, &p, "hello", None).await;
     let f = run.finished();
     assert_eq!(f["status"], "completed", "{f}");
@@ -1493,9 +1373,8 @@ async fn an_agent_that_cannot_be_started_fails_the_run_and_says_why() {
     // Executable, but its interpreter is missing: exec(2) fails.
     let agent = script_agent(scratch.path(), "");
     std::fs::write(&agent, "#!/nonexistent/interpreter\n").unwrap();
-    let s = start_with(&[("AGENTVISOR_CLAUDE_BIN", &agent.display().to_string())]);
-    let mut c = s.d.client().await;
-    let p = c.create_project(&s.d.project_dir("p")).await;
+    let (_s, mut c, p) =
+        start_with_project(&[("AGENTVISOR_CLAUDE_BIN", &agent.display().to_string())]).await;
     let run = execute(&mut c, &p, "hello", None).await;
     let f = run.finished();
     assert_eq!(f["status"], "failed", "{f}");
@@ -1509,34 +1388,28 @@ async fn an_agent_that_cannot_be_started_fails_the_run_and_says_why() {
         "no server paths: {f}"
     );
     assert_eq!(run.final_state()["state"], "ERROR");
-    let r = c.call("ping", json!({})).await;
-    assert_eq!(r["type"], "pong");
+    c.ping().await;
 }
 
 #[tokio::test]
 async fn a_new_run_waiting_for_a_slot_survives_the_killed_one_before_it() {
-    let s = start_with(&[("AGENTVISOR_MAX_CONCURRENT_RUNS", "1")]);
-    let mut c = s.d.client().await;
-    let busy = c.create_project(&s.d.project_dir("busy")).await;
-    let waiting = c.create_project(&s.d.project_dir("waiting")).await;
-    let (hang, _) = accept(&mut c, &busy, "mock:hang", None).await;
-    let _guard = Leftovers(vec![hang.clone()]);
-    until_output(&mut c, &hang, |_| true).await;
+    let SlotTaken {
+        s: _s,
+        mut c,
+        busy,
+        waiting,
+        guard: _guard,
+        ..
+    } = slot_taken().await;
 
     // A run waits for the slot and is killed; another takes its place, still waiting.
     let (killed, _) = accept(&mut c, &waiting, "killed while waiting", None).await;
-    let r = c.call("agent_kill", json!({"project_id": waiting})).await;
-    assert_eq!(r["type"], "agent_killed", "{r}");
-    until_finished(&mut c, &waiting, &killed).await;
+    kill_run(&mut c, &waiting, killed).await;
     let (second, _) = accept(&mut c, &waiting, "second", None).await;
 
     // When the slot frees, the second run starts and completes.
-    let r = c.call("agent_kill", json!({"project_id": busy})).await;
-    assert_eq!(r["type"], "agent_killed", "{r}");
-    let run = Run {
-        msgs: until_finished(&mut c, &waiting, &second).await,
-        run_id: second,
-    };
+    c.kill(&busy).await;
+    let run = finish(&mut c, &waiting, second).await;
     assert_eq!(run.finished()["status"], "completed", "{}", run.finished());
     assert_eq!(run.final_state()["state"], "IDLE");
 }

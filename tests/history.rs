@@ -116,6 +116,14 @@ async fn page(c: &mut Client, id: &str, mut data: Value) -> (Vec<Value>, bool, u
     (recs, has_more, next_seq)
 }
 
+/// Asserts that `get_messages` with `query` is refused as invalid.
+async fn assert_invalid(c: &mut Client, id: &str, mut query: Value) {
+    query["project_id"] = json!(id);
+    let r = c.call("get_messages", query.clone()).await;
+    assert_eq!(r["type"], "error", "{query}: {r}");
+    assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{query}: {r}");
+}
+
 /// Walks the whole history with `since_seq` paging (`extra` adds `limit`, `direction`, …).
 async fn walk(c: &mut Client, id: &str, extra: Value) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::new();
@@ -206,13 +214,14 @@ async fn read_run(c: &mut Client, id: &str, run_id: &str) -> Vec<Value> {
     }
 }
 
-/// Starts a run; returns its run id.
-async fn execute(c: &mut Client, id: &str, prompt: &str) -> String {
-    let r = c
-        .call("execute", json!({"project_id": id, "prompt": prompt}))
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
-    r["data"]["run_id"].as_str().unwrap().to_string()
+/// Runs `prompt` to the end; returns the run's records as the client saw them and the
+/// `project_state` after its `run_finished`, the last record of the run: once it has come, the
+/// history is at rest.
+async fn run_to_rest(c: &mut Client, id: &str, prompt: &str) -> (Vec<Value>, Value) {
+    let run = c.execute(id, prompt).await;
+    let live = read_run(c, id, &run).await;
+    let idle = c.project_state("IDLE").await;
+    (live, idle)
 }
 
 /// The daemon's resident memory in kB.
@@ -241,9 +250,9 @@ async fn rotation_and_queries_across_segments() {
         .start();
     let mut c = d.client().await;
     let id = c.create_project(&d.project_dir("rot")).await;
-    let run = execute(&mut c, &id, "mock:lines count=1000").await;
+    let run = c.execute(&id, "mock:lines count=1000").await;
     let live = read_run(&mut c, &id, &run).await;
-    let run2 = execute(&mut c, &id, "hello again").await;
+    let run2 = c.execute(&id, "hello again").await;
     let live2 = read_run(&mut c, &id, &run2).await;
     assert_eq!(
         live2.last().unwrap()["data"]["status"],
@@ -309,19 +318,10 @@ async fn rotation_and_queries_across_segments() {
         "limit 1000",
     );
     for bad in [json!(1001), json!(0), json!(-1), json!("ten")] {
-        let r = c
-            .call("get_messages", json!({"project_id": id, "limit": bad}))
-            .await;
-        assert_eq!(r["type"], "error", "limit {bad}: {r}");
-        assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "limit {bad}: {r}");
+        assert_invalid(&mut c, &id, json!({"limit": bad})).await;
     }
-    let r = c
-        .call(
-            "get_messages",
-            json!({"project_id": id, "since_seq": 3, "before_seq": 9}),
-        )
-        .await;
-    assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "two cursors: {r}");
+    // Two cursors.
+    assert_invalid(&mut c, &id, json!({"since_seq": 3, "before_seq": 9})).await;
 
     // since_seq across segment boundaries.
     for (since, limit) in [
@@ -411,13 +411,7 @@ async fn rotation_and_queries_across_segments() {
     same(&early, &all[..100], "since before everything");
     assert!(has_more);
     assert_eq!(next, 100, "next_seq continues a since query with since_seq");
-    let r = c
-        .call(
-            "get_messages",
-            json!({"project_id": id, "since": "yesterday"}),
-        )
-        .await;
-    assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
+    assert_invalid(&mut c, &id, json!({"since": "yesterday"})).await;
 
     // direction filters partition the history; paging with a filter.
     let mut seen: Vec<Value> = Vec::new();
@@ -461,13 +455,7 @@ async fn rotation_and_queries_across_segments() {
     assert!(!has_more, "no third prompt");
     let (recs, _, _) = page(&mut c, &id, json!({"direction": "client", "limit": 5})).await;
     assert_eq!(recs.len(), 2, "latest page with a filter");
-    let r = c
-        .call(
-            "get_messages",
-            json!({"project_id": id, "direction": "sideways"}),
-        )
-        .await;
-    assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
+    assert_invalid(&mut c, &id, json!({"direction": "sideways"})).await;
 
     // The same after a restart, when sealed segments are read from their indexes.
     let mut d = d;
@@ -521,11 +509,7 @@ async fn rotation_by_bytes_and_retention_by_bytes() {
         .start();
     let mut c = d.client().await;
     let id = c.create_project(&d.project_dir("bytes")).await;
-    let run = execute(&mut c, &id, "mock:lines count=400 bytes=300").await;
-    read_run(&mut c, &id, &run).await;
-    let idle = c
-        .recv_where(|m| m["type"] == "project_state" && m["data"]["state"] == "IDLE")
-        .await;
+    let (_, idle) = run_to_rest(&mut c, &id, "mock:lines count=400 bytes=300").await;
     let last = seq(&idle);
 
     let files = records_on_disk(&d.data_dir, &id);
@@ -547,13 +531,7 @@ async fn rotation_by_bytes_and_retention_by_bytes() {
 /// Joins `id` on a new connection with `since_seq`, then reads to the end of `run_id`.
 async fn join_and_follow(port: u16, id: String, since: u64, run_id: String) -> (Value, Vec<Value>) {
     let mut c = Client::connect(port).await;
-    let joined = c
-        .call(
-            "project_join",
-            json!({"project_id": id, "since_seq": since}),
-        )
-        .await;
-    assert_eq!(joined["type"], "project_joined", "{joined}");
+    let joined = c.join_since(&id, since).await;
     let recs = read_run(&mut c, &id, &run_id).await;
     (joined, recs)
 }
@@ -566,7 +544,9 @@ async fn replay_during_a_live_run_is_gap_free() {
     let mut a = d.client().await;
     let id = a.create_project(&d.project_dir("live")).await;
     let count = 20_000u64;
-    let run = execute(&mut a, &id, &format!("mock:lines count={count} rate=2000")).await;
+    let run = a
+        .execute(&id, &format!("mock:lines count={count} rate=2000"))
+        .await;
 
     // Joiners start at different points of the stream, with cursors behind, at and near the
     // live edge; each must get every seq after its cursor exactly once, in order.
@@ -664,12 +644,7 @@ async fn replay_during_a_live_run_is_gap_free() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let joined = b
-        .call(
-            "project_join",
-            json!({"project_id": id, "since_seq": last - 10}),
-        )
-        .await;
+    let joined = b.join_since(&id, last - 10).await;
     assert_eq!(joined["data"]["recovered"], true, "{joined}");
     assert_eq!(joined["data"]["replayed"], 10, "{joined}");
     assert_eq!(joined["data"]["project"]["last_seq"], last, "{joined}");
@@ -691,11 +666,7 @@ async fn retention_drops_old_segments_and_replay_says_not_recovered() {
         .start();
     let mut c = d.client().await;
     let id = c.create_project(&d.project_dir("ret")).await;
-    let run = execute(&mut c, &id, "mock:lines count=300").await;
-    read_run(&mut c, &id, &run).await;
-    // Wait for the final project_state, so that the history is at rest.
-    c.recv_where(|m| m["type"] == "project_state" && m["data"]["state"] == "IDLE")
-        .await;
+    run_to_rest(&mut c, &id, "mock:lines count=300").await;
 
     let files = segments(&d.data_dir, &id);
     assert!(files.len() <= 2, "retention kept {} segments", files.len());
@@ -719,13 +690,7 @@ async fn retention_drops_old_segments_and_replay_says_not_recovered() {
         (first, true),
     ] {
         let mut j = d.client().await;
-        let joined = j
-            .call(
-                "project_join",
-                json!({"project_id": id, "since_seq": since}),
-            )
-            .await;
-        assert_eq!(joined["type"], "project_joined", "{joined}");
+        let joined = j.join_since(&id, since).await;
         assert_eq!(
             joined["data"]["recovered"], recovered,
             "since_seq {since}: {joined}"
@@ -757,9 +722,7 @@ async fn retention_drops_old_segments_and_replay_says_not_recovered() {
         &kept,
         "kept history after a restart",
     );
-    let joined = c
-        .call("project_join", json!({"project_id": id, "since_seq": 5}))
-        .await;
+    let joined = c.join_since(&id, 5).await;
     assert_eq!(joined["data"]["recovered"], false, "{joined}");
 }
 
@@ -772,11 +735,7 @@ async fn every_durability_setting_stores_everything() {
             .start();
         let mut c = d.client().await;
         let id = c.create_project(&d.project_dir("dur")).await;
-        let run = execute(&mut c, &id, "mock:lines count=200").await;
-        let live = read_run(&mut c, &id, &run).await;
-        let idle = c
-            .recv_where(|m| m["type"] == "project_state" && m["data"]["state"] == "IDLE")
-            .await;
+        let (live, idle) = run_to_rest(&mut c, &id, "mock:lines count=200").await;
         d.stop();
         d.restart();
         let mut c = d.client().await;
@@ -794,7 +753,7 @@ async fn kill9_during_a_heavy_stream_then_restart() {
         .start();
     let mut a = d.client().await;
     let id = a.create_project(&d.project_dir("crash")).await;
-    let run = execute(&mut a, &id, "mock:lines count=1000000 bytes=200").await;
+    let run = a.execute(&id, "mock:lines count=1000000 bytes=200").await;
 
     // Watch the stream, then kill the daemon in the middle of it.
     let mut seen: Vec<Value> = Vec::new();
@@ -885,7 +844,7 @@ async fn kill9_during_a_heavy_stream_then_restart() {
     assert_eq!(r["data"]["projects"][0]["last_seq"], last, "{r}");
 
     // A new run continues the seqs.
-    let run2 = execute(&mut c, &id, "hello after the crash").await;
+    let run2 = c.execute(&id, "hello after the crash").await;
     let live = read_run(&mut c, &id, &run2).await;
     assert_eq!(
         seq(&live[0]),
@@ -911,19 +870,17 @@ async fn a_client_that_never_reads_is_closed_with_4008_and_others_keep_up() {
 
     // The slow client joins, then never reads.
     let mut slow = Client::connect_with_recv_buffer(d.port, 4096).await;
-    let joined = slow.call("project_join", json!({"project_id": id})).await;
-    assert_eq!(joined["type"], "project_joined", "{joined}");
+    slow.join(&id).await;
 
     let mut fast = d.client().await;
-    let joined = fast.call("project_join", json!({"project_id": id})).await;
-    assert_eq!(joined["type"], "project_joined", "{joined}");
+    fast.join(&id).await;
     let count = 10_000u64;
-    let run = execute(
-        &mut fast,
-        &id,
-        &format!("mock:lines count={count} bytes=1000 rate=1000"),
-    )
-    .await;
+    let run = fast
+        .execute(
+            &id,
+            &format!("mock:lines count={count} bytes=1000 rate=1000"),
+        )
+        .await;
 
     let max_rss = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -978,13 +935,7 @@ async fn a_client_that_never_reads_is_closed_with_4008_and_others_keep_up() {
     // since_seq. The replay must fit in its backlog, or it would be closed again before it could
     // read: what does not fit is left out with `recovered: false`, and paged with get_messages.
     let mut again = d.client().await;
-    let joined = again
-        .call(
-            "project_join",
-            json!({"project_id": id, "since_seq": slow_last}),
-        )
-        .await;
-    assert_eq!(joined["type"], "project_joined", "{joined}");
+    let joined = again.join_since(&id, slow_last).await;
     let rest = read_run(&mut again, &id, &run).await;
     let resumed_at = seq(&rest[0]);
     assert_contiguous(&rest, resumed_at, "the replay after 4008, then live");
@@ -1105,11 +1056,8 @@ async fn full_disk_gives_storage_error_and_recovers_by_itself() {
     let mut d = Daemon::builder().data_dir(&mnt).start();
     let mut c = d.client().await;
     let id = c.create_project(&d.project_dir("full")).await;
-    let run = execute(&mut c, &id, "hello").await;
-    let first_run = read_run(&mut c, &id, &run).await;
+    let (first_run, _) = run_to_rest(&mut c, &id, "hello").await;
     assert_eq!(first_run.last().unwrap()["data"]["status"], "completed");
-    c.recv_where(|m| m["type"] == "project_state" && m["data"]["state"] == "IDLE")
-        .await;
     let before = walk(&mut c, &id, json!({})).await;
     assert_contiguous(&before, 1, "before the disk filled");
 
@@ -1117,7 +1065,7 @@ async fn full_disk_gives_storage_error_and_recovers_by_itself() {
     fill(&filler);
 
     // Still serving; creating a project needs the disk.
-    assert_eq!(c.call("ping", json!({})).await["type"], "pong");
+    c.ping().await;
     let r = c
         .call("project_create", json!({"path": d.project_dir("second")}))
         .await;
@@ -1130,14 +1078,7 @@ async fn full_disk_gives_storage_error_and_recovers_by_itself() {
     );
 
     // A run on a full disk: subscribers hear STORAGE_ERROR, the output still streams live.
-    let r = c
-        .call(
-            "execute",
-            json!({"project_id": id, "prompt": "mock:lines count=300 bytes=300"}),
-        )
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
-    let run = r["data"]["run_id"].as_str().unwrap().to_string();
+    let run = c.execute(&id, "mock:lines count=300 bytes=300").await;
     let mut storage_errors = 0;
     let mut unstored_lines = 0;
     loop {
@@ -1162,7 +1103,7 @@ async fn full_disk_gives_storage_error_and_recovers_by_itself() {
         unstored_lines > 0,
         "lines were not streamed live while unstorable"
     );
-    assert_eq!(c.call("ping", json!({})).await["type"], "pong");
+    c.ping().await;
 
     // Nothing stored before was damaged; what was stored meanwhile is whole.
     let during = walk(&mut c, &id, json!({})).await;
@@ -1172,7 +1113,7 @@ async fn full_disk_gives_storage_error_and_recovers_by_itself() {
 
     // Space returns: writes work again by themselves.
     std::fs::remove_file(&filler).unwrap();
-    let run = execute(&mut c, &id, "mock:lines count=50").await;
+    let run = c.execute(&id, "mock:lines count=50").await;
     let after = read_run(&mut c, &id, &run).await;
     assert_eq!(after.last().unwrap()["data"]["status"], "completed");
     assert_eq!(

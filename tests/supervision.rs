@@ -162,55 +162,13 @@ async fn crash_and_measure(
     r.record
 }
 
-/// Pids of the processes of one run (those carrying its id in their environment).
-fn processes_of_run(run_id: &str) -> Vec<i32> {
-    let marker = format!("AGENTVISOR_RUN_ID={run_id}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            alive(*pid)
-                && std::fs::read(format!("/proc/{pid}/environ"))
-                    .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()))
-                    .unwrap_or(false)
-        })
-        .collect()
-}
-
 /// Waits until no process of the run is left.
 async fn wait_no_processes(run_id: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = processes_of_run(run_id);
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "processes of run {run_id} survived: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Starts `prompt` in `project` and returns the run id once the agent has printed its first line.
-async fn start_run(c: &mut Client, project: &str, prompt: &str) -> String {
-    let r = c
-        .call("execute", json!({"project_id": project, "prompt": prompt}))
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
-    let run = r["data"]["run_id"].as_str().unwrap().to_string();
-    let run2 = run.clone();
-    c.recv_where(move |m| m["type"] == "agent_message" && m["data"]["run_id"] == run2.as_str())
-        .await;
-    run
-}
-
-/// Waits for the end of a run.
-async fn finished(c: &mut Client, run: &str) -> Value {
-    let run = run.to_string();
-    c.recv_where(move |m| m["type"] == "run_finished" && m["data"]["run_id"] == run.as_str())
-        .await
+    let left = run_leftovers(run_id, WAIT).await;
+    assert!(
+        left.is_empty(),
+        "processes of run {run_id} survived: {left:?}"
+    );
 }
 
 /// A gauge from `/metrics`.
@@ -234,46 +192,9 @@ async fn wait_gauge(d: &Daemon, name: &str, want: f64) {
     }
 }
 
-/// One project as `project_list` shows it.
-async fn project_view(c: &mut Client, id: &str) -> Value {
-    let r = c.call("project_list", json!({})).await;
-    r["data"]["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == id)
-        .cloned()
-        .unwrap_or_else(|| panic!("project {id} not listed: {r}"))
-}
-
 /// A project's whole history.
 async fn history(c: &mut Client, id: &str) -> Vec<Value> {
-    let r = c
-        .call(
-            "get_messages",
-            json!({"project_id": id, "since_seq": 0, "limit": 1000}),
-        )
-        .await;
-    assert_eq!(r["type"], "messages", "{r}");
-    r["data"]["messages"].as_array().unwrap().clone()
-}
-
-/// Waits for the daemon's process to exit by itself and returns its exit code.
-fn wait_exit(d: &mut Daemon, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    let child = d.child.as_mut().expect("running daemon");
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            d.child = None;
-            return st.code();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not exit; log:\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    c.messages(id, json!({"since_seq": 0, "limit": 1000})).await
 }
 
 // --- the tests -------------------------------------------------------------------------------
@@ -342,12 +263,11 @@ async fn core_actors_restart_after_the_initial_delay() {
         let rec = crash_and_measure(&d, &mut c, kind, None, kind, 1, INITIAL).await;
         assert_eq!(rec["restarts"], 1, "{rec}");
         // The HTTP server and this very connection never noticed.
-        assert_eq!(c.call("ping", json!({})).await["type"], "pong");
+        c.ping().await;
     }
     // Restarted actors work: the registry creates, the broadcast actor delivers.
     let id = c.create_project(&d.project_dir("after")).await;
-    let run = start_run(&mut c, &id, "hi").await;
-    assert_eq!(finished(&mut c, &run).await["data"]["status"], "completed");
+    assert_eq!(c.run(&id, "hi").await["data"]["status"], "completed");
     let log = d.log_text();
     for kind in ["health", "broadcast", "registry"] {
         assert!(
@@ -391,7 +311,7 @@ async fn requests_during_a_restart_are_refused_with_a_reason() {
         "{r}"
     );
     // Listed all the while, from its last known state.
-    assert_eq!(project_view(&mut c, &id).await["state"], "IDLE");
+    assert_eq!(c.project(&id).await["state"], "IDLE");
     wait_restarted(d.port, &id, 1).await;
     let r = c.call("get_messages", json!({"project_id": id})).await;
     assert_eq!(r["type"], "messages", "{r}");
@@ -401,8 +321,7 @@ async fn requests_during_a_restart_are_refused_with_a_reason() {
     let r = c.call("project_join", json!({"project_id": id})).await;
     assert_eq!(r["data"]["code"], "INTERNAL_ERROR", "{r}");
     wait_restarted(d.port, "broadcast", 1).await;
-    let r = c.call("project_join", json!({"project_id": id})).await;
-    assert_eq!(r["type"], "project_joined", "{r}");
+    c.join(&id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,8 +409,7 @@ async fn a_project_that_crashes_too_often_is_errored_and_says_so() {
     let mut c = d.client().await;
     let id = c.create_project(&d.project_dir("fragile")).await;
     let other = c.create_project(&d.project_dir("sturdy")).await;
-    let run = start_run(&mut c, &id, "hi").await;
-    finished(&mut c, &run).await;
+    c.run(&id, "hi").await;
     let before = history(&mut c, &id).await;
 
     crash_and_measure(&d, &mut c, "project", Some(&id), &id, 1, INITIAL).await;
@@ -535,8 +453,7 @@ async fn a_project_that_crashes_too_often_is_errored_and_says_so() {
         d.log_text()
     );
     // Nothing else is affected.
-    let run = start_run(&mut c, &other, "hi").await;
-    assert_eq!(finished(&mut c, &run).await["data"]["status"], "completed");
+    assert_eq!(c.run(&other, "hi").await["data"]["status"], "completed");
 
     // An operator brings it back without restarting the daemon.
     let r = c.call("actor_reset", json!({"actor": "nope"})).await;
@@ -545,8 +462,7 @@ async fn a_project_that_crashes_too_often_is_errored_and_says_so() {
     assert_eq!(r["type"], "actor_reset", "{r}");
     assert_eq!(actor(d.port, &id).await.unwrap()["status"], "running");
     assert_eq!(history(&mut c, &id).await, before);
-    let run = start_run(&mut c, &id, "hi").await;
-    assert_eq!(finished(&mut c, &run).await["data"]["status"], "completed");
+    assert_eq!(c.run(&id, "hi").await["data"]["status"], "completed");
     let before = history(&mut c, &id).await;
     // Crash it into `errored` again, for the restart check below.
     for _ in 0..3 {
@@ -569,10 +485,10 @@ async fn a_core_actor_crash_loop_ends_the_process_with_code_70() {
     let mut d = daemon(&[("AGENTVISOR_RESTART_LIMIT", "1")]);
     let mut c = d.client().await;
     let id = c.create_project(&d.project_dir("p")).await;
-    let run = start_run(&mut c, &id, "mock:hang").await;
+    let run = c.start_run(&id, "mock:hang").await;
     crash_and_measure(&d, &mut c, "health", None, "health", 1, INITIAL).await;
     inject(&mut c, "health", None).await;
-    let code = tokio::task::block_in_place(|| wait_exit(&mut d, WAIT));
+    let code = tokio::task::block_in_place(|| d.wait_exit(WAIT).code());
     assert_eq!(code, Some(70), "log:\n{}", d.log_text());
     // The process manager restarts a daemon, not its orphans.
     wait_no_processes(&run).await;
@@ -586,7 +502,7 @@ async fn an_executor_crash_fails_its_run_and_kills_its_processes() {
     let d = daemon(&[]);
     let mut c = d.client().await;
     let id = c.create_project(&d.project_dir("p")).await;
-    let run = start_run(&mut c, &id, "mock:hang").await;
+    let run = c.start_run(&id, "mock:hang").await;
     assert!(
         !processes_of_run(&run).is_empty(),
         "the agent of run {run} is not running"
@@ -598,15 +514,13 @@ async fn an_executor_crash_fails_its_run_and_kills_its_processes() {
         )
         .await;
     assert_eq!(r["type"], "fault_injected", "{r}");
-    let f = finished(&mut c, &run).await;
+    let f = c.finished(&run).await;
     assert_eq!(f["data"]["status"], "failed", "{f}");
     let why = f["data"]["error"].as_str().unwrap();
     assert!(why.contains("executor crashed"), "{f}");
     assert!(why.contains("fault injected"), "the reason is lost: {f}");
     wait_no_processes(&run).await;
-    let st = c
-        .recv_where(|m| m["type"] == "project_state" && m["data"]["state"] == "ERROR")
-        .await;
+    let st = c.project_state("ERROR").await;
     assert_eq!(st["data"]["queue_len"], 0, "{st}");
     let exec = format!("executor:{id}");
     let rec = wait_status(d.port, &exec, "running").await;
@@ -620,8 +534,7 @@ async fn an_executor_crash_fails_its_run_and_kills_its_processes() {
     );
     // The project itself never crashed, and runs again.
     assert_eq!(actor(d.port, &id).await.unwrap()["restarts"], 0);
-    let run2 = start_run(&mut c, &id, "hi").await;
-    assert_eq!(finished(&mut c, &run2).await["data"]["status"], "completed");
+    assert_eq!(c.run(&id, "hi").await["data"]["status"], "completed");
     wait_gauge(&d, "agentvisor_runs_active", 0.0).await;
 }
 
@@ -630,17 +543,16 @@ async fn a_project_crash_during_a_run_fails_the_run_and_leaves_nothing_behind() 
     let mut d = daemon(&[]);
     let mut c = d.client().await;
     let id = c.create_project(&d.project_dir("p")).await;
-    let run = start_run(&mut c, &id, "mock:hang").await;
+    let run = c.start_run(&id, "mock:hang").await;
     crash_and_measure(&d, &mut c, "project", Some(&id), &id, 1, INITIAL).await;
     wait_no_processes(&run).await;
     // The subscriber still hears about its run, from the restarted actor.
-    let f = finished(&mut c, &run).await;
+    let f = c.finished(&run).await;
     assert_eq!(f["data"]["status"], "failed", "{f}");
     assert!(f["data"]["error"].as_str().unwrap().contains("interrupted"));
-    assert_eq!(project_view(&mut c, &id).await["state"], "ERROR");
+    assert_eq!(c.project(&id).await["state"], "ERROR");
     wait_gauge(&d, "agentvisor_runs_active", 0.0).await;
-    let run2 = start_run(&mut c, &id, "hi").await;
-    assert_eq!(finished(&mut c, &run2).await["data"]["status"], "completed");
+    assert_eq!(c.run(&id, "hi").await["data"]["status"], "completed");
     // Nothing is left to wait for: a graceful stop is quick and clean.
     c.close().await;
     let t = Instant::now();
@@ -655,10 +567,9 @@ async fn a_project_restart_loses_nothing_and_others_keep_streaming() {
     let mut c = d.client().await;
     let a = c.create_project(&d.project_dir("a")).await;
     let b = c.create_project(&d.project_dir("b")).await;
-    let run = start_run(&mut c, &a, "hi").await;
-    finished(&mut c, &run).await;
+    c.run(&a, "hi").await;
     let history_before = history(&mut c, &a).await;
-    let view_before = project_view(&mut c, &a).await;
+    let view_before = c.project(&a).await;
     let meta_path = d.data_dir.join("projects").join(&a).join("metadata.json");
     let meta_before: Value =
         serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
@@ -668,12 +579,11 @@ async fn a_project_restart_loses_nothing_and_others_keep_streaming() {
 
     // A watcher of A, joined before the crash.
     let mut watcher = d.client().await;
-    let j = watcher.call("project_join", json!({"project_id": a})).await;
-    assert_eq!(j["type"], "project_joined", "{j}");
+    watcher.join(&a).await;
 
     // B streams 40 lines over 2 s; its client records when each arrives.
     let mut streamer = d.client().await;
-    let b_run = start_run(&mut streamer, &b, "mock:lines count=40 rate=20").await;
+    let b_run = streamer.start_run(&b, "mock:lines count=40 rate=20").await;
     let b_id = b.clone();
     let collector = tokio::spawn(async move {
         let mut got = Vec::new();
@@ -731,26 +641,15 @@ async fn a_project_restart_loses_nothing_and_others_keep_streaming() {
 
     // A is back exactly as it was, on the wire and on disk.
     assert_eq!(history(&mut c, &a).await, history_before);
-    let view_after = project_view(&mut c, &a).await;
-    for field in [
-        "id",
-        "path",
-        "name",
-        "state",
-        "session_id",
-        "created_at",
-        "last_seq",
-        "agent",
-    ] {
-        assert_eq!(view_after[field], view_before[field], "{field} changed");
-    }
+    let view_after = c.project(&a).await;
+    assert_project_kept(&view_before, &view_after, "the project's restart");
     let meta_after: Value =
         serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
     assert_eq!(meta_after, meta_before);
 
     // Its seq continues, the session resumes, and the watcher hears it without re-joining.
-    let run = start_run(&mut c, &a, "hi").await;
-    let f = finished(&mut c, &run).await;
+    let run = c.start_run(&a, "hi").await;
+    let f = c.finished(&run).await;
     assert_eq!(f["data"]["status"], "completed", "{f}");
     let after = history(&mut c, &a).await;
     assert_eq!(after[..history_before.len()], history_before[..]);
@@ -763,10 +662,7 @@ async fn a_project_restart_loses_nothing_and_others_keep_streaming() {
         started["data"]["resumed_session_id"], view_before["session_id"],
         "{started}"
     );
-    let run2 = run.clone();
-    let w = watcher
-        .recv_where(move |m| m["type"] == "run_finished" && m["data"]["run_id"] == run2.as_str())
-        .await;
+    let w = watcher.finished(&run).await;
     assert!(w["seq"].as_u64().unwrap() > last_seq);
 }
 
@@ -777,19 +673,9 @@ async fn a_broadcast_restart_rejoins_subscribers_without_a_gap() {
     let id = ctl.create_project(&d.project_dir("p")).await;
     // A subscriber that only watches, and one that runs the agent.
     let mut watcher = d.client().await;
-    let j = watcher
-        .call("project_join", json!({"project_id": id}))
-        .await;
-    assert_eq!(j["type"], "project_joined", "{j}");
+    watcher.join(&id).await;
     let mut runner = d.client().await;
-    let r = runner
-        .call(
-            "execute",
-            json!({"project_id": id, "prompt": "mock:lines count=40 rate=20"}),
-        )
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
-    let run = r["data"]["run_id"].as_str().unwrap().to_string();
+    let run = runner.execute(&id, "mock:lines count=40 rate=20").await;
 
     // Both collect everything about the project, from the prompt to the end of the run.
     let collect = |mut client: Client, id: String, run: String| {
@@ -839,7 +725,7 @@ async fn a_broadcast_restart_rejoins_subscribers_without_a_gap() {
         assert_eq!(lines, (1..=40).collect::<Vec<_>>(), "{who}");
     }
     // The subscriber count is right again (each client once).
-    let view = project_view(&mut ctl, &id).await;
+    let view = ctl.project(&id).await;
     assert_eq!(view["subscribers"], 2, "{view}");
     assert_eq!(
         view["last_seq"],
@@ -853,7 +739,7 @@ async fn a_connection_crash_closes_only_that_socket() {
     // Clients that come and go are no crash.
     for _ in 0..3 {
         let mut brief = d.client().await;
-        assert_eq!(brief.call("ping", json!({})).await["type"], "pong");
+        brief.ping().await;
         brief.close().await;
     }
     let abrupt = d.client().await;
@@ -867,11 +753,9 @@ async fn a_connection_crash_closes_only_that_socket() {
         actor(d.port, "connection").await
     );
     let mut victim = d.client().await;
-    let j = victim.call("project_join", json!({"project_id": id})).await;
-    assert_eq!(j["type"], "project_joined", "{j}");
-    let j = c.call("project_join", json!({"project_id": id})).await;
-    assert_eq!(j["type"], "project_joined", "{j}");
-    assert_eq!(project_view(&mut c, &id).await["subscribers"], 2);
+    victim.join(&id).await;
+    c.join(&id).await;
+    assert_eq!(c.project(&id).await["subscribers"], 2);
     wait_gauge(&d, "agentvisor_connections", 2.0).await;
 
     let r = victim
@@ -884,18 +768,17 @@ async fn a_connection_crash_closes_only_that_socket() {
     }
 
     // The other client is untouched and still streams.
-    assert_eq!(c.call("ping", json!({})).await["type"], "pong");
-    let run = start_run(&mut c, &id, "hi").await;
-    assert_eq!(finished(&mut c, &run).await["data"]["status"], "completed");
+    c.ping().await;
+    assert_eq!(c.run(&id, "hi").await["data"]["status"], "completed");
     let rec = wait_status(d.port, "connection", "running").await;
     assert_eq!(rec["restarts"], 1, "{rec}");
     assert_eq!(rec["kind"], "connection", "{rec}");
     // The dead connection is not counted anywhere any more.
     wait_gauge(&d, "agentvisor_connections", 1.0).await;
-    assert_eq!(project_view(&mut c, &id).await["subscribers"], 1);
+    assert_eq!(c.project(&id).await["subscribers"], 1);
     // A new connection works.
     let mut again = d.client().await;
-    assert_eq!(again.call("ping", json!({})).await["type"], "pong");
+    again.ping().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

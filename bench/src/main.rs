@@ -85,7 +85,7 @@ enum Scenario {
     /// Runs per minute across projects, and the daemon's overhead per run.
     Runs(scenarios::runs::Params),
     /// The fan-out through a minimal actix-web + actix-ws broadcast server (the floor).
-    Floor(scenarios::fanout::FloorParams),
+    Floor(scenarios::fanout::LoadParams),
     /// A quick version of every scenario.
     All,
 }
@@ -202,10 +202,12 @@ fn all_quick() -> Vec<Scenario> {
     use scenarios::*;
     let fan = |subs: usize, lines: u64, rate: f64| {
         Scenario::Fanout(fanout::Params {
-            subs,
-            lines: Some(lines),
-            bytes: 200,
-            rate,
+            load: fanout::LoadParams {
+                subs,
+                lines: Some(lines),
+                bytes: 200,
+                rate,
+            },
             no_floor: false,
         })
     };

@@ -89,6 +89,54 @@ pub fn parse(args: &[String], flavour_env: Option<&str>) -> Result<Command, Fail
     }
 }
 
+/// argv as both CLIs walk it: options one token at a time up to `--`, and everything after
+/// `--` positional. The grammars differ in which options exist and in what may be an option's
+/// value, not in this.
+struct Argv<'a> {
+    args: &'a [String],
+    next: usize,
+}
+
+impl<'a> Argv<'a> {
+    fn new(args: &'a [String]) -> Self {
+        Argv { args, next: 0 }
+    }
+
+    /// The next token before `--`. At `--`, the arguments after it are added to `positionals`
+    /// and the walk ends.
+    fn next_token(&mut self, positionals: &mut Vec<&'a str>) -> Option<&'a str> {
+        let token = self.args.get(self.next)?.as_str();
+        self.next += 1;
+        if token == "--" {
+            positionals.extend(self.args[self.next..].iter().map(String::as_str));
+            self.next = self.args.len();
+            return None;
+        }
+        Some(token)
+    }
+
+    /// An option's value: its `inline` one, else the next argument if the grammar `accepts`
+    /// it as a value; `None` when there is neither.
+    fn value(
+        &mut self,
+        inline: Option<&'a str>,
+        accepts: impl Fn(&str) -> bool,
+    ) -> Option<&'a str> {
+        if inline.is_some() {
+            return inline;
+        }
+        let v = self.args.get(self.next).filter(|v| accepts(v))?;
+        self.next += 1;
+        Some(v)
+    }
+}
+
+/// Whether a token before `--` is a word (part of the prompt, or a positional) rather than an
+/// option; a lone `-` is a word.
+fn is_word(token: &str) -> bool {
+    !token.starts_with('-') || token == "-"
+}
+
 /// Splits `--flag=value` into the flag and its inline value. Only long
 /// options take values this way; `-x=...` is left alone.
 fn split_inline(token: &str) -> (&str, Option<&str>) {
@@ -103,6 +151,15 @@ fn split_inline(token: &str) -> (&str, Option<&str>) {
 #[cfg(test)]
 pub(crate) fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The invocation a parse asked to run; panics if it asked for something else.
+#[cfg(test)]
+pub(crate) fn expect_run(parsed: Result<Command, Failure>) -> Result<Invocation, Failure> {
+    match parsed? {
+        Command::Run(inv) => Ok(inv),
+        other => panic!("expected a run, got {other:?}"),
+    }
 }
 
 #[cfg(test)]

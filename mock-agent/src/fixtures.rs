@@ -19,40 +19,36 @@ pub enum Recording {
     ApiDown,
 }
 
-const CLAUDE_SUCCESS: &str =
-    include_str!("../../tests/fixtures/agents/claude-stream-json.sample.jsonl");
-const CLAUDE_RESUME: &str =
-    include_str!("../../tests/fixtures/agents/claude-stream-json.resume.sample.jsonl");
-const CLAUDE_TOOL: &str =
-    include_str!("../../tests/fixtures/agents/claude-stream-json.tool.sample.jsonl");
-const CLAUDE_HTTP_500: &str =
-    include_str!("../../tests/fixtures/agents/claude-stream-json.http-500.sample.jsonl");
-const CLAUDE_API_DOWN: &str =
-    include_str!("../../tests/fixtures/agents/claude-stream-json.api-down.sample.jsonl");
-const CODEX_SUCCESS: &str =
-    include_str!("../../tests/fixtures/agents/codex-exec-json.sample.jsonl");
-const CODEX_RESUME: &str =
-    include_str!("../../tests/fixtures/agents/codex-exec-json.resume.sample.jsonl");
-const CODEX_TOOL: &str =
-    include_str!("../../tests/fixtures/agents/codex-exec-json.tool.sample.jsonl");
-const CODEX_HTTP_500: &str =
-    include_str!("../../tests/fixtures/agents/codex-exec-json.http-500.sample.jsonl");
-const CODEX_API_DOWN: &str =
-    include_str!("../../tests/fixtures/agents/codex-exec-json.api-down.sample.jsonl");
+/// The recordings of one flavour: its file names under `tests/fixtures/agents/` share a prefix,
+/// and each recording adds the same suffix to it in both flavours.
+macro_rules! recordings {
+    ($recording:expr, $prefix:literal) => {
+        match $recording {
+            Recording::Success => fixture!($prefix, ""),
+            Recording::Resume => fixture!($prefix, ".resume"),
+            Recording::Tool => fixture!($prefix, ".tool"),
+            Recording::Http500 => fixture!($prefix, ".http-500"),
+            Recording::ApiDown => fixture!($prefix, ".api-down"),
+        }
+    };
+}
+
+macro_rules! fixture {
+    ($prefix:literal, $suffix:literal) => {
+        include_str!(concat!(
+            "../../tests/fixtures/agents/",
+            $prefix,
+            $suffix,
+            ".sample.jsonl"
+        ))
+    };
+}
 
 /// The raw text of a recording.
 pub fn text(flavour: Flavour, recording: Recording) -> &'static str {
-    match (flavour, recording) {
-        (Flavour::Claude, Recording::Success) => CLAUDE_SUCCESS,
-        (Flavour::Claude, Recording::Resume) => CLAUDE_RESUME,
-        (Flavour::Claude, Recording::Tool) => CLAUDE_TOOL,
-        (Flavour::Claude, Recording::Http500) => CLAUDE_HTTP_500,
-        (Flavour::Claude, Recording::ApiDown) => CLAUDE_API_DOWN,
-        (Flavour::Codex, Recording::Success) => CODEX_SUCCESS,
-        (Flavour::Codex, Recording::Resume) => CODEX_RESUME,
-        (Flavour::Codex, Recording::Tool) => CODEX_TOOL,
-        (Flavour::Codex, Recording::Http500) => CODEX_HTTP_500,
-        (Flavour::Codex, Recording::ApiDown) => CODEX_API_DOWN,
+    match flavour {
+        Flavour::Claude => recordings!(recording, "claude-stream-json"),
+        Flavour::Codex => recordings!(recording, "codex-exec-json"),
     }
 }
 

@@ -162,15 +162,15 @@ fn parse_params<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Params, Fai
         };
         let bad =
             |why: &str| Failure::new(2, format!("mock-agent: bad parameter '{token}': {why}"));
+        let millis = || number(value).ok_or_else(|| bad("expected milliseconds"));
+        let flag = || boolean(value).ok_or_else(|| bad("expected 0 or 1"));
         match key {
             "exit" => {
                 let code: u8 = value.parse().map_err(|_| bad("expected 0..=255"))?;
                 p.exit = Some(i32::from(code));
             }
-            "delay_ms" => p.delay_ms = number(value).ok_or_else(|| bad("expected milliseconds"))?,
-            "interval_ms" => {
-                p.interval_ms = number(value).ok_or_else(|| bad("expected milliseconds"))?
-            }
+            "delay_ms" => p.delay_ms = millis()?,
+            "interval_ms" => p.interval_ms = millis()?,
             "count" => p.count = Some(number(value).ok_or_else(|| bad("expected a count"))?),
             "bytes" => p.bytes = Some(number(value).ok_or_else(|| bad("expected a byte size"))?),
             "rate" => {
@@ -180,10 +180,8 @@ fn parse_params<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Params, Fai
                     .filter(|r| r.is_finite() && *r >= 0.0)
                     .ok_or_else(|| bad("expected lines per second >= 0"))?
             }
-            "ignore_sigint" => p.ignore_sigint = boolean(value).ok_or_else(|| bad("expected 0 or 1"))?,
-            "ignore_sigterm" => {
-                p.ignore_sigterm = boolean(value).ok_or_else(|| bad("expected 0 or 1"))?
-            }
+            "ignore_sigint" => p.ignore_sigint = flag()?,
+            "ignore_sigterm" => p.ignore_sigterm = flag()?,
             "then" => {
                 p.then = match value {
                     "hang" => Then::Hang,

@@ -16,7 +16,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
+/// How long any single wait of a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+// --- the daemon ------------------------------------------------------------------------------
 
 /// The mock agent executable, built on demand.
 pub fn mock_agent() -> PathBuf {
@@ -44,6 +47,32 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The command line of a test daemon on `port`: the mock agent for both CLIs, debug logging
+/// appended to `log`, no periodic stats. For tests that start the binary in their own way (as a
+/// process manager does); [`Daemon`] starts it with this too.
+pub fn daemon_command(port: u16, data_dir: &Path, root: &Path, log: &Path) -> Command {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentvisor"));
+    cmd.arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("RUST_LOG")
+        .env("AGENTVISOR_PROJECT_ROOTS", root)
+        .env("AGENTVISOR_CLAUDE_BIN", mock_agent())
+        .env("AGENTVISOR_CODEX_BIN", mock_agent())
+        .env("AGENTVISOR_STATS_INTERVAL", "0")
+        .env("AGENTVISOR_LOG_LEVEL", "debug")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    cmd
 }
 
 /// How to start a daemon.
@@ -115,27 +144,8 @@ impl Daemon {
 
     fn spawn(&mut self, args: &[String]) {
         self.port = free_port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentvisor"));
-        cmd.arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env("AGENTVISOR_PROJECT_ROOTS", &self.root)
-            .env("AGENTVISOR_CLAUDE_BIN", mock_agent())
-            .env("AGENTVISOR_CODEX_BIN", mock_agent())
-            .env("AGENTVISOR_STATS_INTERVAL", "0")
-            .env("AGENTVISOR_LOG_LEVEL", "debug")
-            .envs(&self.builder_env)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        let mut cmd = daemon_command(self.port, &self.data_dir, &self.root, &self.log);
+        cmd.args(args).envs(&self.builder_env);
         self.child = Some(cmd.spawn().expect("start agentvisor"));
         self.wait_ready();
     }
@@ -173,11 +183,18 @@ impl Daemon {
 
     /// Sends `sig` and waits for the exit.
     pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
-        let mut child = self.child.take().expect("running daemon");
-        unsafe { libc_kill(child.id() as i32, sig) };
-        let deadline = Instant::now() + WAIT;
+        signal(self.pid(), sig);
+        self.wait_exit(WAIT)
+    }
+
+    /// Waits up to `limit` for the process to exit, by itself or after a signal. The child stays
+    /// owned meanwhile, so that a daemon that does not exit is still killed when dropped.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
         loop {
+            let child = self.child.as_mut().expect("running daemon");
             if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
                 return st;
             }
             assert!(
@@ -208,6 +225,14 @@ impl Daemon {
         Client::connect(self.port).await
     }
 
+    /// A client whose upgrade request carries `headers` (authorization, origin, forwarded-for).
+    /// The upgrade succeeds even where the daemon refuses the client: it then closes the socket.
+    pub async fn client_with(&self, headers: &[(&str, &str)]) -> Client {
+        Client::connect_with(self.port, headers)
+            .await
+            .expect("websocket connect")
+    }
+
     pub async fn http_get(&self, path: &str) -> (u16, String) {
         http_get(self.port, path).await.expect("http get")
     }
@@ -221,6 +246,8 @@ impl Drop for Daemon {
         }
     }
 }
+
+// --- processes -------------------------------------------------------------------------------
 
 extern "C" {
     #[link_name = "kill"]
@@ -244,25 +271,8 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
-/// Pids whose environment carries `AGENTVISOR_RUN_ID` (processes of any run).
-pub fn run_processes() -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            alive(*pid)
-                && std::fs::read(format!("/proc/{pid}/environ"))
-                    .map(|env| {
-                        env.split(|b| *b == 0)
-                            .any(|kv| kv.starts_with(b"AGENTVISOR_RUN_ID="))
-                    })
-                    .unwrap_or(false)
-        })
-        .collect()
-}
-
-/// Live pids belonging to one run (`AGENTVISOR_RUN_ID=<run_id>` in their environment). Unlike
-/// [`run_processes`], safe to assert on while other tests run agents of their own.
+/// Live pids belonging to one run (`AGENTVISOR_RUN_ID=<run_id>` in their environment): safe to
+/// assert on while other tests run agents of their own.
 pub fn processes_of_run(run_id: &str) -> Vec<i32> {
     let marker = format!("AGENTVISOR_RUN_ID={run_id}").into_bytes();
     std::fs::read_dir("/proc")
@@ -276,6 +286,30 @@ pub fn processes_of_run(run_id: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// Polls `probe` every `every` until it finds nothing or `limit` has passed; returns what it
+/// found last (empty when everything went away in time). For waiting until processes are gone,
+/// where a leftover is named in the failure rather than just timed out on.
+pub async fn left_after<T>(limit: Duration, every: Duration, probe: impl Fn() -> Vec<T>) -> Vec<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = probe();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Waits until no process of the run remains; returns the ones left after `limit`.
+pub async fn run_leftovers(run_id: &str, limit: Duration) -> Vec<i32> {
+    left_after(limit, Duration::from_millis(20), || {
+        processes_of_run(run_id)
+    })
+    .await
+}
+
+// --- HTTP ------------------------------------------------------------------------------------
 
 /// A minimal HTTP/1.1 GET; returns status and body.
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -331,6 +365,8 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+// --- WebSocket -------------------------------------------------------------------------------
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -347,6 +383,25 @@ pub struct Client {
 pub enum Closed {
     Code(u16),
     Eof,
+}
+
+/// What one read from the socket means to a test: a message, how the connection ended, or
+/// `None` for a frame that is neither (ping, pong, binary) and is read past.
+fn interpret(
+    frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Option<Result<Value, Closed>> {
+    match frame {
+        Some(Ok(Message::Text(t))) => {
+            Some(Ok(serde_json::from_str(&t).expect("server sends JSON")))
+        }
+        Some(Ok(Message::Close(frame))) => {
+            Some(Err(frame.map_or(Closed::Code(1005), |f| {
+                Closed::Code(u16::from(f.code))
+            })))
+        }
+        Some(Ok(_)) => None,
+        Some(Err(_)) | None => Some(Err(Closed::Eof)),
+    }
 }
 
 impl Client {
@@ -418,6 +473,12 @@ impl Client {
         self.send_text(v.to_string()).await;
     }
 
+    /// Sends a ping and asserts the pong: the connection is open and served.
+    pub async fn ping(&mut self) {
+        let r = self.call("ping", json!({})).await;
+        assert_eq!(r["type"], "pong", "{r}");
+    }
+
     /// Sends a request with a fresh id; returns the id.
     pub async fn request(&mut self, kind: &str, data: Value) -> String {
         self.next_id += 1;
@@ -450,22 +511,21 @@ impl Client {
     }
 
     async fn read(&mut self, limit: Duration) -> Result<Value, Closed> {
+        self.read_within(limit)
+            .await
+            .unwrap_or_else(|| panic!("no message within {limit:?}"))
+    }
+
+    /// The next message from the socket, how the connection ended, or `None` when nothing came
+    /// within `limit`.
+    async fn read_within(&mut self, limit: Duration) -> Option<Result<Value, Closed>> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
-                .unwrap_or_else(|_| panic!("no message within {limit:?}"));
-            match msg {
-                Some(Ok(Message::Text(t))) => {
-                    return Ok(serde_json::from_str(&t).expect("server sends JSON"))
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(
-                        frame.map_or(Closed::Code(1005), |f| Closed::Code(u16::from(f.code)))
-                    );
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return Err(Closed::Eof),
+                .ok()?;
+            if let Some(read) = interpret(frame) {
+                return Some(read);
             }
         }
     }
@@ -475,22 +535,7 @@ impl Client {
         if let Some(v) = self.pending.pop_front() {
             return Some(Ok(v));
         }
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let msg = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .ok()?;
-            return Some(match msg {
-                Some(Ok(Message::Text(t))) => {
-                    Ok(serde_json::from_str(&t).expect("server sends JSON"))
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    Err(frame.map_or(Closed::Code(1005), |f| Closed::Code(u16::from(f.code))))
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => Err(Closed::Eof),
-            });
-        }
+        self.read_within(limit).await
     }
 
     /// Keeps reading (which answers the server's pings) for `limit`, keeping the messages for
@@ -498,18 +543,11 @@ impl Client {
     pub async fn stay(&mut self, limit: Duration) -> Result<(), Closed> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            match tokio::time::timeout_at(deadline, self.ws.next()).await {
-                Err(_) => return Ok(()),
-                Ok(Some(Ok(Message::Text(t)))) => self
-                    .pending
-                    .push_back(serde_json::from_str(&t).expect("server sends JSON")),
-                Ok(Some(Ok(Message::Close(frame)))) => {
-                    return Err(
-                        frame.map_or(Closed::Code(1005), |f| Closed::Code(u16::from(f.code)))
-                    )
-                }
-                Ok(Some(Ok(_))) => continue,
-                Ok(Some(Err(_)) | None) => return Err(Closed::Eof),
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read_within(left).await {
+                None => return Ok(()),
+                Some(Ok(v)) => self.pending.push_back(v),
+                Some(Err(c)) => return Err(c),
             }
         }
     }
@@ -565,18 +603,154 @@ impl Client {
         }
     }
 
-    /// Creates a project in `dir` and returns its id.
-    pub async fn create_project(&mut self, dir: &Path) -> String {
-        let r = self.call("project_create", json!({"path": dir})).await;
-        assert_eq!(r["type"], "project_created", "{r}");
-        r["data"]["project"]["id"].as_str().unwrap().to_string()
-    }
-
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
 
     pub fn close_code(c: CloseCode) -> u16 {
         u16::from(c)
+    }
+
+    // --- requests every test file makes: each asserts the success reply, so that a test reads
+    // as the steps it takes and a failure shows the reply that went wrong.
+
+    /// Creates a project in `dir` and returns its id.
+    pub async fn create_project(&mut self, dir: &Path) -> String {
+        let p = self.create_project_with(json!({"path": dir})).await;
+        p["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a project from a full `project_create` request (`path`, `name`, `agent`);
+    /// returns the created project.
+    pub async fn create_project_with(&mut self, data: Value) -> Value {
+        let r = self.call("project_create", data).await;
+        assert_eq!(r["type"], "project_created", "{r}");
+        r["data"]["project"].clone()
+    }
+
+    /// One project as `project_list` shows it.
+    pub async fn project(&mut self, id: &str) -> Value {
+        let r = self.call("project_list", json!({})).await;
+        r["data"]["projects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("project {id} is not listed: {r}"))
+    }
+
+    /// Joins a project (live events only); returns the `project_joined` reply.
+    pub async fn join(&mut self, project: &str) -> Value {
+        self.join_with(json!({"project_id": project})).await
+    }
+
+    /// Joins a project with a replay of what was stored after `since_seq`; returns the
+    /// `project_joined` reply.
+    pub async fn join_since(&mut self, project: &str, since_seq: u64) -> Value {
+        self.join_with(json!({"project_id": project, "since_seq": since_seq}))
+            .await
+    }
+
+    async fn join_with(&mut self, data: Value) -> Value {
+        let r = self.call("project_join", data).await;
+        assert_eq!(r["type"], "project_joined", "{r}");
+        r
+    }
+
+    /// Sends `execute`; returns the accepted run's id.
+    pub async fn execute(&mut self, project: &str, prompt: &str) -> String {
+        let r = self
+            .call("execute", json!({"project_id": project, "prompt": prompt}))
+            .await;
+        assert_eq!(r["type"], "execute_accepted", "{r}");
+        r["data"]["run_id"].as_str().unwrap().to_string()
+    }
+
+    /// Starts `prompt` and returns the run id once the agent has printed its first line (its
+    /// processes exist then).
+    pub async fn start_run(&mut self, project: &str, prompt: &str) -> String {
+        let run = self.execute(project, prompt).await;
+        self.recv_where(|m| m["type"] == "agent_message" && m["data"]["run_id"] == run.as_str())
+            .await;
+        run
+    }
+
+    /// Waits for the `run_finished` of `run_id`.
+    pub async fn finished(&mut self, run_id: &str) -> Value {
+        self.recv_where(|m| m["type"] == "run_finished" && m["data"]["run_id"] == run_id)
+            .await
+    }
+
+    /// Runs `prompt` to its end; returns its `run_finished`.
+    pub async fn run(&mut self, project: &str, prompt: &str) -> Value {
+        let run = self.execute(project, prompt).await;
+        self.finished(&run).await
+    }
+
+    /// Waits for a `project_state` message with `state` (`IDLE`, `EXECUTING`, `ERROR`).
+    pub async fn project_state(&mut self, state: &str) -> Value {
+        self.recv_where(|m| m["type"] == "project_state" && m["data"]["state"] == state)
+            .await
+    }
+
+    /// Polls `health_check` until `pred` holds for its reply (for what the daemon learns or
+    /// starts after it is ready: agent probes, a new project's actor); returns that reply.
+    pub async fn health_when(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let r = self.call("health_check", json!({})).await;
+            assert_eq!(r["type"], "health", "{r}");
+            if pred(&r) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "no {what} in health_check: {r}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Sends `agent_kill` for the project's run; returns the `agent_killed` reply.
+    pub async fn kill(&mut self, project: &str) -> Value {
+        let r = self
+            .call("agent_kill", json!({"project_id": project}))
+            .await;
+        assert_eq!(r["type"], "agent_killed", "{r}");
+        r
+    }
+
+    /// The stored records of a project that `get_messages` returns for `query` (`direction`,
+    /// `since_seq`, `limit`, …).
+    pub async fn messages(&mut self, project: &str, mut query: Value) -> Vec<Value> {
+        query["project_id"] = json!(project);
+        let r = self.call("get_messages", query).await;
+        assert_eq!(r["type"], "messages", "{r}");
+        r["data"]["messages"].as_array().unwrap().clone()
+    }
+}
+
+// --- assertions shared by test files ---------------------------------------------------------
+
+/// Every field of a project object, as `project_create`, `project_list` and `project_join` show it.
+pub const PROJECT_FIELDS: [&str; 11] = [
+    "id",
+    "path",
+    "name",
+    "state",
+    "session_id",
+    "created_at",
+    "last_active",
+    "subscribers",
+    "last_seq",
+    "queue_len",
+    "agent",
+];
+
+/// Asserts that what a project is and has stored is the same in two of its views, taken on
+/// either side of a restart (`what`): every field but the live counters (`subscribers`,
+/// `queue_len`) and `last_active` (a test that needs that one unchanged compares it itself).
+pub fn assert_project_kept(before: &Value, after: &Value, what: &str) {
+    let live = ["subscribers", "queue_len", "last_active"];
+    for f in PROJECT_FIELDS.iter().filter(|f| !live.contains(f)) {
+        assert_eq!(after[f], before[f], "'{f}' changed across {what}");
     }
 }

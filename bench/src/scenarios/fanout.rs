@@ -24,8 +24,9 @@ pub const MAX_SUBS: usize = 5000;
 /// The most deliveries (subscribers × lines) one fan-out may produce.
 pub const MAX_DELIVERIES: u64 = 50_000_000;
 
+/// The load of one fan-out, as given on the command line (`floor` takes just this).
 #[derive(clap::Args, Debug, Clone)]
-pub struct Params {
+pub struct LoadParams {
     /// Subscribers.
     #[arg(long, default_value_t = 100)]
     pub subs: usize,
@@ -39,25 +40,15 @@ pub struct Params {
     /// Lines per second; 0 = as fast as the agent can write.
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
-    /// Skip the floor run.
-    #[arg(long)]
-    pub no_floor: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct FloorParams {
-    /// Subscribers.
-    #[arg(long, default_value_t = 100)]
-    pub subs: usize,
-    /// Lines the mock agent prints [default as for fanout].
+pub struct Params {
+    #[command(flatten)]
+    pub load: LoadParams,
+    /// Skip the floor run.
     #[arg(long)]
-    pub lines: Option<u64>,
-    /// Bytes per mock line.
-    #[arg(long, default_value_t = 200)]
-    pub bytes: usize,
-    /// Lines per second; 0 = as fast as the agent can write.
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
+    pub no_floor: bool,
 }
 
 /// One fan-out's settings, resolved.
@@ -70,7 +61,13 @@ struct Load {
 }
 
 impl Load {
-    fn resolve(subs: usize, lines: Option<u64>, bytes: usize, rate: f64) -> Res<Load> {
+    fn resolve(p: &LoadParams) -> Res<Load> {
+        let LoadParams {
+            subs,
+            lines,
+            bytes,
+            rate,
+        } = *p;
         if subs == 0 || subs > MAX_SUBS {
             return Err(err(format!("--subs must be between 1 and {MAX_SUBS}")));
         }
@@ -471,7 +468,7 @@ async fn floor_fanout(paths: &Paths, load: Load) -> Res<FanResult> {
 }
 
 pub async fn run(paths: &Paths, p: &Params) -> Res<Outcome> {
-    let load = Load::resolve(p.subs, p.lines, p.bytes, p.rate)?;
+    let load = Load::resolve(&p.load)?;
     let daemon = daemon_fanout(paths, load).await?;
     let mut summary = daemon.lines("daemon");
     let mut results = json!({"daemon": daemon.json()});
@@ -497,8 +494,8 @@ pub async fn run(paths: &Paths, p: &Params) -> Res<Outcome> {
     })
 }
 
-pub async fn run_floor_only(paths: &Paths, p: &FloorParams) -> Res<Outcome> {
-    let load = Load::resolve(p.subs, p.lines, p.bytes, p.rate)?;
+pub async fn run_floor_only(paths: &Paths, p: &LoadParams) -> Res<Outcome> {
+    let load = Load::resolve(p)?;
     let floor = floor_fanout(paths, load).await?;
     Ok(Outcome {
         params: load.json(),

@@ -6,7 +6,7 @@
 //! prompt after `--` precisely so a prompt such as `-rf /` is not read as an
 //! option, and the mock must get that right too.
 
-use super::{split_inline, Command, Flavour, Invocation};
+use super::{is_word, split_inline, Argv, Command, Flavour, Invocation};
 use crate::error::Failure;
 
 pub const USAGE: &str = "\
@@ -66,15 +66,9 @@ pub fn parse(args: &[String]) -> Result<Command, Failure> {
     let mut resume: Option<String> = None;
     let mut words: Vec<&str> = Vec::new();
 
-    let mut i = 0;
-    while i < args.len() {
-        let token = args[i].as_str();
-        i += 1;
-        if token == "--" {
-            words.extend(args[i..].iter().map(String::as_str));
-            break;
-        }
-        if !token.starts_with('-') || token == "-" {
+    let mut argv = Argv::new(args);
+    while let Some(token) = argv.next_token(&mut words) {
+        if is_word(token) {
             // A bare word before `--` is the prompt too, as `claude -p hi` is.
             words.push(token);
             continue;
@@ -87,10 +81,10 @@ pub fn parse(args: &[String]) -> Result<Command, Failure> {
             "-v" | "--version" if is_flag => return Ok(Command::Version(Flavour::Claude)),
             "-h" | "--help" if is_flag => return Ok(Command::Help(Flavour::Claude)),
             _ if is_flag && IGNORED_FLAGS.contains(&name) => {}
-            "--output-format" => format = Some(take_value(name, inline, args, &mut i)?.to_owned()),
-            "-r" | "--resume" => resume = Some(take_value(name, inline, args, &mut i)?.to_owned()),
+            "--output-format" => format = Some(take_value(&mut argv, name, inline)?.to_owned()),
+            "-r" | "--resume" => resume = Some(take_value(&mut argv, name, inline)?.to_owned()),
             _ if IGNORED_VALUE_OPTIONS.contains(&name) => {
-                take_value(name, inline, args, &mut i)?;
+                take_value(&mut argv, name, inline)?;
             }
             _ => return Err(Failure::new(1, format!("error: unknown option '{token}'"))),
         }
@@ -150,40 +144,29 @@ pub fn parse(args: &[String]) -> Result<Command, Failure> {
 /// Like commander, the next argument is taken even if it starts with `-`
 /// (`--append-system-prompt "-be terse"`), except the `--` separator.
 fn take_value<'a>(
+    argv: &mut Argv<'a>,
     name: &str,
     inline: Option<&'a str>,
-    args: &'a [String],
-    i: &mut usize,
 ) -> Result<&'a str, Failure> {
-    if let Some(v) = inline {
-        return Ok(v);
-    }
-    match args.get(*i) {
-        Some(v) if v != "--" => {
-            *i += 1;
-            Ok(v)
-        }
-        _ => Err(Failure::new(
+    argv.value(inline, |v| v != "--").ok_or_else(|| {
+        Failure::new(
             1,
             format!("error: option '{name} <value>' argument missing"),
-        )),
-    }
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::strings;
+    use crate::args::{expect_run, strings};
 
     const BASE: &[&str] = &["-p", "--output-format", "stream-json", "--verbose"];
 
     fn run(extra: &[&str]) -> Result<Invocation, Failure> {
         let mut args = strings(BASE);
         args.extend(strings(extra));
-        match parse(&args)? {
-            Command::Run(inv) => Ok(inv),
-            other => panic!("expected a run, got {other:?}"),
-        }
+        expect_run(parse(&args))
     }
 
     #[test]

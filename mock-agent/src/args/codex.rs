@@ -5,7 +5,7 @@
 //! attached (`-mgpt-5`), and `resume` is a subcommand whose first positional
 //! is the thread id. The daemon relies on all of this, so the mock follows it.
 
-use super::{split_inline, Command, Flavour, Invocation};
+use super::{is_word, split_inline, Argv, Command, Flavour, Invocation};
 use crate::error::Failure;
 
 pub const USAGE: &str = "\
@@ -66,19 +66,13 @@ pub fn parse_exec(args: &[String]) -> Result<Command, Failure> {
     let mut resume_mode = false;
     let mut positionals: Vec<&str> = Vec::new();
 
-    let mut i = 0;
-    while i < args.len() {
-        let token = args[i].as_str();
-        i += 1;
-        if token == "--" {
-            positionals.extend(args[i..].iter().map(String::as_str));
-            break;
-        }
+    let mut argv = Argv::new(args);
+    while let Some(token) = argv.next_token(&mut positionals) {
         if token == "resume" && !resume_mode && positionals.is_empty() {
             resume_mode = true;
             continue;
         }
-        if !token.starts_with('-') || token == "-" {
+        if is_word(token) {
             positionals.push(token);
             continue;
         }
@@ -91,7 +85,7 @@ pub fn parse_exec(args: &[String]) -> Result<Command, Failure> {
             "-h" | "--help" if is_flag => return Ok(Command::Help(Flavour::Codex)),
             _ if is_flag && IGNORED_FLAGS.contains(&name) => {}
             _ if IGNORED_VALUE_OPTIONS.contains(&name) => {
-                take_value(name, inline, args, &mut i)?;
+                take_value(&mut argv, name, inline)?;
             }
             _ => return Err(unexpected(token)),
         }
@@ -150,24 +144,16 @@ fn split_short(token: &str) -> (&str, Option<&str>) {
 /// The value of option `name`: inline, else the next argument unless that
 /// looks like an option (clap does not take `-x` as a value by default).
 fn take_value<'a>(
+    argv: &mut Argv<'a>,
     name: &str,
     inline: Option<&'a str>,
-    args: &'a [String],
-    i: &mut usize,
 ) -> Result<&'a str, Failure> {
-    if let Some(v) = inline {
-        return Ok(v);
-    }
-    match args.get(*i) {
-        Some(v) if !v.starts_with('-') => {
-            *i += 1;
-            Ok(v)
-        }
-        _ => Err(Failure::new(
+    argv.value(inline, |v| !v.starts_with('-')).ok_or_else(|| {
+        Failure::new(
             2,
             format!("error: a value is required for '{name} <VALUE>' but none was supplied\n\nFor more information, try '--help'."),
-        )),
-    }
+        )
+    })
 }
 
 fn unexpected(token: &str) -> Failure {
@@ -182,13 +168,10 @@ fn unexpected(token: &str) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::strings;
+    use crate::args::{expect_run, strings};
 
     fn run(args: &[&str]) -> Result<Invocation, Failure> {
-        match parse_exec(&strings(args))? {
-            Command::Run(inv) => Ok(inv),
-            other => panic!("expected a run, got {other:?}"),
-        }
+        expect_run(parse_exec(&strings(args)))
     }
 
     #[test]
