@@ -13,7 +13,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("a file to replace must have a name"))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    // A name of its own per write: two writes of one file may overlap (a background write and
+    // a synchronous one), and each must rename only its own, complete temp file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        ".{}.{}.{n}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -40,6 +48,27 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_writes_of_one_file_all_succeed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m.json");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        write_atomic(&p, format!("writer {i}").as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(std::fs::read_to_string(&p).unwrap().starts_with("writer "));
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn replaces_content_and_leaves_no_temp_file() {
