@@ -17,7 +17,7 @@ use actix::prelude::*;
 use crate::directory::{ProjectEntry, ProjectShared};
 use crate::engine::Engine;
 use crate::storage::history::{HistoryConfig, HistoryLog};
-use crate::storage::metadata::{ProjectMeta, ProjectState};
+use crate::storage::metadata::{MetaWriter, ProjectMeta, ProjectState};
 use crate::storage::project_dir;
 use crate::supervisor::{ChildGuard, ChildId, Supervisor};
 use runs::{ActiveRun, QueuedRun};
@@ -34,10 +34,10 @@ pub struct ProjectActor {
     pending: Option<QueuedRun>,
     supervisor: Option<Addr<Supervisor>>,
     sync_in_flight: bool,
-    /// A background metadata write is running.
-    meta_write_in_flight: bool,
-    /// The metadata changed since the last write started.
-    meta_dirty: bool,
+    /// Serialises metadata writes so the newest state wins (see [`MetaWriter`]).
+    meta_writer: Arc<MetaWriter>,
+    /// The number of the current metadata state.
+    meta_version: u64,
     /// Events emitted inside [`ProjectActor::batch`], waiting to be stored together.
     staged: Option<Vec<(crate::storage::history::Stamp, crate::protocol::Frame)>>,
     /// The last append failed; cleared by the next one that works.
@@ -100,8 +100,8 @@ pub fn spawn_project(
         pending: None,
         supervisor,
         sync_in_flight: false,
-        meta_write_in_flight: false,
-        meta_dirty: false,
+        meta_writer: Arc::new(MetaWriter::default()),
+        meta_version: 0,
         staged: None,
         storage_failing: false,
     };
@@ -119,14 +119,9 @@ impl ProjectActor {
     /// Applies a change to the metadata, publishes it to the directory and stores it durably
     /// before returning.
     fn update_meta(&mut self, change: impl FnOnce(&mut ProjectMeta)) -> std::io::Result<()> {
-        change(&mut self.meta);
-        *crate::directory::lock_ignoring_poison(&self.shared.meta) = self.meta.clone();
-        if self.meta_write_in_flight {
-            // A background write of an older state may land after this one: write again then.
-            self.meta_dirty = true;
-        }
-        self.meta
-            .save(&self.engine.config.data_dir)
+        let version = self.change_meta(change);
+        self.meta_writer
+            .write(version, &self.meta, &self.engine.config.data_dir)
             .inspect_err(|e| {
                 log::error!(project = &*self.id; "could not store metadata: {e}");
             })
@@ -134,33 +129,35 @@ impl ProjectActor {
 
     /// Applies a change to the metadata, publishes it, and stores it off the actor's thread.
     /// Used on the run path: the fsyncs of an atomic write take milliseconds that would
-    /// otherwise delay the agent's start and its output. Writes are chained, so the newest
-    /// state is always the last one written; shutdown writes it synchronously.
+    /// otherwise delay the agent's start and its output. The writer keeps the newest state on
+    /// disk whatever order the writes finish in; shutdown writes it synchronously.
     fn update_meta_soon(&mut self, ctx: &mut Context<Self>, change: impl FnOnce(&mut ProjectMeta)) {
-        change(&mut self.meta);
-        *crate::directory::lock_ignoring_poison(&self.shared.meta) = self.meta.clone();
-        self.meta_dirty = true;
-        self.flush_meta(ctx);
+        let version = self.change_meta(change);
+        let (meta, writer) = (self.meta.clone(), self.meta_writer.clone());
+        let dir = self.engine.config.data_dir.clone();
+        let job = async move {
+            tokio::task::spawn_blocking(move || writer.write(version, &meta, &dir)).await
+        };
+        ctx.spawn(job.into_actor(self).map(|res, act, _| match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::error!(project = &*act.id; "could not store metadata: {e}"),
+            Err(e) => log::error!(project = &*act.id; "metadata write task failed: {e}"),
+        }));
     }
 
-    fn flush_meta(&mut self, ctx: &mut Context<Self>) {
-        if self.meta_write_in_flight || !self.meta_dirty {
-            return;
+    /// Writes the current state now unless it is already on disk.
+    fn flush_meta(&mut self) {
+        if self.meta_writer.is_behind(self.meta_version) {
+            let _ = self.update_meta(|_| {});
         }
-        self.meta_dirty = false;
-        self.meta_write_in_flight = true;
-        let meta = self.meta.clone();
-        let dir = self.engine.config.data_dir.clone();
-        let job = async move { tokio::task::spawn_blocking(move || meta.save(&dir)).await };
-        ctx.spawn(job.into_actor(self).map(|res, act, ctx| {
-            act.meta_write_in_flight = false;
-            match res {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => log::error!(project = &*act.id; "could not store metadata: {e}"),
-                Err(e) => log::error!(project = &*act.id; "metadata write task failed: {e}"),
-            }
-            act.flush_meta(ctx);
-        }));
+    }
+
+    /// Applies a change in memory and in the directory; returns the new state's version.
+    fn change_meta(&mut self, change: impl FnOnce(&mut ProjectMeta)) -> u64 {
+        change(&mut self.meta);
+        *crate::directory::lock_ignoring_poison(&self.shared.meta) = self.meta.clone();
+        self.meta_version += 1;
+        self.meta_version
     }
 
     fn view(&self) -> serde_json::Value {
@@ -187,9 +184,8 @@ impl Actor for ProjectActor {
         if let Err(e) = self.history.sync() {
             log::error!(project = &*self.id; "could not sync history: {e}");
         }
-        if self.meta_dirty || self.meta_write_in_flight {
-            let _ = self.update_meta(|_| {});
-        }
+        // The newest state goes to disk now, if a background write has not put it there yet.
+        self.flush_meta();
         Running::Stop
     }
 }

@@ -437,31 +437,38 @@ impl ProjectActor {
             ));
         };
         let run_id = run.run_id.clone();
-        run.stop = Some(StopReason::Killed);
         reply.ok(
             "agent_killed",
             Some(&self.id),
             &json!({"run_id": run_id, "cleared": cleared}),
         );
         log::info!(project = &*self.id, run = run_id.as_str(); "kill requested");
-        match run.executor.clone() {
-            Some(exec) => exec.do_send(StopRun {
-                reason: StopReason::Killed,
-                grace: self.engine.config.kill_grace,
-            }),
+        let grace = self.engine.config.kill_grace;
+        self.stop_active(StopReason::Killed, grace, "killed before it started", ctx);
+        Ok(())
+    }
+
+    /// Stops the active run: its executor escalates the signals; a run still waiting for a
+    /// global slot has no process and is closed at once, with `why_unstarted`.
+    fn stop_active(
+        &mut self,
+        reason: StopReason,
+        grace: Duration,
+        why_unstarted: &str,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(run) = self.active.as_mut() else {
+            return;
+        };
+        run.stop = Some(reason);
+        match &run.executor {
+            Some(exec) => exec.do_send(StopRun { reason, grace }),
             None => {
-                // Still waiting for a run slot: nothing to signal.
+                let run_id = run.run_id.clone();
                 self.pending = None;
-                self.finish(
-                    &run_id,
-                    "killed",
-                    None,
-                    Some("killed before it started".into()),
-                    ctx,
-                );
+                self.finish(&run_id, "killed", None, Some(why_unstarted.into()), ctx);
             }
         }
-        Ok(())
     }
 
     fn clear_queue(&mut self) -> usize {
@@ -486,27 +493,8 @@ impl ProjectActor {
         if self.clear_queue() > 0 {
             self.emit_state();
         }
-        let Some(run) = self.active.as_mut() else {
-            return;
-        };
-        run.stop = Some(StopReason::Shutdown);
-        match &run.executor {
-            Some(exec) => exec.do_send(StopRun {
-                reason: StopReason::Shutdown,
-                grace,
-            }),
-            None => {
-                let run_id = run.run_id.clone();
-                self.pending = None;
-                self.finish(
-                    &run_id,
-                    "killed",
-                    None,
-                    Some("the server shut down before the run could start".into()),
-                    ctx,
-                );
-            }
-        }
+        let why = "the server shut down before the run could start";
+        self.stop_active(StopReason::Shutdown, grace, why, ctx);
     }
 }
 
@@ -612,6 +600,6 @@ impl Handler<Shutdown> for ProjectActor {
             log::error!(project = &*self.id; "could not sync history: {e}");
         }
         // Whatever background metadata write is pending, the newest state goes to disk now.
-        let _ = self.update_meta(|_| {});
+        self.flush_meta();
     }
 }

@@ -84,6 +84,33 @@ impl ProjectMeta {
     }
 }
 
+/// Writes one project's metadata from several threads (the actor's own, and background writes
+/// of the run path) so that the newest state always wins: writes are serialised, and a write of
+/// a state older than the one already on disk is skipped.
+#[derive(Default)]
+pub struct MetaWriter {
+    /// The version of the state on disk.
+    on_disk: std::sync::Mutex<u64>,
+}
+
+impl MetaWriter {
+    /// Whether the state on disk is older than `version`.
+    pub fn is_behind(&self, version: u64) -> bool {
+        *crate::directory::lock(&self.on_disk) < version
+    }
+
+    /// Stores `meta` as state number `version` (versions grow with every change).
+    pub fn write(&self, version: u64, meta: &ProjectMeta, data_dir: &Path) -> std::io::Result<()> {
+        let mut on_disk = crate::directory::lock(&self.on_disk);
+        if *on_disk >= version {
+            return Ok(());
+        }
+        meta.save(data_dir)?;
+        *on_disk = version;
+        Ok(())
+    }
+}
+
 /// Loads every project's metadata, oldest first. A project whose metadata cannot be read is
 /// logged and skipped so that one bad file cannot keep the others from loading. Leftovers of an
 /// interrupted delete are finished off.
@@ -131,6 +158,19 @@ mod tests {
             state: ProjectState::Idle,
             active_run: None,
         }
+    }
+
+    #[test]
+    fn an_older_state_never_overwrites_a_newer_one() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(project_dir(d.path(), "a")).unwrap();
+        let w = MetaWriter::default();
+        let mut newer = meta("a", "2026-01-01T00:00:00.000Z");
+        newer.session_id = Some("new".into());
+        w.write(2, &newer, d.path()).unwrap();
+        w.write(1, &meta("a", "2026-01-01T00:00:00.000Z"), d.path())
+            .unwrap();
+        assert_eq!(ProjectMeta::load(d.path(), "a").unwrap(), newer);
     }
 
     #[test]
