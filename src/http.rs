@@ -192,7 +192,7 @@ async fn ws(
                 metric: "internal",
             });
             if r.code == 1008 && r.metric == "auth" {
-                agentvisor_actors::health::count_auth_failure(&engine, ip);
+                engine.auth_throttle.record_failure(ip);
             }
             METRICS.refused(r.metric);
             log::info!(peer = ip.to_string().as_str(); "refusing a connection: {} {}", r.code, r.reason);

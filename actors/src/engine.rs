@@ -20,16 +20,14 @@ pub enum Lifecycle {
     ShuttingDown = 2,
 }
 
-/// Counters read by `server_stats`, health and metrics.
+/// Counters read by `server_stats` and health. (Counters only the metrics show live in
+/// [`crate::metrics::METRICS`].)
 #[derive(Default)]
 pub struct Stats {
-    pub connections_total: AtomicU64,
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
     pub runs_total: AtomicU64,
     pub runs_active: AtomicU64,
-    pub slow_client_disconnects: AtomicU64,
-    pub auth_failures: AtomicU64,
 }
 
 pub struct Engine {

@@ -163,12 +163,6 @@ impl Handler<Panic> for HealthActor {
     }
 }
 
-/// Counts a failed authentication from `ip` (shown in health and metrics, and throttled).
-pub fn count_auth_failure(engine: &Engine, ip: std::net::IpAddr) {
-    engine.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-    engine.auth_throttle.record_failure(ip);
-}
-
 fn proc_status_kb(key: &str) -> Option<u64> {
     field_kb(&std::fs::read_to_string("/proc/self/status").ok()?, key)
 }

@@ -174,10 +174,6 @@ impl ConnectionActor {
                 "closing a slow client: its unsent backlog passed {} bytes",
                 self.engine.config.max_backlog_bytes
             );
-            self.engine
-                .stats
-                .slow_client_disconnects
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.outbox
                 .abort(4008, "slow consumer: reconnect and replay with since_seq");
             ctx.stop();
@@ -257,16 +253,12 @@ impl Actor for ConnectionActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         let me = ctx.address().recipient();
         self.engine.directory.add_connection(self.id, me);
-        self.engine
-            .stats
-            .connections_total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         log::info!(conn = self.id, peer = self.peer.to_string().as_str(); "connection opened");
         self.heartbeat(ctx);
         if !self.authenticated {
             ctx.run_later(self.engine.config.auth_timeout, |act, ctx| {
                 if !act.authenticated {
-                    crate::health::count_auth_failure(&act.engine, act.peer);
+                    act.engine.auth_throttle.record_failure(act.peer);
                     act.close(1008, "authentication required", ctx);
                 }
             });

@@ -63,7 +63,7 @@ impl ConnectionActor {
                 reply.ok("authenticated", None, &serde_json::json!({}));
             }
             _ => {
-                crate::health::count_auth_failure(&self.engine, self.peer);
+                self.engine.auth_throttle.record_failure(self.peer);
                 self.close(1008, "authentication required", ctx);
             }
         }
