@@ -427,3 +427,67 @@ async fn extra_directories_cannot_reach_the_data_dir_or_other_projects() {
         .await;
     assert_eq!(r["type"], "execute_accepted", "{r}");
 }
+
+/// JSON log lines: one object per event, with the ids that trace a request, a run and a
+/// restart, and nothing a client typed reaching the log raw.
+#[tokio::test]
+async fn json_logs_trace_connections_projects_and_runs_without_raw_input() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_LOG_FORMAT", "json")
+        .env("AGENTVISOR_FAULT_INJECTION", "1")
+        .start();
+    let mut c = d.client().await;
+    let id = c.create_project(&d.project_dir("logs")).await;
+    let finished = c.run(&id, "say \u{1b}[31mhi\u{7}").await;
+    let run_id = finished["data"]["run_id"].as_str().unwrap().to_string();
+    let r = c
+        .call("fault_inject", json!({"actor": "evil\u{1b}[2J\nactor"}))
+        .await;
+    assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
+    c.call("fault_inject", json!({"actor": "health"})).await;
+    c.send_text(r#"{"type":"\u001b]0;pwned\u0007"}"#).await;
+    let err = c.recv_type("error").await;
+    assert_eq!(err["data"]["code"], "UNKNOWN_TYPE", "{err}");
+    c.close().await;
+    // The health actor's restart and the connection's close are logged shortly after.
+    let deadline = std::time::Instant::now() + WAIT;
+    let lines = loop {
+        let text = d.log_text();
+        if text.contains("health actor restarted") && text.contains("connection closed") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let events: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    for e in &events {
+        for key in ["ts", "level", "target", "msg"] {
+            assert!(e.get(key).is_some(), "{key} missing: {e}");
+        }
+    }
+    let has = |pred: &dyn Fn(&serde_json::Value) -> bool| events.iter().any(pred);
+    assert!(has(
+        &|e| e["msg"] == "connection opened" && e.get("conn").is_some()
+    ));
+    assert!(has(
+        &|e| e["msg"] == "project created" && e["project"] == id.as_str()
+    ));
+    assert!(has(&|e| e["msg"] == "run finished"
+        && e["project"] == id.as_str()
+        && e["run"] == run_id.as_str()));
+    assert!(has(
+        &|e| e["actor"] == "health" && e.get("restarts").is_some()
+    ));
+    // Neither the prompt's nor the frames' control characters reach the log.
+    assert!(
+        !lines.contains('\u{1b}') && !lines.contains('\u{7}'),
+        "{lines}"
+    );
+    assert!(
+        !lines.contains("\\u001b"),
+        "escaped control characters logged: {lines}"
+    );
+}
