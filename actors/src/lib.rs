@@ -6,9 +6,11 @@
 //! [`supervisor::Supervisor`] starts. Everything here can be exercised without a socket.
 
 pub mod auth;
+pub mod breaker;
 pub mod broadcast;
 pub mod config;
 pub mod connection;
+pub mod consult;
 pub mod directory;
 pub mod engine;
 pub mod error;
