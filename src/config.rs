@@ -128,6 +128,15 @@ pub struct Args {
     /// Warn in health when the data directory's disk has less free space than this.
     #[arg(long, env = "AGENTVISOR_DISK_WARN_BYTES", default_value = "1GiB", value_parser = parse_size)]
     pub disk_warn_bytes: u64,
+    /// Consecutive runs failed by an agent's backend that open its circuit breaker.
+    #[arg(long, env = "AGENTVISOR_BREAKER_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_threshold: u32,
+    /// How long an open breaker refuses runs before one trial run (doubled after each failed trial).
+    #[arg(long, env = "AGENTVISOR_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
+    pub breaker_cooldown: Duration,
+    /// The longest cool-down of an open breaker.
+    #[arg(long, env = "AGENTVISOR_BREAKER_COOLDOWN_MAX", default_value = "10m", value_parser = parse_duration)]
+    pub breaker_cooldown_max: Duration,
     /// PEM certificate chain: serve HTTPS/WSS directly (needs --tls-key too).
     #[arg(long, env = "AGENTVISOR_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -161,6 +170,25 @@ pub struct Config {
 }
 
 impl Args {
+    /// The breaker settings, each cool-down at least a millisecond and the cap no shorter
+    /// than the first cool-down.
+    fn breaker_settings(&self) -> Result<agentvisor_actors::breaker::BreakerSettings, String> {
+        if self.breaker_cooldown.is_zero() {
+            return Err("AGENTVISOR_BREAKER_COOLDOWN must be more than 0".into());
+        }
+        if self.breaker_cooldown_max < self.breaker_cooldown {
+            return Err(
+                "AGENTVISOR_BREAKER_COOLDOWN_MAX must not be shorter than AGENTVISOR_BREAKER_COOLDOWN"
+                    .into(),
+            );
+        }
+        Ok(agentvisor_actors::breaker::BreakerSettings {
+            threshold: self.breaker_threshold,
+            cooldown: self.breaker_cooldown,
+            cooldown_max: self.breaker_cooldown_max,
+        })
+    }
+
     /// Checks everything that can be checked before start-up.
     pub fn validate(self) -> Result<Config, String> {
         let positive = [
@@ -262,6 +290,7 @@ impl Args {
             _ => return Err("TLS needs both --tls-cert and --tls-key".into()),
         };
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        let breaker = self.breaker_settings()?;
         Ok(Config {
             listen: self.listen,
             tls,
@@ -317,6 +346,7 @@ impl Args {
                     .collect(),
                 auth_timeout: Duration::from_secs(10),
                 disk_warn_bytes: self.disk_warn_bytes,
+                breaker,
             },
         })
     }
@@ -328,7 +358,7 @@ fn home_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
+/// Parses `500ms`, `30s`, `5m` (or `5min`), `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -341,7 +371,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
         "" | "s" => n,
-        "m" => n * 60.0,
+        "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         other => {
             return Err(format!(

@@ -60,6 +60,8 @@ pub struct EngineConfig {
     pub allowed_origins: Vec<String>,
     pub auth_timeout: Duration,
     pub disk_warn_bytes: u64,
+    /// When to stop sending runs to a failing agent backend.
+    pub breaker: crate::breaker::BreakerSettings,
 }
 
 impl EngineConfig {
@@ -103,6 +105,7 @@ impl EngineConfig {
             allowed_origins: Vec::new(),
             auth_timeout: Duration::from_secs(10),
             disk_warn_bytes: 1 << 30,
+            breaker: crate::breaker::BreakerSettings::default(),
         }
     }
 }

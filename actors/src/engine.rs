@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use crate::auth::AuthThrottle;
+use crate::breaker::Breakers;
 use crate::config::EngineConfig;
 use crate::connection::ConnectionLimiter;
 use crate::directory::Directory;
@@ -39,6 +40,8 @@ pub struct Engine {
     pub started: Instant,
     pub limiter: Arc<ConnectionLimiter>,
     pub auth_throttle: AuthThrottle,
+    /// One circuit breaker per agent backend.
+    pub breakers: Breakers,
     lifecycle: AtomicU8,
     /// The latest health sample, as JSON, published by the health actor so that a health call
     /// never waits on anything.
@@ -51,6 +54,7 @@ impl Engine {
         Arc::new(Engine {
             limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
             auth_throttle: AuthThrottle::default(),
+            breakers: Breakers::new(config.breaker),
             config,
             directory: Directory::default(),
             stats: Stats::default(),
@@ -85,7 +89,7 @@ impl Engine {
             .map(|h| h.clone())
             .unwrap_or_else(|_| serde_json::json!({"status": "degraded"}));
         let actors = self.directory.actor_statuses();
-        let degraded = actors.iter().any(|a| a.status != "running");
+        let degraded = actors.iter().any(|a| a.status != "running") || self.breakers.any_tripped();
         if let Some(obj) = report.as_object_mut() {
             if degraded && obj.get("status").and_then(|s| s.as_str()) == Some("ok") {
                 obj.insert("status".into(), "degraded".into());
@@ -94,6 +98,7 @@ impl Engine {
                 "actors".into(),
                 serde_json::to_value(actors).unwrap_or_default(),
             );
+            obj.insert("breakers".into(), self.breakers.views());
             obj.insert("uptime_s".into(), self.uptime_s().into());
             obj.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         }

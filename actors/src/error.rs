@@ -21,6 +21,8 @@ pub enum Code {
     NoActiveRun,
     QueueFull,
     AgentNotFound,
+    /// The agent's circuit breaker is open: its backend keeps failing.
+    AgentUnavailable,
     ExecutionFailed,
     RateLimited,
     Unauthorized,
@@ -43,6 +45,7 @@ impl Code {
             Code::NoActiveRun => "NO_ACTIVE_RUN",
             Code::QueueFull => "QUEUE_FULL",
             Code::AgentNotFound => "AGENT_NOT_FOUND",
+            Code::AgentUnavailable => "AGENT_UNAVAILABLE",
             Code::ExecutionFailed => "EXECUTION_FAILED",
             Code::RateLimited => "RATE_LIMITED",
             Code::Unauthorized => "UNAUTHORIZED",

@@ -6,6 +6,7 @@
 //! [`supervisor::Supervisor`] starts. Everything here can be exercised without a socket.
 
 pub mod auth;
+pub mod backends;
 pub mod breaker;
 pub mod broadcast;
 pub mod config;

@@ -15,6 +15,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::engine::Engine;
+use crate::storage::metadata::AgentKind;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabel {
@@ -34,6 +35,11 @@ pub struct StatusLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabel {
+    pub agent: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,6 +73,8 @@ pub struct Metrics {
     pub projects: Gauge,
     pub resident_bytes: Gauge,
     pub open_fds: Gauge,
+    pub breaker_state: Family<AgentLabel, Gauge>,
+    pub breaker_opened: Family<AgentLabel, Counter>,
 }
 
 /// The daemon's metrics.
@@ -100,6 +108,8 @@ impl Metrics {
             projects: Gauge::default(),
             resident_bytes: Gauge::default(),
             open_fds: Gauge::default(),
+            breaker_state: Family::default(),
+            breaker_opened: Family::default(),
         };
         {
             let mut r = crate::directory::lock_ignoring_poison(&m.registry);
@@ -219,6 +229,16 @@ impl Metrics {
                 "Open file descriptors of the daemon",
                 m.open_fds.clone(),
             );
+            r.register(
+                "breaker_state",
+                "Circuit breaker of each agent backend: 0 closed, 1 half-open, 2 open",
+                m.breaker_state.clone(),
+            );
+            r.register(
+                "breaker_opened",
+                "Times each agent backend's circuit breaker opened",
+                m.breaker_opened.clone(),
+            );
         }
         m
     }
@@ -232,6 +252,11 @@ impl Metrics {
             .set(engine.stats.runs_active.load(Ordering::Relaxed) as i64);
         self.queued_runs.set(engine.directory.queued_runs() as i64);
         self.projects.set(engine.directory.project_count() as i64);
+        for agent in [AgentKind::Claude, AgentKind::Codex] {
+            self.breaker_state
+                .get_or_create(&agent_label(agent.as_str()))
+                .set(engine.breakers.level(agent));
+        }
         if let Some(kb) = std::fs::read_to_string("/proc/self/status")
             .ok()
             .and_then(|s| {
@@ -295,8 +320,18 @@ impl Metrics {
             .inc();
     }
 
+    pub fn breaker_opened(&self, agent: &str) {
+        self.breaker_opened.get_or_create(&agent_label(agent)).inc();
+    }
+
     pub fn fsync(&self, took: Duration) {
         self.fsync_seconds.observe(took.as_secs_f64());
+    }
+}
+
+fn agent_label(agent: &str) -> AgentLabel {
+    AgentLabel {
+        agent: agent.to_string(),
     }
 }
 

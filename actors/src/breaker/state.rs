@@ -111,6 +111,12 @@ impl Breaker {
         self.state
     }
 
+    /// The state as last changed, not yet counting a cool-down that has ended since: comparing
+    /// it with [`Breaker::state`] tells whether the breaker has just become half-open.
+    pub fn recorded(&self) -> State {
+        self.state
+    }
+
     /// Consecutive backend failures counted so far.
     pub fn failures(&self) -> u32 {
         self.failures
@@ -310,6 +316,14 @@ mod tests {
         }
         assert!(b.reset());
         assert_eq!(b.state(t), State::Closed);
+        for _ in 0..3 {
+            fail(&mut b, t);
+        }
+        let later = t + Duration::from_secs(30);
+        assert!(matches!(b.recorded(), State::Open { .. }));
+        assert_eq!(b.state(later), State::HalfOpen { trial: false });
+        assert_eq!(b.recorded(), State::HalfOpen { trial: false });
+        b.reset();
         assert_eq!(b.admit(t), Ok(Admission::Normal));
     }
 }

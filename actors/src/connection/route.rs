@@ -125,6 +125,11 @@ impl ConnectionActor {
                 Some(s) => s.do_send(crate::supervisor::ResetActor { name: actor, reply }),
                 None => reply.err(None, &ApiError::internal("no supervisor is running")),
             },
+            Request::BreakerReset { agent } => {
+                log::warn!(conn = self.id, agent = agent.as_str(); "circuit breaker reset requested");
+                crate::backends::announce(&engine, engine.breakers.reset(agent));
+                reply.ok("breaker_reset", None, &engine.breakers.view(agent));
+            }
             Request::FaultInject { actor, project_id } => {
                 self.inject(&actor, project_id, reply, ctx)
             }

@@ -2,6 +2,7 @@
 //! queue and history log. Every change to a project is a message handled here, one at a time —
 //! which is what lets a join replay history and then subscribe without a gap or a lock.
 
+mod backend;
 mod events;
 mod requests;
 mod runs;

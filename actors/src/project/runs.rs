@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::ProjectActor;
+use crate::breaker::{Admission, RunEnd};
 use crate::connection::ReplyTo;
 use crate::error::{ApiError, Code};
 use crate::executor::agent::{build_args, not_found, resolve_program};
@@ -31,6 +32,8 @@ pub struct ActiveRun {
     pub started: Instant,
     pub permit: Option<OwnedSemaphorePermit>,
     pub stop: Option<StopReason>,
+    /// How the backend's breaker let the run start (none before it has).
+    admission: Option<Admission>,
     seen: Observed,
 }
 
@@ -40,6 +43,7 @@ struct Observed {
     is_error: bool,
     cost_usd: Option<f64>,
     error: Option<String>,
+    stdout_lines: u64,
 }
 
 /// The fields of an agent line the daemon cares about; everything else is passed through.
@@ -102,6 +106,7 @@ impl ProjectActor {
         if resolve_program(self.agent_bin(kind)).is_none() {
             return Err(not_found(kind));
         }
+        self.check_backend()?;
         // Build the command once now, so a bad option is refused before anything is queued.
         build_args(kind, &options, None, &prompt)?;
         // Extra directories follow the project rules: inside the roots, away from the data
@@ -179,6 +184,7 @@ impl ProjectActor {
             started: Instant::now(),
             permit: None,
             stop: None,
+            admission: None,
             seen: Observed::default(),
         });
         match self.engine.run_slots.clone().try_acquire_owned() {
@@ -217,6 +223,14 @@ impl ProjectActor {
             self.finish(&run.run_id, "failed", None, Some(why), ctx);
             return;
         }
+        // Last, so that a trial run is only taken by a run that will really start.
+        let admission = match self.admit_backend() {
+            Ok(a) => a,
+            Err(e) => {
+                self.finish(&run.run_id, "failed", None, Some(e.error), ctx);
+                return;
+            }
+        };
         let run_id = run.run_id.clone();
         self.update_meta_soon(ctx, |m| {
             m.state = ProjectState::Executing;
@@ -246,6 +260,7 @@ impl ProjectActor {
         if let Some(active) = self.active.as_mut() {
             active.executor = Some(exec);
             active.permit = Some(permit);
+            active.admission = Some(admission);
             active.started = Instant::now();
         }
     }
@@ -259,6 +274,9 @@ impl ProjectActor {
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return;
+        }
+        if let Some(run) = self.active.as_mut() {
+            run.seen.stdout_lines += 1;
         }
         if cut || !trimmed.starts_with('{') {
             self.emit_raw(run_id, &text, cut);
@@ -472,15 +490,21 @@ impl ProjectActor {
     }
 
     fn clear_queue(&mut self) -> usize {
+        self.end_queued("killed", "removed from the queue before it started")
+    }
+
+    /// Ends every queued run with `status` and `why`, each with its `run_finished`, so that
+    /// history says what became of it.
+    pub(super) fn end_queued(&mut self, status: &str, why: &str) -> usize {
         let queued: Vec<_> = self.queue.drain(..).collect();
         self.shared.queue_len.store(0, Ordering::Relaxed);
         for q in &queued {
             let data = json!({
-                "run_id": q.run_id, "status": "killed", "exit_code": null, "duration_ms": 0,
-                "session_id": self.meta.session_id, "error": "removed from the queue before it started",
+                "run_id": q.run_id, "status": status, "exit_code": null, "duration_ms": 0,
+                "session_id": self.meta.session_id, "error": why,
             });
             self.emit("run_finished", Direction::System, &data);
-            crate::metrics::run_finished(&self.engine, "killed", None);
+            crate::metrics::run_finished(&self.engine, status, None);
         }
         queued.len()
     }
@@ -549,6 +573,7 @@ impl Handler<RunExited> for ProjectActor {
         let stop = msg.stop.or(run.stop);
         let seen_error = run.seen.error.clone();
         let is_error = run.seen.is_error;
+        let broke = msg.failure.is_some();
         let (status, error) = if let Some(f) = msg.failure {
             ("failed", Some(f))
         } else {
@@ -579,6 +604,20 @@ impl Handler<RunExited> for ProjectActor {
                 ),
             }
         };
+        if let Some(admission) = run.admission {
+            let executor_crashed = broke && msg.spawned_at.is_some();
+            self.record_backend(
+                admission,
+                &RunEnd {
+                    completed: status == "completed",
+                    stopped: status == "killed" || executor_crashed,
+                    timed_out: status == "timeout",
+                    could_not_start: broke && msg.spawned_at.is_none(),
+                    error: error.as_deref(),
+                    stdout_lines: run.seen.stdout_lines,
+                },
+            );
+        }
         let run_id = msg.run_id.clone();
         self.finish(&run_id, status, msg.exit_code, error, ctx);
     }

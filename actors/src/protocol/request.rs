@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::options::RunOptions;
 use crate::error::{ApiError, Code};
+use crate::storage::metadata::AgentKind;
 
 /// The longest request `id` a client may use.
 pub const MAX_ID_BYTES: usize = 128;
@@ -80,6 +81,10 @@ pub enum Request {
     ActorReset {
         actor: String,
     },
+    /// Closes an agent backend's circuit breaker (an operator who knows the backend is back).
+    BreakerReset {
+        agent: AgentKind,
+    },
 }
 
 impl Request {
@@ -100,6 +105,7 @@ impl Request {
             Request::Auth { .. } => "auth",
             Request::FaultInject { .. } => "fault_inject",
             Request::ActorReset { .. } => "actor_reset",
+            Request::BreakerReset { .. } => "breaker_reset",
         }
     }
 }
@@ -295,6 +301,12 @@ struct AuthData {
     token: String,
 }
 
+/// Names an agent backend (`breaker_reset`).
+#[derive(Deserialize)]
+struct BreakerData {
+    agent: String,
+}
+
 /// Names an actor (`fault_inject`, `actor_reset`).
 #[derive(Deserialize)]
 struct FaultData {
@@ -369,6 +381,12 @@ fn typed(
         "actor_reset" => {
             let d: FaultData = fields(kind, data)?;
             Request::ActorReset { actor: d.actor }
+        }
+        "breaker_reset" => {
+            let d: BreakerData = fields(kind, data)?;
+            let agent = AgentKind::parse(&d.agent)
+                .ok_or_else(|| ApiError::validation("'agent' must be \"claude\" or \"codex\""))?;
+            Request::BreakerReset { agent }
         }
         "fault_inject" if fault_injection => {
             let d: FaultData = fields(kind, data)?;
