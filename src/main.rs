@@ -6,6 +6,7 @@ mod http;
 mod logging;
 mod readiness;
 mod shutdown;
+mod sse;
 mod tls;
 
 use std::sync::Arc;
@@ -112,6 +113,7 @@ async fn run(config: config::Config, listener: std::net::TcpListener) -> i32 {
     let state = web::Data::new(http::AppState {
         engine: engine.clone(),
         supervisor,
+        sse_heartbeat: config.sse_heartbeat,
     });
     let max_frame = engine.config.max_message_bytes;
     let server = HttpServer::new(move || {
