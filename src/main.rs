@@ -2,6 +2,7 @@
 //! `agentvisor-actors`.
 
 mod config;
+mod console;
 mod http;
 mod logging;
 mod readiness;
@@ -133,6 +134,7 @@ async fn run(
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(max_frame))
             .configure(http::routes)
+            .configure(console::routes)
     })
     .workers(config.workers)
     .disable_signals()
