@@ -303,6 +303,15 @@ async fn through_nginx_a_websocket_session_runs_an_agent() {
     let (status, body) = http_get(port, "/metrics").await.unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("agentvisor_connections"), "{body}");
+    // The web console and its files.
+    for path in ["/", "/console/js/main.js"] {
+        let (status, body) = http_get(port, path).await.expect(path);
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            body.contains("agentvisor") || body.contains("import"),
+            "{path}: {body}"
+        );
+    }
     let (status, _) = http_get(port, "/nothing-here").await.unwrap();
     assert_eq!(status, 404);
     c.close().await;

@@ -6,8 +6,10 @@ import { $, h, duration } from './dom.js';
 const POLL_MS = 5000;
 
 export class Health {
-  constructor(conn) {
+  /** `nameOf(id)`: a project's name, to label its actors. */
+  constructor(conn, nameOf) {
     this.conn = conn;
+    this.nameOf = nameOf;
     this.stats = null;
     this.timer = null;
     $('health-btn').addEventListener('click', () => this.open());
@@ -50,12 +52,19 @@ export class Health {
     this.load();
   }
 
+  /** An actor's name, with its project's name when it serves a project. */
+  label(a) {
+    const id = a.name.replace(/^executor:/, '');
+    const name = a.kind === 'project' || a.kind === 'executor' ? this.nameOf(id) : null;
+    return name ? `${a.name} (${name})` : a.name;
+  }
+
   render(d) {
     const checks = d.checks || {};
     const agents = Object.entries(checks.agents || {}).map(([name, a]) =>
       h('li', {}, h('strong', {}, name), ': ', a.available ? `${a.version ?? 'found'} (${a.path ?? ''})` : 'not found'));
     const rows = (d.actors || []).map((a) => h('tr', {},
-      h('td', { class: 'wrap' }, a.name), h('td', {}, a.kind),
+      h('td', { class: 'wrap' }, this.label(a)), h('td', {}, a.kind),
       h('td', {}, h('span', { class: `badge actor-${a.status}` }, a.status)),
       h('td', {}, String(a.restarts)), h('td', {}, duration(a.backoff_ms)),
       h('td', {}, a.status === 'errored'

@@ -19,7 +19,7 @@ async function needsToken() {
 const conn = new Connection(await needsToken());
 const projects = new Projects(conn, (id) => { location.hash = `#/p/${id}`; });
 const conversation = new Conversation(conn, onProjectEvent);
-const health = new Health(conn);
+const health = new Health(conn, (id) => projects.byId(id)?.name);
 let current = null;
 
 // --- connection state ---------------------------------------------------------------------------

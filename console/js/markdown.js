@@ -73,7 +73,7 @@ function list(lines, i, out) {
   return i;
 }
 
-const INLINE = /(`+)([\s\S]*?[^`])\1(?!`)|\*\*(?=\S)([\s\S]*?\S)\*\*|__(?=\S)([\s\S]*?\S)__|\*(?=\S)([\s\S]*?\S)\*|\b_(?=\S)([\s\S]*?\S)_\b|\[([^\]\n]+)\]\(\s*<?([^\s)>]+)>?\s*\)/g;
+const INLINE = /(`+)([\s\S]*?[^`])\1(?!`)|\*\*(?=\S)([\s\S]*?\S)\*\*|(?<!\w)__(?=\S)([\s\S]*?\S)__(?!\w)|\*(?=\S)([\s\S]*?\S)\*|(?<!\w)_(?=\S)([\s\S]*?\S)_(?!\w)|\[([^\]\n]+)\]\(\s*<?([^\s)>]+)>?\s*\)/g;
 
 /** Appends inline Markdown `text` to `el` and returns `el`. */
 export function inline(el, text) {
