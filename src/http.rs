@@ -72,6 +72,14 @@ pub(crate) fn client_ip(req: &HttpRequest, cfg: &EngineConfig) -> IpAddr {
     client_addr(peer, forwarded, &cfg.trusted_proxies)
 }
 
+/// The token of an `Authorization: Bearer` header, if any.
+pub(crate) fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+}
+
 /// Whether the query string carries a token, which is refused wherever it appears: URLs end up
 /// in logs and browser history.
 pub(crate) fn token_in_url(req: &HttpRequest) -> bool {
@@ -129,12 +137,7 @@ async fn ws(
     let mut authenticated = cfg.token.is_none();
     let mut refusal = None;
     if let Some(expected) = &cfg.token {
-        let header_token = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer);
-        match header_token {
+        match bearer_token(&req) {
             Some(t) if token_matches(t, expected) => authenticated = true,
             Some(_) => {
                 refusal = Some(Refusal {

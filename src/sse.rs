@@ -17,7 +17,7 @@ use actix::prelude::*;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use agentvisor_actors::auth::{bearer, token_matches};
+use agentvisor_actors::auth::token_matches;
 use agentvisor_actors::broadcast::Disconnect;
 use agentvisor_actors::connection::{ConnectionPermit, ConnectionSignal, Deliver, Mark, ReplyTo};
 use agentvisor_actors::directory::ProjectRoute;
@@ -28,7 +28,7 @@ use agentvisor_actors::project::{ProjectOp, ProjectRequest};
 use agentvisor_actors::protocol::Frame;
 use tokio::sync::mpsc;
 
-use crate::http::{client_ip, origin_allowed, token_in_url, AppState};
+use crate::http::{bearer_token, client_ip, origin_allowed, token_in_url, AppState};
 
 /// The handler of `GET /projects/{id}/events`.
 pub async fn events(
@@ -164,12 +164,7 @@ fn admit(req: &HttpRequest, engine: &Engine, ip: IpAddr) -> Result<(), Denied> {
             "auth_throttled",
         );
     }
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer);
-    match given {
+    match bearer_token(req) {
         Some(t) if token_matches(t, expected) => Ok(()),
         given => {
             if given.is_some() {

@@ -207,15 +207,25 @@ fn assert_contiguous(events: &[Event], first: u64, what: &str) {
     }
 }
 
+/// A daemon started with `env`, a client, and a project named `name`.
+async fn with_project(env: &[(&str, &str)], name: &str) -> (Daemon, Client, String) {
+    let mut b = Daemon::builder();
+    for (k, v) in env {
+        b = b.env(k, *v);
+    }
+    let d = b.start();
+    let mut c = d.client().await;
+    let id = c.create_project(&d.project_dir(name)).await;
+    (d, c, id)
+}
+
 fn events_path(project: &str) -> String {
     format!("/projects/{project}/events")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_from_last_event_id_then_goes_live_without_gap_or_duplicate() {
-    let d = Daemon::start();
-    let mut c = d.client().await;
-    let id = c.create_project(&d.project_dir("sse")).await;
+    let (d, mut c, id) = with_project(&[], "sse").await;
     c.run(&id, "mock:tool").await;
     let stored = c.messages(&id, json!({"limit": 1000})).await;
     let last = stored.last().unwrap()["seq"].as_u64().unwrap();
@@ -261,9 +271,7 @@ async fn replays_from_last_event_id_then_goes_live_without_gap_or_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_cursor_only_live_events_come() {
-    let d = Daemon::start();
-    let mut c = d.client().await;
-    let id = c.create_project(&d.project_dir("live")).await;
+    let (d, mut c, id) = with_project(&[], "live").await;
     c.run(&id, "mock:success").await;
     let before = c.project(&id).await["last_seq"].as_u64().unwrap();
     let mut s = Stream::open(d.port, &events_path(&id), &[]).await;
@@ -279,11 +287,7 @@ async fn without_a_cursor_only_live_events_come() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_stream_gets_heartbeat_comments() {
-    let d = Daemon::builder()
-        .env("AGENTVISOR_SSE_HEARTBEAT", "200ms")
-        .start();
-    let mut c = d.client().await;
-    let id = c.create_project(&d.project_dir("beat")).await;
+    let (d, _c, id) = with_project(&[("AGENTVISOR_SSE_HEARTBEAT", "200ms")], "beat").await;
     let mut s = Stream::open(d.port, &events_path(&id), &[]).await;
     assert_eq!(s.next_event(WAIT).await.unwrap().kind, "project_joined");
     for _ in 0..2 {
@@ -360,11 +364,7 @@ async fn an_unknown_project_or_a_bad_cursor_is_a_json_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_falls_behind_is_cut_off_and_can_resume() {
-    let d = Daemon::builder()
-        .env("AGENTVISOR_MAX_BACKLOG_BYTES", "262144")
-        .start();
-    let mut c = d.client().await;
-    let id = c.create_project(&d.project_dir("slow")).await;
+    let (d, mut c, id) = with_project(&[("AGENTVISOR_MAX_BACKLOG_BYTES", "262144")], "slow").await;
     let mut slow = Stream::open_small(d.port, &format!("{}?since_seq=0", events_path(&id))).await;
     assert_eq!(slow.status, 200);
     // Far more than the backlog bound plus what the kernel buffers on loopback (megabytes).

@@ -75,9 +75,9 @@ async function startDaemon(name, env = {}) {
 let context;
 const problems = [];
 
-async function newPage(viewport = { width: 1280, height: 800 }) {
+async function newPage(viewport) {
   const page = await context.newPage();
-  await page.setViewportSize(viewport);
+  await page.setViewportSize(viewport || { width: 1280, height: 800 });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   // Errors the page logs, except the browser's own note that a reconnect attempt was refused
   // (expected while the daemon restarts).
@@ -93,6 +93,14 @@ async function newPage(viewport = { width: 1280, height: 800 }) {
 }
 
 const live = (page) => page.waitForSelector('#conn[data-state="live"]', { timeout: WAIT });
+
+/** A new page on the console of `d` (at `hash`), once it is live. */
+async function openConsole(d, hash = '', viewport = undefined) {
+  const page = await newPage(viewport);
+  await page.goto(d.url(hash));
+  await live(page);
+  return page;
+}
 
 async function createProject(page, name, agent = 'claude') {
   const dir = path.join(root, name);
@@ -154,9 +162,7 @@ let mainPage;
 let projectId;
 
 scenario('open /, create a project, run the mock agent: its text, a tool call and the run end are rendered', async () => {
-  const page = mainPage = await newPage();
-  await page.goto(daemon.url());
-  await live(page);
+  const page = mainPage = await openConsole(daemon);
   projectId = await createProject(page, 'shop');
   // Shift+Enter is a new line, not a send.
   await page.fill('#prompt', 'a');
@@ -187,9 +193,7 @@ scenario('open /, create a project, run the mock agent: its text, a tool call an
 });
 
 scenario('a second tab on the project sees the same run, live', async () => {
-  const other = await newPage();
-  await other.goto(daemon.url(`#/p/${projectId}`));
-  await live(other);
+  const other = await openConsole(daemon, `#/p/${projectId}`);
   await other.waitForSelector('.rec-run_finished', { timeout: WAIT });
   await send(mainPage, 'mock:slow interval_ms=300');
   // The second tab shows the new run's output while it is still running.
@@ -258,9 +262,7 @@ scenario('the daemon restarted under an open page: it reconnects and shows the n
 });
 
 scenario('the phone viewport has no horizontal scroll and keeps the prompt box reachable', async () => {
-  const phone = await newPage({ width: 390, height: 844 });
-  await phone.goto(daemon.url());
-  await live(phone);
+  const phone = await openConsole(daemon, '', { width: 390, height: 844 });
   await phone.waitForSelector('.project', { timeout: WAIT });
   const listWidth = await phone.evaluate(() => document.documentElement.scrollWidth);
   check(listWidth <= 390, `the project list is ${listWidth}px wide`);
@@ -284,9 +286,7 @@ scenario('the phone viewport has no horizontal scroll and keeps the prompt box r
 });
 
 scenario('delete asks for a confirmation, and shows the daemon\'s error sentence', async () => {
-  const page = await newPage();
-  await page.goto(daemon.url());
-  await live(page);
+  const page = await openConsole(daemon);
   await page.fill('#create-path', '/nonexistent/place');
   await page.click('#create-form button[type="submit"]');
   await page.waitForFunction(() => document.querySelector('#create-error').textContent.length > 0, null, { timeout: WAIT });
@@ -303,9 +303,7 @@ scenario('delete asks for a confirmation, and shows the daemon\'s error sentence
 });
 
 scenario('history of 100 000 records opens at once and pages up without freezing', async () => {
-  const page = await newPage();
-  await page.goto(daemon.url());
-  await live(page);
+  const page = await openConsole(daemon);
   const big = await createProject(page, 'big');
   // Run it from a socket of its own while the page shows no project, then open it.
   await page.evaluate(() => { location.hash = ''; });
@@ -333,15 +331,14 @@ scenario('history of 100 000 records opens at once and pages up without freezing
 });
 
 scenario('health shows actors and agents; Reset brings back an errored actor', async () => {
-  const page = await newPage();
-  await page.goto(daemon.url());
-  await live(page);
+  const page = await openConsole(daemon);
   const p = await createProject(page, 'fragile');
   // Crash the project's actor past the restart limit (2 with AGENTVISOR_RESTART_LIMIT=1).
-  for (let i = 0; i < 5; i++) {
+  // While it restarts, an injection is refused; once errored, it is refused for good.
+  for (let i = 0; i < 50; i++) {
     const r = await wsCall(page, { type: 'fault_inject', project_id: p, data: { actor: 'project' } });
-    if (r.type === 'error') break;
-    await sleep(300);
+    if (r.type === 'error' && /crashed too often/.test(r.data.error)) break;
+    await sleep(200);
   }
   await page.click('#health-btn');
   await page.waitForSelector(`[data-reset="${p}"]`, { timeout: WAIT });
