@@ -283,6 +283,16 @@ async fn without_a_cursor_only_live_events_come() {
     let got = s.until_finished(&run).await;
     assert_contiguous(&got, before + 1, "live only");
     assert_eq!(got[0].kind, "prompt");
+
+    // Deleting the project ends its streams, after telling them.
+    let r = c.call("project_delete", json!({"project_id": id})).await;
+    assert_eq!(r["type"], "project_deleted", "{r}");
+    let mut last = None;
+    while let Some(e) = s.next_event(WAIT).await {
+        last = Some(e);
+    }
+    assert_eq!(last.map(|e| e.kind).as_deref(), Some("project_deleted"));
+    assert!(s.ended, "the stream of a deleted project stayed open");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
