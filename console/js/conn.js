@@ -41,6 +41,7 @@ export class Connection extends EventTarget {
     this.ws = null;
     this.timer = null;
     this.tokenError = '';
+    this.closeReason = '';
     window.addEventListener('online', () => this.connectNow());
     window.addEventListener('offline', () => { if (this.state !== 'live') this.setState('offline'); });
     setInterval(() => this.keepAlive(), PING_EVERY_MS);
@@ -98,6 +99,7 @@ export class Connection extends EventTarget {
     }
     if (this.ws !== ws) return;
     this.openedAt = Date.now();
+    this.closeReason = '';
     this.setState('live');
     this.dispatchEvent(new Event('open'));
   }
@@ -132,6 +134,8 @@ export class Connection extends EventTarget {
     if (this.openedAt && Date.now() - this.openedAt > STABLE_AFTER_MS) this.attempt = 0;
     this.dispatchEvent(new Event('close'));
     const reason = e.reason || '';
+    // Why the daemon closed it (an origin it refuses, a limit, a restart), for the state badge.
+    this.closeReason = reason;
     if (e.code === 1008 && /authentication required|invalid token/.test(reason)) {
       tokenStore.clear();
       this.tokenError = this.needsToken ? 'The daemon did not accept that token.' : '';

@@ -28,13 +28,16 @@ function showState() {
   const el = $('conn');
   const { state, retryAt } = conn;
   el.dataset.state = state;
-  el.textContent = {
+  const why = conn.closeReason ? ` (${conn.closeReason})` : '';
+  const text = {
     connecting: 'connecting…',
     live: 'live',
     offline: 'offline',
     token: 'token needed',
-    reconnecting: `reconnecting in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s`,
+    reconnecting: `reconnecting in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s${why}`,
   }[state];
+  // Rewriting the same text would make screen readers announce it again.
+  if (el.textContent !== text) el.textContent = text;
   document.body.classList.toggle('disconnected', state !== 'live');
 }
 
