@@ -285,13 +285,22 @@ scenario('the phone viewport has no horizontal scroll and keeps the prompt box r
   await phone.close();
 });
 
-scenario('delete asks for a confirmation, and shows the daemon\'s error sentence', async () => {
+scenario('a Codex project renders its output; delete asks for a confirmation; errors show the daemon\'s sentence', async () => {
   const page = await openConsole(daemon);
   await page.fill('#create-path', '/nonexistent/place');
   await page.click('#create-form button[type="submit"]');
   await page.waitForFunction(() => document.querySelector('#create-error').textContent.length > 0, null, { timeout: WAIT });
   const doomed = await createProject(page, 'doomed', 'codex');
   check(await page.isVisible('#sandbox-label'), 'a Codex project offers no sandbox option');
+  // Codex's output is rendered too: its command as a tool line, its reply as text.
+  await page.selectOption('#opt-sandbox', 'read-only');
+  await send(page, 'mock:tool');
+  check((await runEnds(page, 1)) === 'completed', 'the Codex run did not complete');
+  check((await page.textContent('.tool .tool-name')) === 'shell', 'no shell tool line for Codex');
+  check((await page.textContent('.tool .tool-arg')).includes('touch made-by-tool.txt'), 'the Codex tool line lacks its command');
+  check((await page.textContent('.tool .result pre')).includes('hello-from-tool'), 'the Codex command output is missing');
+  check((await page.textContent('.agent-text')).includes('tool-result:'), 'the Codex reply is missing');
+  check((await page.textContent('.rec-prompt')).includes('sandbox: read-only'), 'the sandbox option was not sent');
   await page.click('#delete-project');
   await page.waitForSelector('#confirm-dialog[open]', { timeout: WAIT });
   await page.click('#confirm-cancel');
