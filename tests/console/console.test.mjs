@@ -210,7 +210,7 @@ scenario('a second tab on the project sees the same run, live', async () => {
   await other.close();
 });
 
-scenario('Stop ends a long run', async () => {
+scenario('Stop ends a long run; New session resets the conversation', async () => {
   await send(mainPage, 'mock:hang');
   await mainPage.waitForFunction(() => document.querySelector('#project-state')?.textContent === 'EXECUTING', null, { timeout: WAIT });
   await mainPage.check('#clear-queue');
@@ -220,6 +220,9 @@ scenario('Stop ends a long run', async () => {
   // Stop with nothing running shows the daemon's sentence.
   await mainPage.click('#stop');
   await mainPage.waitForFunction(() => /no active run|nothing/i.test(document.querySelector('#composer-error').textContent), null, { timeout: WAIT });
+  // New session: the reset is shown, and the next run starts a fresh conversation.
+  await mainPage.click('#new-session');
+  await mainPage.waitForSelector('.rec-session_reset:not([hidden])', { timeout: WAIT });
 });
 
 scenario('hostile lines render inert', async () => {
