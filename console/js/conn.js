@@ -13,14 +13,14 @@ const BACKOFF_MAX_MS = 30000;
 const STABLE_AFTER_MS = 10000;
 
 /** The token lives in this tab's sessionStorage only: never in the URL, never in localStorage. */
-export const tokenStore = {
+const tokenStore = {
   get: () => sessionStorage.getItem(TOKEN_KEY),
   set: (t) => sessionStorage.setItem(TOKEN_KEY, t),
   clear: () => sessionStorage.removeItem(TOKEN_KEY),
 };
 
 /** A reply of type `error`, as an exception. */
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(data) {
     super(data?.error || 'request failed');
     this.code = data?.code;

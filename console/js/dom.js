@@ -17,7 +17,7 @@ export function h(tag, attrs, ...children) {
 }
 
 /** Appends strings (as text) and nodes, skipping null/false. */
-export function append(el, children) {
+function append(el, children) {
   for (const c of children.flat()) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));

@@ -76,7 +76,7 @@ function list(lines, i, out) {
 const INLINE = /(`+)([\s\S]*?[^`])\1(?!`)|\*\*(?=\S)([\s\S]*?\S)\*\*|(?<!\w)__(?=\S)([\s\S]*?\S)__(?!\w)|\*(?=\S)([\s\S]*?\S)\*|(?<!\w)_(?=\S)([\s\S]*?\S)_(?!\w)|\[([^\]\n]+)\]\(\s*<?([^\s)>]+)>?\s*\)/g;
 
 /** Appends inline Markdown `text` to `el` and returns `el`. */
-export function inline(el, text) {
+function inline(el, text) {
   // A regex of its own per call: the function recurses, and a global regex keeps its position.
   const re = new RegExp(INLINE.source, 'g');
   const src = String(text);

@@ -6,7 +6,7 @@ import { h, duration } from './dom.js';
 import { markdown } from './markdown.js';
 
 /** The record each rendered element came from, for the raw JSON toggle. */
-export const recordOf = new WeakMap();
+const recordOf = new WeakMap();
 
 /** Per-view state: tool calls by id, so that results and completions land on their line. */
 export function newContext() {

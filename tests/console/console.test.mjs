@@ -192,6 +192,32 @@ scenario('open /, create a project, run the mock agent: its text, a tool call an
   await page.emulateMedia({ colorScheme: 'light' });
 });
 
+scenario('Markdown: headings, lists, code, emphasis, and links only for http(s)', async () => {
+  const html = await mainPage.evaluate(async () => {
+    const { markdown } = await import('/console/js/markdown.js');
+    const box = document.createElement('div');
+    box.append(markdown([
+      '# Title', '', 'Some *em*, **strong**, `a<b>` and snake_case_name.', '',
+      '- one', '- two', '  continued', '', '3. three', '4. four', '',
+      '```js', 'let x = "<script>";', '```', '',
+      '> quoted', '',
+      '[web](https://example.com/a?b=1) [js](javascript:alert(1)) [data](data:text/html,x) [rel](/ws)',
+    ].join('\n')));
+    return box.innerHTML;
+  });
+  const expected = [
+    '<h3>Title</h3>',
+    '<p>Some <em>em</em>, <strong>strong</strong>, <code>a&lt;b&gt;</code> and snake_case_name.</p>',
+    '<ul><li>one</li><li>two\ncontinued</li></ul>',
+    '<ol start="3"><li>three</li><li>four</li></ol>',
+    '<pre><code data-lang="js">let x = "&lt;script&gt;";</code></pre>',
+    '<blockquote><p>quoted</p></blockquote>',
+    '<p><a href="https://example.com/a?b=1" rel="noopener noreferrer nofollow" target="_blank">web</a> '
+      + 'js (javascript:alert(1)) data (data:text/html,x) rel (/ws)</p>',
+  ].join('');
+  check(html === expected, `got ${html}`);
+});
+
 scenario('a second tab on the project sees the same run, live', async () => {
   const other = await openConsole(daemon, `#/p/${projectId}`);
   await other.waitForSelector('.rec-run_finished', { timeout: WAIT });
