@@ -307,6 +307,17 @@ async fn an_idle_stream_gets_heartbeat_comments() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_ends_open_streams() {
+    let (mut d, _c, id) = with_project(&[], "bye").await;
+    let mut s = Stream::open(d.port, &events_path(&id), &[]).await;
+    assert_eq!(s.next_event(WAIT).await.unwrap().kind, "project_joined");
+    let status = d.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(s.next_event(WAIT).await.is_none());
+    assert!(s.ended, "the stream outlived the daemon");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_is_required_in_the_header_and_origins_are_checked() {
     let d = Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start();
     let mut c = d
