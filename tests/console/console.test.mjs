@@ -280,10 +280,20 @@ scenario('the daemon restarted under an open page: it reconnects and shows the n
   await daemon.stop();
   await mainPage.waitForSelector('#conn[data-state="reconnecting"]', { timeout: WAIT });
   check(/reconnecting in \d+ s/.test(await mainPage.textContent('#conn')), 'no reconnect countdown');
+  // While the page waits out its backoff, the daemon comes back and another client runs the
+  // agent: the page must show that run too once it is back, then the next one live.
+  await sleep(3000);
   await daemon.start();
+  const other = await openConsole(daemon, `#/p/${projectId}`);
+  await send(other, 'mock:success');
+  await runEnds(other, 5);
+  await other.close();
+  const away = await mainPage.evaluate(() => document.querySelector('#conn').dataset.state !== 'live');
+  console.log(`  (the page was ${away ? 'still away' : 'already back'} when the other client's run ended)`);
   await live(mainPage);
-  await send(mainPage, 'mock:success');
   await runEnds(mainPage, 5);
+  await send(mainPage, 'mock:success');
+  await runEnds(mainPage, 6);
   const after = await seqs(mainPage);
   check(after.length > before.length, 'nothing new after the restart');
   check(JSON.stringify(after.slice(0, before.length)) === JSON.stringify(before), 'the records before the restart changed');
