@@ -24,7 +24,7 @@ use agentvisor_actors::directory::ProjectRoute;
 use agentvisor_actors::engine::{Engine, Lifecycle};
 use agentvisor_actors::error::{ApiError, Code};
 use agentvisor_actors::metrics::METRICS;
-use agentvisor_actors::project::{ProjectOp, ProjectRequest};
+use agentvisor_actors::project::{ProjectActor, ProjectOp, ProjectRequest};
 use agentvisor_actors::protocol::Frame;
 use tokio::sync::mpsc;
 
@@ -67,25 +67,15 @@ pub async fn events(
         }
     };
     let (queue, body) = queue(engine.config.max_backlog_bytes);
-    let conn = engine.directory.next_connection_id();
-    let stream = SseStream {
-        conn,
+    SseStream::open(
         engine,
-        project: Arc::from(project.as_str()),
-        last: None,
+        addr,
+        &project,
+        since_seq,
         queue,
-        heartbeat: state.sse_heartbeat,
-        _permit: permit,
-    }
-    .start();
-    addr.do_send(ProjectRequest {
-        reply: ReplyTo {
-            conn,
-            recipient: stream.recipient(),
-            id: None,
-        },
-        op: ProjectOp::Join { since_seq },
-    });
+        state.sse_heartbeat,
+        permit,
+    );
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache, no-store"))
@@ -312,6 +302,30 @@ impl Actor for SseStream {
 }
 
 impl SseStream {
+    /// Starts the stream's actor and asks the project to join it, replaying after `since_seq`.
+    fn open(
+        engine: Arc<Engine>,
+        project_addr: Addr<ProjectActor>,
+        project: &str,
+        since_seq: Option<u64>,
+        queue: Queue,
+        heartbeat: Duration,
+        permit: ConnectionPermit,
+    ) {
+        let conn = engine.directory.next_connection_id();
+        let stream = SseStream {
+            conn,
+            engine,
+            project: Arc::from(project),
+            last: None,
+            queue,
+            heartbeat,
+            _permit: permit,
+        }
+        .start();
+        join(&project_addr, conn, stream.recipient(), since_seq);
+    }
+
     fn send(&mut self, chunks: &[Bytes], ctx: &mut Context<Self>) {
         match self.queue.push(chunks) {
             Ok(()) => {}
@@ -369,21 +383,29 @@ impl Handler<ConnectionSignal> for SseStream {
             ConnectionSignal::Push(_) => {}
             ConnectionSignal::Rejoin => {
                 if let ProjectRoute::Up(addr) = self.engine.directory.route(&self.project) {
-                    addr.do_send(ProjectRequest {
-                        reply: ReplyTo {
-                            conn: self.conn,
-                            recipient: ctx.address().recipient(),
-                            id: None,
-                        },
-                        op: ProjectOp::Join {
-                            since_seq: self.last,
-                        },
-                    });
+                    join(&addr, self.conn, ctx.address().recipient(), self.last);
                 }
             }
             ConnectionSignal::Shutdown => ctx.stop(),
         }
     }
+}
+
+/// Asks the project to (re)subscribe stream `conn`, replaying what came after `since_seq`.
+fn join(
+    addr: &Addr<ProjectActor>,
+    conn: u64,
+    recipient: Recipient<Deliver>,
+    since_seq: Option<u64>,
+) {
+    addr.do_send(ProjectRequest {
+        reply: ReplyTo {
+            conn,
+            recipient,
+            id: None,
+        },
+        op: ProjectOp::Join { since_seq },
+    });
 }
 
 /// One frame as an event: `id:` its seq (stored events only), `event:` its type, `data:` the
