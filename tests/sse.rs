@@ -307,6 +307,31 @@ async fn an_idle_stream_gets_heartbeat_comments() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_restart_rejoins_the_stream_without_a_gap() {
+    let (d, mut c, id) = with_project(&[("AGENTVISOR_FAULT_INJECTION", "1")], "crash").await;
+    let mut s = Stream::open(d.port, &events_path(&id), &[]).await;
+    assert_eq!(s.next_event(WAIT).await.unwrap().kind, "project_joined");
+    let run = c.execute(&id, "mock:lines count=40 rate=20").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = c.call("fault_inject", json!({"actor": "broadcast"})).await;
+    assert_eq!(r["type"], "fault_injected", "{r}");
+
+    let got = s.until_finished(&run).await;
+    assert_eq!(got[0].kind, "prompt");
+    let first = got[0].id.unwrap();
+    assert_contiguous(&got, first, "across the broadcast restart");
+    assert!(
+        got.iter().any(|e| e.kind == "project_joined"),
+        "the stream was not joined again"
+    );
+    let lines: Vec<u64> = got
+        .iter()
+        .filter_map(|e| e.data["data"]["message"]["n"].as_u64())
+        .collect();
+    assert_eq!(lines, (1..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_ends_open_streams() {
     let (mut d, _c, id) = with_project(&[], "bye").await;
     let mut s = Stream::open(d.port, &events_path(&id), &[]).await;
