@@ -17,7 +17,7 @@ async function needsToken() {
 }
 
 const conn = new Connection(await needsToken());
-const projects = new Projects(conn, (id) => { location.hash = `#/p/${id}`; });
+const projects = new Projects(conn, (id) => { location.hash = `#/p/${id}`; }, () => showProject());
 const conversation = new Conversation(conn, onProjectEvent);
 const health = new Health(conn, (id) => projects.byId(id)?.name);
 let current = null;
@@ -48,7 +48,7 @@ conn.addEventListener('state', () => {
 setInterval(() => { if (conn.state === 'reconnecting') showState(); }, 500);
 
 conn.addEventListener('open', () => {
-  projects.refresh().then(showProject);
+  projects.refresh();
   conversation.sync();
 });
 
@@ -121,7 +121,7 @@ function route() {
   if (id) {
     conversation.open(id);
     showProject();
-    projects.refresh().then(showProject);
+    projects.refresh();
   } else {
     conversation.close();
   }
@@ -131,6 +131,7 @@ $('back').addEventListener('click', () => { location.hash = ''; });
 
 // --- driving the agent --------------------------------------------------------------------------
 
+/** Runs a request for the open project; shows its error, and the project's new state. */
 async function act(what) {
   $('composer-error').textContent = '';
   try {
@@ -138,6 +139,8 @@ async function act(what) {
   } catch (e) {
     $('composer-error').textContent = e.message;
     return null;
+  } finally {
+    projects.refresh();
   }
 }
 

@@ -6,9 +6,11 @@ import { $, h, ago } from './dom.js';
 const POLL_MS = 5000;
 
 export class Projects {
-  constructor(conn, onSelect) {
+  /** `onSelect(id)`: a project was picked; `onChange()`: the list was reloaded. */
+  constructor(conn, onSelect, onChange) {
     this.conn = conn;
     this.onSelect = onSelect;
+    this.onChange = onChange;
     this.list = [];
     this.selected = null;
     $('create-form').addEventListener('submit', (e) => {
@@ -32,6 +34,7 @@ export class Projects {
       const r = await this.conn.request('project_list', {});
       this.list = r.data.projects;
       this.render();
+      this.onChange();
     } catch {
       // shown by the connection state; the next poll tries again
     }

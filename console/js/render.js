@@ -8,9 +8,10 @@ import { markdown } from './markdown.js';
 /** The record each rendered element came from, for the raw JSON toggle. */
 const recordOf = new WeakMap();
 
-/** Per-view state: tool calls by id, so that results and completions land on their line. */
+/** Per-view state: tool calls by id, so that results and completions land on their line, and
+ * prompts whose run has not started yet (shown as queued until it does). */
 export function newContext() {
-  return { tools: new Map() };
+  return { tools: new Map(), waiting: new Map() };
 }
 
 /** Renders one record; returns its element (hidden when it has nothing to show). */
@@ -46,26 +47,39 @@ export function toggleRaw(button) {
 function bodyOf(rec, ctx) {
   const d = rec.data || {};
   switch (rec.type) {
-    case 'prompt': return prompt(rec, d);
-    case 'run_started': return divider('Run started', d.resumed_session_id ? 'resuming the session' : 'new session');
+    case 'prompt': return prompt(rec, d, ctx);
+    case 'run_started':
+      started(ctx, d.run_id);
+      return divider('Run started', d.resumed_session_id ? 'resuming the session' : 'new session');
     case 'project_state': return null;
     case 'agent_message':
       if (typeof d.raw === 'string') return line('raw', 'output', d.raw + (d.cut ? ' …(cut)' : ''));
       return agentMessage(d.message, ctx);
     case 'agent_stderr': return line('stderr', 'stderr', d.line);
-    case 'run_finished': return runEnd(d);
+    case 'run_finished':
+      started(ctx, d.run_id);
+      return runEnd(d);
     case 'session_reset': return divider('New session', 'the next run starts a fresh conversation');
     case 'error': return line('error', 'error', d.error || 'error');
     default: return unknown(rec);
   }
 }
 
-function prompt(rec, d) {
+function prompt(rec, d, ctx) {
   const opts = d.options && Object.entries(d.options).map(([k, v]) => `${k}: ${v}`).join(' · ');
-  return h('div', { class: 'bubble' },
-    h('div', { class: 'who' }, 'You', rec.ts ? h('time', { datetime: rec.ts }, ` ${time(rec.ts)}`) : null),
+  const bubble = h('div', { class: 'bubble waiting' },
+    h('div', { class: 'who' }, 'You', rec.ts ? h('time', { datetime: rec.ts }, ` ${time(rec.ts)}`) : null,
+      h('span', { class: 'queued' }, ' · queued')),
     h('div', { class: 'prompt-text' }, d.prompt ?? ''),
     opts ? h('div', { class: 'muted small' }, opts) : null);
+  if (d.run_id) ctx.waiting.set(d.run_id, bubble);
+  return bubble;
+}
+
+/** A run started or ended: its prompt is no longer queued. */
+function started(ctx, runId) {
+  ctx.waiting.get(runId)?.classList.remove('waiting');
+  ctx.waiting.delete(runId);
 }
 
 function divider(title, note) {

@@ -239,9 +239,17 @@ scenario('a second tab on the project sees the same run, live', async () => {
 scenario('Stop ends a long run; New session resets the conversation', async () => {
   await send(mainPage, 'mock:hang');
   await mainPage.waitForFunction(() => document.querySelector('#project-state')?.textContent === 'EXECUTING', null, { timeout: WAIT });
+  // A second prompt waits in the queue, and says so.
+  await send(mainPage, 'mock:success queued one');
+  await mainPage.waitForFunction(() => document.querySelector('#project-queue').textContent === '1 queued', null, { timeout: WAIT });
+  const queued = await mainPage.evaluate(() => [...document.querySelectorAll('.rec-prompt .queued')].map((q) => q.checkVisibility()));
+  check(queued.at(-1) && !queued.slice(0, -1).some(Boolean), `prompts marked queued: ${queued}`);
   await mainPage.check('#clear-queue');
   await mainPage.click('#stop');
-  check((await runEnds(mainPage, 3)) === 'killed', 'the stopped run did not end killed');
+  // Both end killed: the active run, and the queued one cleared with it.
+  await runEnds(mainPage, 4);
+  const statuses = await mainPage.evaluate(() => [...document.querySelectorAll('.rec-run_finished .badge')].slice(-2).map((b) => b.textContent));
+  check(statuses.join() === 'killed,killed', `the stopped runs ended ${statuses}`);
   await mainPage.waitForFunction(() => document.querySelector('#project-state')?.textContent === 'IDLE', null, { timeout: WAIT });
   // Stop with nothing running shows the daemon's sentence.
   await mainPage.click('#stop');
@@ -255,7 +263,7 @@ scenario('hostile lines render inert', async () => {
   const hostile = '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> '
     + '[click](javascript:window.__pwned=3) [safe](https://example.com/docs) **bold** `code`';
   await send(mainPage, `mock:echo text=${encodeURIComponent(hostile)}`);
-  await runEnds(mainPage, 4);
+  await runEnds(mainPage, 5);
   const r = await mainPage.evaluate(() => ({
     pwned: window.__pwned,
     elements: document.querySelectorAll('#records img, #records script, #records iframe').length,
@@ -286,14 +294,14 @@ scenario('the daemon restarted under an open page: it reconnects and shows the n
   await daemon.start();
   const other = await openConsole(daemon, `#/p/${projectId}`);
   await send(other, 'mock:success');
-  await runEnds(other, 5);
+  await runEnds(other, 6);
   await other.close();
   const away = await mainPage.evaluate(() => document.querySelector('#conn').dataset.state !== 'live');
   console.log(`  (the page was ${away ? 'still away' : 'already back'} when the other client's run ended)`);
   await live(mainPage);
-  await runEnds(mainPage, 5);
-  await send(mainPage, 'mock:success');
   await runEnds(mainPage, 6);
+  await send(mainPage, 'mock:success');
+  await runEnds(mainPage, 7);
   const after = await seqs(mainPage);
   check(after.length > before.length, 'nothing new after the restart');
   check(JSON.stringify(after.slice(0, before.length)) === JSON.stringify(before), 'the records before the restart changed');
