@@ -79,6 +79,7 @@ async function newPage(viewport) {
   const page = await context.newPage();
   await page.setViewportSize(viewport || { width: 1280, height: 800 });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('crash', () => problems.push('the page crashed'));
   // Errors the page logs, except the browser's own note that a reconnect attempt was refused
   // (expected while the daemon restarts).
   page.on('console', (m) => {
@@ -241,7 +242,8 @@ scenario('Stop ends a long run; New session resets the conversation', async () =
   await mainPage.waitForFunction(() => document.querySelector('#project-state')?.textContent === 'EXECUTING', null, { timeout: WAIT });
   // A second prompt waits in the queue, and says so.
   await send(mainPage, 'mock:success queued one');
-  await mainPage.waitForFunction(() => document.querySelector('#project-queue').textContent === '1 queued', null, { timeout: WAIT });
+  await mainPage.waitForFunction(() => document.querySelector('#project-queue').textContent === '1 queued'
+    && document.querySelectorAll('.rec-prompt').length === 4, null, { timeout: WAIT });
   const queued = await mainPage.evaluate(() => [...document.querySelectorAll('.rec-prompt .queued')].map((q) => q.checkVisibility()));
   check(queued.at(-1) && !queued.slice(0, -1).some(Boolean), `prompts marked queued: ${queued}`);
   await mainPage.check('#clear-queue');
@@ -432,17 +434,30 @@ scenario('a token-protected daemon asks for the token and keeps it for the tab o
 
 // --- run ----------------------------------------------------------------------------------------
 
-let passed = 0;
-let failed = 0;
-try {
-  daemon = await startDaemon('main', { AGENTVISOR_FAULT_INJECTION: '1', AGENTVISOR_RESTART_LIMIT: '1' });
-  context = await chromium.launchPersistentContext(path.join(tmp, 'chromium-profile'), {
+let profiles = 0;
+
+/** Starts Chromium with a fresh profile. */
+async function launch() {
+  profiles += 1;
+  context = await chromium.launchPersistentContext(path.join(tmp, `chromium-profile-${profiles}`), {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
+  const mine = context;
+  mine.on('close', () => {
+    if (context === mine) context = null;
+  });
+}
+
+let passed = 0;
+let failed = 0;
+try {
+  daemon = await startDaemon('main', { AGENTVISOR_FAULT_INJECTION: '1', AGENTVISOR_RESTART_LIMIT: '1' });
   for (const s of scenarios) {
+    // A browser that died in one scenario (it says so there) is started afresh for the next.
+    if (!context) await launch();
     problems.length = 0;
     try {
       await s.fn();
