@@ -3,8 +3,9 @@
 #   - PM2 (from the npm registry, installed under target/ecosystem/) starts the release binary
 #     from ecosystem/ecosystem.config.js, sees it ready (wait_ready), restarts it after kill -9,
 #     and stops it gracefully;
-#   - nginx (from apt when missing) proxies a WebSocket session that runs the mock agent, and
-#     /health, /ready, /metrics, using the site in ecosystem/nginx.conf;
+#   - nginx (from apt when missing) proxies a WebSocket session that runs the mock agent, a
+#     project's event stream (SSE), the web console, and /health, /ready, /metrics, using
+#     ecosystem/nginx.conf;
 #   - systemd-analyze verifies ecosystem/agentvisor.service;
 #   - the Dockerfile is checked for what it must contain (built only with AGENTVISOR_TEST_DOCKER=1
 #     and a reachable Docker daemon).
@@ -355,7 +356,7 @@ EOF
         fail "nginx does not proxy /health"
       elif run_e2e_test through_nginx_a_websocket_session_runs_an_agent \
         AGENTVISOR_E2E_PROXY_PORT="$NPORT" AGENTVISOR_E2E_PROJECT_ROOT="$T/projects"; then
-        pass "nginx ($("$NGINX" -v 2>&1 | sed 's/.*version: //')) proxies a WebSocket session that runs an agent, and /health, /ready, /metrics"
+        pass "nginx ($("$NGINX" -v 2>&1 | sed 's/.*version: //')) proxies a WebSocket session that runs an agent, its event stream, the console, and /health, /ready, /metrics"
         # The daemon believed nginx's X-Forwarded-For (the client's own header, then nginx's).
         if grep -q "peer=203.0.113.7" "$DAEMON_LOG"; then
           pass "the daemon sees the client address from X-Forwarded-For"
