@@ -10,13 +10,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# shellcheck source=scripts/lib/apt.sh
+. scripts/lib/apt.sh
 if ! [ -x /usr/bin/chromium ]; then
   echo "== installing chromium (apt)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium > /dev/null
+  apt_install chromium
 fi
 if ! command -v node > /dev/null; then
   echo "== installing nodejs and npm (apt)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm > /dev/null
+  apt_install nodejs npm
 fi
 echo "== installing playwright-core (npm ci)"
 (cd tests/console && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)

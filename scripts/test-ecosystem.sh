@@ -40,7 +40,6 @@ export PM2_HOME="$T/pm2"
 PM2_STARTED=
 NGINX_CONF=
 DIRECT_PID=
-POLICY_RC_CREATED=
 
 cleanup() {
   if [ -n "$PM2_STARTED" ]; then
@@ -53,7 +52,7 @@ cleanup() {
     kill "$DIRECT_PID" 2> /dev/null || true
     wait "$DIRECT_PID" 2> /dev/null || true
   fi
-  if [ -n "$POLICY_RC_CREATED" ]; then
+  if [ -n "${APT_POLICY_CREATED:-}" ]; then
     rm -f /usr/sbin/policy-rc.d
   fi
   if [ "${KEEP:-0}" = 1 ]; then
@@ -67,26 +66,8 @@ trap 'echo "test-ecosystem: interrupted" >&2; exit 130' INT TERM
 
 is_root() { [ "$(id -u)" = 0 ]; }
 
-# apt-get install, without letting a package's install script start a service (nginx would
-# otherwise start on port 80 of every interface).
-APT_UPDATED=
-apt_install() {
-  is_root && command -v apt-get > /dev/null || return 1
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    POLICY_RC_CREATED=1
-  fi
-  if [ -z "$APT_UPDATED" ]; then
-    timeout 120 apt-get update -qq > "$T/apt.log" 2>&1 || { cat "$T/apt.log" >&2; return 1; }
-    APT_UPDATED=1
-  fi
-  DEBIAN_FRONTEND=noninteractive timeout 180 apt-get install -y -qq --no-install-recommends "$@" \
-    >> "$T/apt.log" 2>&1 || { tail -20 "$T/apt.log" >&2; return 1; }
-  if [ -n "$POLICY_RC_CREATED" ]; then
-    rm -f /usr/sbin/policy-rc.d
-    POLICY_RC_CREATED=
-  fi
-}
+# shellcheck source=scripts/lib/apt.sh
+. "$ROOT/scripts/lib/apt.sh"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2> /dev/null \
