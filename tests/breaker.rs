@@ -78,6 +78,13 @@ async fn the_whole_cycle_with_an_unreachable_api() {
             .contains("will try it again at"),
         "{r}"
     );
+    let r = c
+        .call(
+            "consult",
+            json!({"project_id": claude, "to": "codex", "kind": "design", "question": "q"}),
+        )
+        .await;
+    assert_eq!(r["data"]["code"], "AGENT_UNAVAILABLE", "{r}");
     let done = c.run(&claude, "mock:success").await;
     assert_eq!(done["data"]["status"], "completed", "{done}");
 

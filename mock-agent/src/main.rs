@@ -18,6 +18,7 @@
 
 mod args;
 mod argv_log;
+mod consult;
 mod error;
 mod escape;
 mod events;
@@ -102,7 +103,7 @@ fn run() -> Result<i32, Failure> {
     };
     let mut session = Session::new(invocation.flavour, id, invocation.resume.is_some(), cwd);
     session.pause(params.delay_ms);
-    let natural = play::play(&mut session, &selection)?;
+    let natural = play::play(&mut session, &selection, &invocation.prompt)?;
     session.flush();
     Ok(params.exit.unwrap_or(natural))
 }

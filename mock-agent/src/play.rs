@@ -7,6 +7,7 @@
 use std::env;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::consult;
 use crate::error::Failure;
 use crate::escape;
 use crate::events;
@@ -21,7 +22,7 @@ const DEFAULT_HUGE_BYTES: usize = 10 * 1024 * 1024;
 const DEFAULT_STDERR_LINES: u64 = 5;
 
 /// Runs the selected scenario; returns its natural exit status.
-pub fn play(s: &mut Session, selection: &Selection) -> Result<i32, Failure> {
+pub fn play(s: &mut Session, selection: &Selection, prompt: &str) -> Result<i32, Failure> {
     let p = &selection.params;
     let success = s.success_recording();
     match selection.scenario {
@@ -46,6 +47,7 @@ pub fn play(s: &mut Session, selection: &Selection) -> Result<i32, Failure> {
         Scenario::Huge => huge(s, p.bytes.unwrap_or(DEFAULT_HUGE_BYTES)),
         Scenario::Escape => escape(s, p),
         Scenario::Echo => echo(s, &p.text),
+        Scenario::Consult => consult(s, prompt, p.answer),
         Scenario::Env => {
             let init = s.init_line();
             s.emit(&init);
@@ -111,6 +113,19 @@ fn echo(s: &mut Session, text: &str) -> Result<i32, Failure> {
     // A raw line is one line: the text's own line breaks would split it.
     s.emit(&text.replace('\n', " "));
     output::stderr_line(text);
+    let result = s.success_result();
+    s.emit(&result);
+    Ok(0)
+}
+
+/// A consultant's answer as one assistant message, or (`slow`) nothing until stopped.
+fn consult(s: &mut Session, prompt: &str, answer: consult::Answer) -> Result<i32, Failure> {
+    let init = s.init_line();
+    s.emit(&init);
+    let Some(text) = consult::reply(prompt, consult::effective(prompt, answer)) else {
+        s.hang()
+    };
+    s.emit(&events::text_message(s.flavour, &s.id, &text));
     let result = s.success_result();
     s.emit(&result);
     Ok(0)

@@ -7,6 +7,7 @@
 //! Unknown scenarios and parameters are refused rather than ignored, so a typo
 //! in a test fails loudly instead of silently running `success`.
 
+use crate::consult::Answer;
 use crate::error::Failure;
 
 /// A scripted behaviour of the fake agent.
@@ -42,6 +43,9 @@ pub enum Scenario {
     /// non-JSON line and on stderr (to test how clients show what an agent
     /// prints).
     Echo,
+    /// Answer a consult prompt (`answer=complete|nomarker|incomplete|unrelated|slow`); chosen
+    /// by itself for a prompt that asks for a consult response and names no scenario.
+    Consult,
 }
 
 /// Scenario names as written after `mock:`.
@@ -60,6 +64,7 @@ pub const NAMES: &[(&str, Scenario)] = &[
     ("escape", Scenario::Escape),
     ("env", Scenario::Env),
     ("echo", Scenario::Echo),
+    ("consult", Scenario::Consult),
 ];
 
 impl Scenario {
@@ -112,6 +117,8 @@ pub struct Params {
     /// `text=…`: what `echo` prints, percent-encoded (`%20` for a space), so
     /// that it stays one token of the prompt.
     pub text: String,
+    /// `answer=…`: how `consult` answers a first request.
+    pub answer: Answer,
 }
 
 impl Default for Params {
@@ -127,6 +134,7 @@ impl Default for Params {
             rate: 0.0,
             then: Then::Hang,
             text: String::new(),
+            answer: Answer::default(),
         }
     }
 }
@@ -151,6 +159,12 @@ pub fn select(
         return Ok(Selection {
             scenario: Scenario::named(name)?,
             params: parse_params(tokens)?,
+        });
+    }
+    if crate::consult::requested(prompt) {
+        return Ok(Selection {
+            scenario: Scenario::Consult,
+            params: Params::default(),
         });
     }
     let scenario = match env_scenario.map(str::trim) {
@@ -198,10 +212,15 @@ fn parse_params<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Params, Fai
                     _ => return Err(bad("expected hang or exit")),
                 }
             }
+            "answer" => {
+                p.answer = Answer::named(value).ok_or_else(|| {
+                    bad("expected complete, nomarker, incomplete, unrelated or slow")
+                })?
+            }
             "text" => p.text = percent_decode(value).ok_or_else(|| bad("expected percent-encoded UTF-8"))?,
             _ => {
                 return Err(bad(
-                    "unknown key (known: exit, delay_ms, interval_ms, count, bytes, rate, ignore_sigint, ignore_sigterm, then, text)",
+                    "unknown key (known: exit, delay_ms, interval_ms, count, bytes, rate, ignore_sigint, ignore_sigterm, then, text, answer)",
                 ))
             }
         }

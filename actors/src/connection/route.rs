@@ -111,6 +111,10 @@ impl ConnectionActor {
                 prompt,
                 options,
             } => self.send_to_project(project_id, ProjectOp::Execute { prompt, options }, reply),
+            Request::Consult {
+                project_id,
+                consult,
+            } => self.send_to_project(project_id, ProjectOp::Consult(consult), reply),
             Request::AgentNewSession { project_id } => {
                 self.send_to_project(project_id, ProjectOp::NewSession, reply)
             }

@@ -6,10 +6,12 @@
 //! and a reply that misses the format is followed up a bounded number of times ([`exchange`]).
 //! Everything here is pure: the daemon feeds in what the consultant printed.
 
+pub mod attempt;
 pub mod exchange;
 pub mod issues;
 pub mod kind;
 pub mod sections;
+pub mod transcript;
 
 pub use exchange::{Exchange, Failure, Next, Outcome, Reply, Status};
 pub use kind::Kind;

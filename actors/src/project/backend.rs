@@ -7,11 +7,17 @@ use super::ProjectActor;
 use crate::backends::{announce, BackendUnavailable};
 use crate::breaker::{classify, Admission, RunEnd};
 use crate::error::ApiError;
+use crate::storage::metadata::AgentKind;
 
 impl ProjectActor {
     /// Refuses a request at once while this project's agent is unavailable.
     pub(super) fn check_backend(&self) -> Result<(), ApiError> {
-        let (verdict, change) = self.engine.breakers.check(self.meta.agent);
+        self.check_backend_of(self.meta.agent)
+    }
+
+    /// Refuses a request at once while `agent` is unavailable.
+    pub(super) fn check_backend_of(&self, agent: AgentKind) -> Result<(), ApiError> {
+        let (verdict, change) = self.engine.breakers.check(agent);
         announce(&self.engine, change);
         verdict
     }

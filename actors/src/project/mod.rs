@@ -3,6 +3,7 @@
 //! which is what lets a join replay history and then subscribe without a gap or a lock.
 
 mod backend;
+mod consult;
 mod events;
 mod requests;
 mod runs;
@@ -43,6 +44,8 @@ pub struct ProjectActor {
     staged: Option<Vec<(crate::storage::history::Stamp, crate::protocol::Frame)>>,
     /// The last append failed; cleared by the next one that works.
     storage_failing: bool,
+    /// Consult conversations, so that a `consult_id` can continue one.
+    consults: consult::Consults,
     guard: ChildGuard,
 }
 
@@ -105,6 +108,7 @@ pub fn spawn_project(
         meta_version: 0,
         staged: None,
         storage_failing: false,
+        consults: consult::Consults::default(),
     };
     // Before the actor is registered, not in `started`: `/ready` and `project_list` must never
     // show a run that died with the daemon as still executing.

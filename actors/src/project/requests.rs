@@ -7,7 +7,7 @@ use super::ProjectActor;
 use crate::broadcast::{ProjectGone, Subscribe, Unsubscribe};
 use crate::connection::{Deliver, Mark, ReplyTo};
 use crate::error::{ApiError, Code};
-use crate::protocol::request::HistoryQuery;
+use crate::protocol::request::{ConsultRequest, HistoryQuery};
 use crate::protocol::{Frame, FrameBuilder, RunOptions};
 use crate::storage::metadata::ProjectState;
 use crate::supervisor::{ChildId, Forget};
@@ -21,6 +21,7 @@ pub enum ProjectOp {
     Join { since_seq: Option<u64> },
     Leave,
     Execute { prompt: String, options: RunOptions },
+    Consult(ConsultRequest),
     NewSession,
     Kill { clear_queue: bool },
     GetMessages(HistoryQuery),
@@ -45,6 +46,7 @@ impl Handler<ProjectRequest> for ProjectActor {
             ProjectOp::Join { since_seq } => self.join(&reply, since_seq),
             ProjectOp::Leave => self.leave(&reply),
             ProjectOp::Execute { prompt, options } => self.execute(&reply, prompt, options, ctx),
+            ProjectOp::Consult(c) => self.consult(&reply, c, ctx),
             ProjectOp::NewSession => self.new_session(&reply),
             ProjectOp::Kill { clear_queue } => self.kill(&reply, clear_queue, ctx),
             ProjectOp::GetMessages(q) => self.get_messages(&reply, &q),

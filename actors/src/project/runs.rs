@@ -158,7 +158,7 @@ impl ProjectActor {
         Ok(())
     }
 
-    fn agent_bin(&self, kind: AgentKind) -> &str {
+    pub(super) fn agent_bin(&self, kind: AgentKind) -> &str {
         match kind {
             AgentKind::Claude => &self.engine.config.claude_bin,
             AgentKind::Codex => &self.engine.config.codex_bin,

@@ -1,0 +1,225 @@
+//! Consults (issue 12), black-box: one agent asks the other for a second opinion through the
+//! real daemon. The mock agent plays the consultant, answering well or in each of the ways the
+//! protocol's failure table covers; every attempt, output line and result is checked on the
+//! wire and in history.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A daemon whose agent logs its invocations, and a joined project.
+struct Setup {
+    _d: Daemon,
+    c: Client,
+    project: String,
+    argv_log: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+async fn setup(agent: &str) -> Setup {
+    let scratch = tempfile::tempdir().unwrap();
+    let argv_log = scratch.path().join("argv.jsonl");
+    let d = Daemon::builder()
+        .env("MOCK_AGENT_ARGV_LOG", argv_log.to_str().unwrap())
+        .start();
+    let mut c = d.client().await;
+    let p = c
+        .create_project_with(json!({"path": d.project_dir("app"), "agent": agent}))
+        .await;
+    let project = p["id"].as_str().unwrap().to_string();
+    c.join(&project).await;
+    Setup {
+        _d: d,
+        c,
+        project,
+        argv_log,
+        _scratch: scratch,
+    }
+}
+
+impl Setup {
+    /// Sends `consult` and waits for its `consult_result`.
+    async fn consult(&mut self, data: Value) -> (String, Value) {
+        let id = self.start(data).await;
+        let result = self
+            .c
+            .recv_where(|m| m["type"] == "consult_result" && m["data"]["consult_id"] == id.as_str())
+            .await;
+        (id, result["data"].clone())
+    }
+
+    async fn start(&mut self, mut data: Value) -> String {
+        data["project_id"] = json!(self.project);
+        let r = self.c.call("consult", data).await;
+        assert_eq!(r["type"], "consult_accepted", "{r}");
+        r["data"]["consult_id"].as_str().unwrap().to_string()
+    }
+
+    /// The `consult_attempt` events of a consult, from history.
+    async fn attempts(&mut self, id: &str) -> Vec<Value> {
+        let project = self.project.clone();
+        self.c
+            .messages(&project, json!({"limit": 1000}))
+            .await
+            .into_iter()
+            .filter(|m| m["type"] == "consult_attempt" && m["data"]["consult_id"] == id)
+            .map(|m| m["data"].clone())
+            .collect()
+    }
+
+    fn invocations(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.argv_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_design_consult_with_codex_is_read_only_and_stored() {
+    let mut s = setup("claude").await;
+    let (id, r) = s
+        .consult(json!({"to": "codex", "kind": "design", "question": "Should the session cache be write-through?", "context": "cache.rs keeps sessions"}))
+        .await;
+    assert_eq!(r["status"], "complete", "{r}");
+    assert_eq!(r["to"], "codex");
+    assert_eq!(r["kind"], "design");
+    assert_eq!(r["attempts"], 1);
+    for name in ["ASSESSMENT", "RISKS", "ALTERNATIVES", "RECOMMENDATION"] {
+        assert!(r["sections"][name].is_string(), "{name}: {r}");
+    }
+    assert!(r["text"].as_str().unwrap().contains("[RESPONSE:DESIGN]"));
+
+    // Codex ran once, sandboxed read-only, in the project directory, with the protocol prompt.
+    let runs = s.invocations();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let argv: Vec<&str> = runs[0]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(argv.contains(&"sandbox_mode=\"read-only\""), "{argv:?}");
+    assert_eq!(runs[0]["flavour"], "codex");
+    assert!(runs[0]["prompt"]
+        .as_str()
+        .unwrap()
+        .starts_with("[CONSULT:DESIGN]\nShould the session cache"));
+    assert!(runs[0]["cwd"].as_str().unwrap().ends_with("/app"));
+
+    // Everything is in history: the question, the output marked with the consult, the result.
+    let project = s.project.clone();
+    let stored = s.c.messages(&project, json!({"limit": 1000})).await;
+    let of = |t: &str| {
+        stored
+            .iter()
+            .filter(|m| m["type"] == t && m["data"]["consult_id"] == id.as_str())
+            .count()
+    };
+    assert_eq!(of("consult_started"), 1);
+    assert!(of("consult_output") >= 2, "{stored:?}");
+    assert_eq!(of("consult_attempt"), 1);
+    assert_eq!(of("consult_result"), 1);
+    // The project's own session is untouched by the consultant's conversation.
+    assert!(s.c.project(&project).await["session_id"].is_null());
+}
+
+#[tokio::test]
+async fn a_review_by_claude_lists_issues_and_a_consult_id_continues_it() {
+    let mut s = setup("codex").await;
+    let (id, r) = s
+        .consult(json!({"to": "claude", "kind": "review", "question": "Review the parser change"}))
+        .await;
+    assert_eq!(r["status"], "complete", "{r}");
+    assert_eq!(
+        r["issues"],
+        json!([
+            {"severity": "Critical", "text": "the lock is never released on error"},
+            {"severity": "Minor", "text": "a typo in a comment"}
+        ])
+    );
+    let (again, r) = s
+        .consult(json!({"to": "claude", "kind": "implementation", "question": "And how should the lock be released?", "consult_id": id}))
+        .await;
+    assert_eq!(again, id);
+    assert_eq!(r["status"], "complete", "{r}");
+    let runs = s.invocations();
+    assert_eq!(runs.len(), 2);
+    assert!(runs[0]["resume"].is_null());
+    assert!(runs[1]["resume"].is_string(), "{runs:?}");
+    let argv = runs[1]["argv"].to_string();
+    assert!(argv.contains("--permission-mode=plan"), "{argv}");
+
+    let r = s
+        .c
+        .call("consult", json!({"project_id": s.project, "to": "codex", "kind": "design", "question": "q", "consult_id": id}))
+        .await;
+    assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
+    let r = s
+        .c
+        .call("consult", json!({"project_id": s.project, "to": "claude", "kind": "design", "question": "q", "consult_id": "nope"}))
+        .await;
+    assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
+    let r =
+        s.c.call(
+            "consult",
+            json!({"project_id": s.project, "to": "claude", "kind": "refactor", "question": "q"}),
+        )
+        .await;
+    assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
+    assert!(
+        r["data"]["error"].as_str().unwrap().contains("review"),
+        "{r}"
+    );
+}
+
+/// Each row of the failure table: what the consultant did first, the failure the daemon saw,
+/// and what the follow-up prompt must carry.
+#[tokio::test]
+async fn every_failure_is_followed_up_and_recovers() {
+    let mut s = setup("claude").await;
+    let rows = [
+        ("nomarker", "no_marker", "did not follow the consult format"),
+        ("incomplete", "incomplete", "Send only the missing ones"),
+        ("unrelated", "unrelated", "cache.rs keeps sessions"),
+        ("slow", "timeout", "Answer briefly"),
+    ];
+    for (answer, failure, follow_up) in rows {
+        let question =
+            format!("Should the session cache be write-through? mock:consult answer={answer}");
+        let (id, r) = s
+            .consult(json!({"to": "codex", "kind": "design", "question": question, "context": "cache.rs keeps sessions", "timeout_s": 2}))
+            .await;
+        assert_eq!(r["status"], "complete", "{answer}: {r}");
+        assert_eq!(r["attempts"], 2, "{answer}: {r}");
+        let attempts = s.attempts(&id).await;
+        assert_eq!(attempts.len(), 2, "{answer}: {attempts:?}");
+        assert!(attempts[0]["after"].is_null());
+        assert_eq!(attempts[1]["after"], failure, "{answer}");
+        let prompt = attempts[1]["prompt"].as_str().unwrap();
+        assert!(prompt.contains(follow_up), "{answer}: {prompt}");
+        if answer == "incomplete" {
+            assert!(!prompt.contains("## ASSESSMENT"), "{prompt}");
+            assert_eq!(r["sections"]["ASSESSMENT"], "mock assessment text");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_consult_runs_beside_an_active_run() {
+    let mut s = setup("claude").await;
+    let project = s.project.clone();
+    let run = s.c.start_run(&project, "mock:hang").await;
+    let (_, r) = s
+        .consult(json!({"to": "codex", "kind": "implementation", "question": "Which queue suits the scheduler?"}))
+        .await;
+    assert_eq!(r["status"], "complete", "{r}");
+    assert_eq!(s.c.project(&project).await["state"], "EXECUTING");
+    s.c.kill(&project).await;
+    let f = s.c.finished(&run).await;
+    assert_eq!(f["data"]["status"], "killed", "{f}");
+}
