@@ -297,6 +297,7 @@ impl Args {
         };
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let breaker = self.breaker_settings()?;
+        let url = daemon_url(self.listen, tls.is_some());
         Ok(Config {
             listen: self.listen,
             tls,
@@ -354,6 +355,7 @@ impl Args {
                 auth_timeout: Duration::from_secs(10),
                 disk_warn_bytes: self.disk_warn_bytes,
                 breaker,
+                daemon_url: Some(url),
             },
         })
     }
@@ -363,6 +365,18 @@ fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
+}
+
+/// The address a run's agent reaches the daemon at: the listening address, on loopback when
+/// the daemon listens on every address.
+fn daemon_url(listen: SocketAddr, tls: bool) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let scheme = if tls { "wss" } else { "ws" };
+    format!("{scheme}://{}/ws", SocketAddr::new(ip, listen.port()))
 }
 
 /// Parses `500ms`, `30s`, `5m` (or `5min`), `1h` or a bare number of seconds.

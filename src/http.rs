@@ -135,10 +135,15 @@ async fn ws(
     let ip = client_ip(&req, cfg);
 
     let mut authenticated = cfg.token.is_none();
+    let mut capability = None;
     let mut refusal = None;
     if let Some(expected) = &cfg.token {
         match bearer_token(&req) {
             Some(t) if token_matches(t, expected) => authenticated = true,
+            Some(t) if engine.capabilities.valid(t, &engine.directory).is_some() => {
+                authenticated = true;
+                capability = Some(t.to_string());
+            }
             Some(_) => {
                 refusal = Some(Refusal {
                     code: 1008,
@@ -198,6 +203,7 @@ async fn ws(
                 stream,
                 peer: ip,
                 authenticated,
+                capability,
                 permit,
             });
             METRICS.connections_opened.inc();

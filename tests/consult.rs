@@ -223,3 +223,78 @@ async fn a_consult_runs_beside_an_active_run() {
     let f = s.c.finished(&run).await;
     assert_eq!(f["data"]["status"], "killed", "{f}");
 }
+
+/// The lead consults by itself: its run's environment holds the daemon's address and a token
+/// that allows `consult` on its own project only, and only while the run lives.
+#[tokio::test]
+async fn a_lead_consults_with_its_run_capability_and_nothing_else() {
+    const TOKEN: &str = "a-long-enough-test-token-0123456789";
+    let d = Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start();
+    let auth = format!("Bearer {TOKEN}");
+    let mut op = d.client_with(&[("authorization", &auth)]).await;
+    let lead_project = op.create_project(&d.project_dir("lead")).await;
+    let other = op.create_project(&d.project_dir("other")).await;
+    op.join(&lead_project).await;
+
+    // The mock lead reports what its environment holds, then keeps its run alive.
+    let run = op.execute(&lead_project, "mock:lead").await;
+    let report = op
+        .recv_where(|m| m["type"] == "agent_message" && m["data"]["message"]["type"] == "mock_lead")
+        .await;
+    let env = &report["data"]["message"];
+    assert_eq!(env["url"], format!("ws://127.0.0.1:{}/ws", d.port), "{env}");
+    assert_eq!(env["project_id"], lead_project.as_str());
+    let cap = env["token"].as_str().unwrap().to_string();
+    assert_ne!(cap, TOKEN);
+
+    // With it, the lead may consult on its project, by header or by auth message…
+    let bearer = format!("Bearer {cap}");
+    let mut lead = d.client_with(&[("authorization", &bearer)]).await;
+    let r = lead
+        .call("consult", json!({"project_id": lead_project, "to": "codex", "kind": "design", "question": "Is the plan sound?"}))
+        .await;
+    assert_eq!(r["type"], "consult_accepted", "{r}");
+    let id = r["data"]["consult_id"].as_str().unwrap().to_string();
+    let result = lead
+        .recv_where(|m| m["type"] == "consult_result" && m["data"]["consult_id"] == id.as_str())
+        .await;
+    assert_eq!(result["data"]["status"], "complete", "{result}");
+    let mut by_message = d.client().await;
+    let r = by_message.call("auth", json!({"token": cap})).await;
+    assert_eq!(r["type"], "authenticated", "{r}");
+
+    // …but nothing else, and not on another project.
+    let refused = |r: &Value| r["type"] == "error" && r["data"]["code"] == "UNAUTHORIZED";
+    for (kind, data) in [
+        (
+            "consult",
+            json!({"project_id": other, "to": "codex", "kind": "design", "question": "q"}),
+        ),
+        (
+            "execute",
+            json!({"project_id": lead_project, "prompt": "hi"}),
+        ),
+        ("project_list", json!({})),
+        ("agent_kill", json!({"project_id": lead_project})),
+    ] {
+        let r = lead.call(kind, data).await;
+        assert!(refused(&r), "{kind}: {r}");
+    }
+
+    // Once the run has ended, the capability is worth nothing.
+    op.kill(&lead_project).await;
+    op.finished(&run).await;
+    let r = lead
+        .call(
+            "consult",
+            json!({"project_id": lead_project, "to": "codex", "kind": "design", "question": "q"}),
+        )
+        .await;
+    assert!(refused(&r), "{r}");
+    assert!(
+        r["data"]["error"].as_str().unwrap().contains("ended"),
+        "{r}"
+    );
+    let mut late = d.client_with(&[("authorization", &bearer)]).await;
+    assert_eq!(late.closed(WAIT).await, Closed::Code(1008));
+}

@@ -62,6 +62,8 @@ pub struct EngineConfig {
     pub disk_warn_bytes: u64,
     /// When to stop sending runs to a failing agent backend.
     pub breaker: crate::breaker::BreakerSettings,
+    /// The WebSocket address a run's agent is given to reach the daemon (`consult`).
+    pub daemon_url: Option<String>,
 }
 
 impl EngineConfig {
@@ -106,6 +108,7 @@ impl EngineConfig {
             auth_timeout: Duration::from_secs(10),
             disk_warn_bytes: 1 << 30,
             breaker: crate::breaker::BreakerSettings::default(),
+            daemon_url: None,
         }
     }
 }

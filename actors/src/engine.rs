@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::AuthThrottle;
 use crate::breaker::Breakers;
+use crate::capability::Capabilities;
 use crate::config::EngineConfig;
 use crate::connection::ConnectionLimiter;
 use crate::directory::Directory;
@@ -42,6 +43,8 @@ pub struct Engine {
     pub auth_throttle: AuthThrottle,
     /// One circuit breaker per agent backend.
     pub breakers: Breakers,
+    /// The consult tokens of live runs.
+    pub capabilities: Capabilities,
     lifecycle: AtomicU8,
     /// The latest health sample, as JSON, published by the health actor so that a health call
     /// never waits on anything.
@@ -55,6 +58,7 @@ impl Engine {
             limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
             auth_throttle: AuthThrottle::default(),
             breakers: Breakers::new(config.breaker),
+            capabilities: Capabilities::default(),
             config,
             directory: Directory::default(),
             stats: Stats::default(),

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backends;
 pub mod breaker;
 pub mod broadcast;
+pub mod capability;
 pub mod config;
 pub mod connection;
 pub mod consult;

@@ -120,6 +120,16 @@ pub fn env_report(run_id: Option<&str>, cwd: Option<&str>) -> String {
     )
 }
 
+/// The `lead` scenario's report of the consult capability in its environment.
+pub fn lead_report(url: Option<&str>, project_id: Option<&str>, token: Option<&str>) -> String {
+    format!(
+        r#"{{"type":"mock_lead","url":{},"project_id":{},"token":{}}}"#,
+        json::string_or_null(url),
+        json::string_or_null(project_id),
+        json::string_or_null(token)
+    )
+}
+
 /// The `escape` scenario's report of the grandchild it left behind.
 pub fn grandchild(pid: i32) -> String {
     format!(r#"{{"type":"mock_grandchild","pid":{pid}}}"#)

@@ -48,6 +48,18 @@ pub fn play(s: &mut Session, selection: &Selection, prompt: &str) -> Result<i32,
         Scenario::Escape => escape(s, p),
         Scenario::Echo => echo(s, &p.text),
         Scenario::Consult => consult(s, prompt, p.answer),
+        Scenario::Lead => {
+            let init = s.init_line();
+            s.emit(&init);
+            let var = |k: &str| env::var(k).ok();
+            let report = events::lead_report(
+                var("AGENTVISOR_URL").as_deref(),
+                var("AGENTVISOR_PROJECT_ID").as_deref(),
+                var("AGENTVISOR_CONSULT_TOKEN").as_deref(),
+            );
+            s.emit(&report);
+            s.hang()
+        }
         Scenario::Env => {
             let init = s.init_line();
             s.emit(&init);

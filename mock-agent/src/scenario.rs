@@ -46,6 +46,10 @@ pub enum Scenario {
     /// Answer a consult prompt (`answer=complete|nomarker|incomplete|unrelated|slow`); chosen
     /// by itself for a prompt that asks for a consult response and names no scenario.
     Consult,
+    /// Report the consult capability the daemon gave the run (`AGENTVISOR_URL`,
+    /// `AGENTVISOR_PROJECT_ID`, `AGENTVISOR_CONSULT_TOKEN`), then wait for a signal: a lead
+    /// whose run lives while a test consults with its capability.
+    Lead,
 }
 
 /// Scenario names as written after `mock:`.
@@ -65,6 +69,7 @@ pub const NAMES: &[(&str, Scenario)] = &[
     ("env", Scenario::Env),
     ("echo", Scenario::Echo),
     ("consult", Scenario::Consult),
+    ("lead", Scenario::Lead),
 ];
 
 impl Scenario {

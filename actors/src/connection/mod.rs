@@ -111,6 +111,9 @@ pub struct Accepted {
     pub stream: actix_ws::MessageStream,
     pub peer: IpAddr,
     pub authenticated: bool,
+    /// Set when the client authenticated with a run's consult capability instead of the
+    /// daemon's token: it may then only consult (see [`crate::capability`]).
+    pub capability: Option<String>,
     pub permit: ConnectionPermit,
 }
 
@@ -121,6 +124,7 @@ pub struct ConnectionActor {
     outbox: Outbox,
     writer: Option<actix_rt::task::JoinHandle<()>>,
     authenticated: bool,
+    capability: Option<String>,
     rate: RateLimiter,
     last_seen: Instant,
     last_ping: Instant,
@@ -152,6 +156,7 @@ impl ConnectionActor {
                 outbox,
                 writer: Some(writer),
                 authenticated: a.authenticated,
+                capability: a.capability,
                 last_seen: now,
                 last_ping: now,
                 seen: HashMap::new(),

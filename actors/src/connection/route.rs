@@ -62,6 +62,19 @@ impl ConnectionActor {
                 let reply = self.reply_to(inbound.id, ctx);
                 reply.ok("authenticated", None, &serde_json::json!({}));
             }
+            Request::Auth { token }
+                if self
+                    .engine
+                    .capabilities
+                    .valid(&token, &self.engine.directory)
+                    .is_some() =>
+            {
+                self.authenticated = true;
+                self.capability = Some(token);
+                log::info!(conn = self.id; "client authenticated with a run's consult capability");
+                let reply = self.reply_to(inbound.id, ctx);
+                reply.ok("authenticated", None, &serde_json::json!({}));
+            }
             _ => {
                 self.engine.auth_throttle.record_failure(self.peer);
                 self.close(1008, "authentication required", ctx);
@@ -74,6 +87,15 @@ impl ConnectionActor {
         log::debug!(conn = self.id; "request {}", inbound.request.kind());
         let reply = self.reply_to(inbound.id, ctx);
         let engine = self.engine.clone();
+        if let Some(token) = &self.capability {
+            if let Err(e) = engine
+                .capabilities
+                .allows(token, &engine.directory, &inbound.request)
+            {
+                reply.err(None, &e);
+                return;
+            }
+        }
 
         match inbound.request {
             Request::Ping => reply.ok("pong", None, &serde_json::json!({})),

@@ -37,7 +37,8 @@ pub struct AttemptEnd {
 /// Runs the attempt, handing each batch of stdout lines to `on_lines` as it comes.
 pub async fn run(spec: AttemptSpec, mut on_lines: impl FnMut(Vec<Line>)) -> AttemptEnd {
     let mut end = AttemptEnd::default();
-    let mut child = match process::spawn_agent(&spec.program, &spec.args, &spec.cwd, &spec.id) {
+    let mut child = match process::spawn_agent(&spec.program, &spec.args, &spec.cwd, &spec.id, &[])
+    {
         Ok(c) => c,
         Err(e) => {
             log::error!(consult = spec.id.as_str(); "could not start the consultant: {e}");

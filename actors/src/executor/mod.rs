@@ -38,6 +38,8 @@ pub struct RunSpec {
     pub cwd: PathBuf,
     pub timeout: Option<Duration>,
     pub grace: Duration,
+    /// Variables added to the agent's environment (the run's consult capability).
+    pub env: Vec<(String, String)>,
 }
 
 /// Output for the project.
@@ -163,22 +165,27 @@ impl Actor for ExecutorActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let spec = &self.spec;
-        let mut child =
-            match process::spawn_agent(&spec.program, &spec.args, &spec.cwd, &spec.run_id) {
-                Ok(c) => c,
-                Err(e) => {
-                    log::error!(run = spec.run_id.as_str(); "could not start the agent: {e}");
-                    let why = match e.kind() {
-                        std::io::ErrorKind::NotFound => "the agent executable was not found",
-                        std::io::ErrorKind::PermissionDenied => {
-                            "the agent executable could not be run (permission denied)"
-                        }
-                        _ => "the agent could not be started",
-                    };
-                    self.report(Some(why.into()), ctx);
-                    return;
-                }
-            };
+        let mut child = match process::spawn_agent(
+            &spec.program,
+            &spec.args,
+            &spec.cwd,
+            &spec.run_id,
+            &spec.env,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!(run = spec.run_id.as_str(); "could not start the agent: {e}");
+                let why = match e.kind() {
+                    std::io::ErrorKind::NotFound => "the agent executable was not found",
+                    std::io::ErrorKind::PermissionDenied => {
+                        "the agent executable could not be run (permission denied)"
+                    }
+                    _ => "the agent could not be started",
+                };
+                self.report(Some(why.into()), ctx);
+                return;
+            }
+        };
         self.spawned_at = Some(Instant::now());
         let pid = child.id().map(|p| p as i32);
         self.pgid = pid;

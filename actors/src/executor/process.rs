@@ -43,11 +43,13 @@ pub fn spawn_agent(
     args: &[String],
     cwd: &Path,
     run_id: &str,
+    env: &[(String, String)],
 ) -> std::io::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .current_dir(cwd)
         .env(RUN_ID_ENV, run_id)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use super::ProjectActor;
 use crate::backends::announce;
 use crate::breaker::{classify, RunEnd};
+use crate::capability;
 use crate::connection::ReplyTo;
 use crate::consult::attempt::{self, AttemptEnd, AttemptSpec};
 use crate::consult::{Exchange, Kind, Next, Outcome, Reply, Status};
@@ -132,6 +133,20 @@ impl ProjectActor {
         };
         actix_rt::spawn(run_consult(self.engine.clone(), ctx.address(), job));
         Ok(())
+    }
+
+    /// What a run's agent needs to consult by itself: the daemon's address, the project, and a
+    /// capability for this run only (see [`crate::capability`]).
+    pub(super) fn lead_env(&self, run_id: &str) -> Vec<(String, String)> {
+        let Some(url) = &self.engine.config.daemon_url else {
+            return Vec::new();
+        };
+        let token = self.engine.capabilities.issue(&self.id, run_id);
+        vec![
+            (capability::URL_ENV.into(), url.clone()),
+            (capability::PROJECT_ENV.into(), self.id.to_string()),
+            (capability::TOKEN_ENV.into(), token),
+        ]
     }
 
     fn on_consult_output(&mut self, consult_id: &str, lines: Vec<Line>) {

@@ -255,6 +255,7 @@ impl ProjectActor {
             cwd: self.meta.path.clone(),
             timeout: self.engine.config.run_timeout,
             grace: self.engine.config.kill_grace,
+            env: self.lead_env(&run_id),
         };
         let exec = ExecutorActor::new(spec, ctx.address(), self.supervisor.clone()).start();
         if let Some(active) = self.active.as_mut() {
@@ -395,6 +396,7 @@ impl ProjectActor {
             return;
         };
         let had_process = run.executor.is_some();
+        self.engine.capabilities.revoke_run(run_id);
         let duration_ms = run.started.elapsed().as_millis() as u64;
         let mut data = json!({
             "run_id": run_id,
