@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 /// A daemon whose agent logs its invocations, and a joined project.
 struct Setup {
-    _d: Daemon,
+    d: Daemon,
     c: Client,
     project: String,
     argv_log: PathBuf,
@@ -32,7 +32,7 @@ async fn setup(agent: &str) -> Setup {
     let project = p["id"].as_str().unwrap().to_string();
     c.join(&project).await;
     Setup {
-        _d: d,
+        d,
         c,
         project,
         argv_log,
@@ -207,6 +207,25 @@ async fn every_failure_is_followed_up_and_recovers() {
             assert_eq!(r["sections"]["ASSESSMENT"], "mock assessment text");
         }
     }
+}
+
+#[tokio::test]
+async fn shutdown_stops_a_consult_instead_of_waiting_for_it() {
+    let mut s = setup("claude").await;
+    let id = s
+        .start(json!({"to": "codex", "kind": "design", "question": "Slow? mock:consult answer=slow", "timeout_s": 600}))
+        .await;
+    // The consultant is running once it has printed its first line.
+    s.c.recv_where(|m| m["type"] == "consult_output" && m["data"]["consult_id"] == id.as_str())
+        .await;
+    // Exit code 0: shutdown did not have to kill anything at its deadline.
+    let status = s.d.stop();
+    assert!(status.success(), "{status}; log:\n{}", s.d.log_text());
+    let left = run_leftovers(&format!("consult-{id}-1"), WAIT).await;
+    assert!(
+        left.is_empty(),
+        "the consultant outlived the daemon: {left:?}"
+    );
 }
 
 #[tokio::test]

@@ -28,14 +28,21 @@ pub struct AttemptSpec {
 pub struct AttemptEnd {
     pub transcript: Transcript,
     pub timed_out: bool,
+    /// Stopped because the daemon is shutting down.
+    pub stopped: bool,
     /// The CLI could not be started at all.
     pub could_not_start: bool,
     pub exit_code: Option<i32>,
     pub stdout_lines: u64,
 }
 
-/// Runs the attempt, handing each batch of stdout lines to `on_lines` as it comes.
-pub async fn run(spec: AttemptSpec, mut on_lines: impl FnMut(Vec<Line>)) -> AttemptEnd {
+/// Runs the attempt, handing each batch of stdout lines to `on_lines` as it comes. When `stop`
+/// resolves first (shutdown), the attempt is killed like a timed-out one.
+pub async fn run(
+    spec: AttemptSpec,
+    stop: impl std::future::Future<Output = ()>,
+    mut on_lines: impl FnMut(Vec<Line>),
+) -> AttemptEnd {
     let mut end = AttemptEnd::default();
     let mut child = match process::spawn_agent(&spec.program, &spec.args, &spec.cwd, &spec.id, &[])
     {
@@ -72,13 +79,22 @@ pub async fn run(spec: AttemptSpec, mut on_lines: impl FnMut(Vec<Line>)) -> Atte
         futures_util::future::join(drain, lines).await;
         child.wait().await.ok()
     };
-    let status = tokio::time::timeout(spec.timeout, read).await;
+    // `Err(true)`: stopped for shutdown; `Err(false)`: timed out.
+    let status = {
+        let limited = std::pin::pin!(tokio::time::timeout(spec.timeout, read));
+        let stop = std::pin::pin!(stop);
+        match futures_util::future::select(limited, stop).await {
+            futures_util::future::Either::Left((status, _)) => status.map_err(|_| false),
+            futures_util::future::Either::Right(((), _)) => Err(true),
+        }
+    };
     if let Some(pgid) = pid {
         match status {
             Ok(Some(s)) => end.exit_code = s.code(),
             Ok(None) => {}
-            Err(_) => {
-                end.timed_out = true;
+            Err(stopped) => {
+                end.timed_out = !stopped;
+                end.stopped = stopped;
                 process::signal_group(pgid, libc::SIGKILL);
             }
         }

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use super::ProjectActor;
 use crate::backends::announce;
-use crate::breaker::{classify, RunEnd};
+use crate::breaker::{classify, RunEnd, Verdict};
 use crate::capability;
 use crate::connection::ReplyTo;
 use crate::consult::attempt::{self, AttemptEnd, AttemptSpec};
@@ -334,7 +334,15 @@ async fn consult_attempts(
             after,
             prompt: prompt.clone(),
         });
-        let end = attempt_once(project, job, session_id.as_deref(), &prompt, number).await?;
+        let end =
+            attempt_once(engine, project, job, session_id.as_deref(), &prompt, number).await?;
+        if end.stopped {
+            announce(
+                engine,
+                engine.breakers.record(job.to, admission, Verdict::Neutral),
+            );
+            return Err("the server shut down before the consultant answered".into());
+        }
         if let Some(s) = end.transcript.session_id() {
             *session_id = Some(s.to_string());
         }
@@ -378,7 +386,15 @@ async fn consult_attempts(
     unreachable!("the exchange bounds its attempts")
 }
 
+/// Resolves once the daemon has begun to shut down: a consult must not hold shutdown up.
+async fn shutting_down(engine: Arc<Engine>) {
+    while engine.lifecycle() != crate::engine::Lifecycle::ShuttingDown {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn attempt_once(
+    engine: &Arc<Engine>,
     project: &Addr<ProjectActor>,
     job: &Job,
     session_id: Option<&str>,
@@ -394,7 +410,7 @@ async fn attempt_once(
         timeout: job.timeout,
     };
     let consult_id = job.consult_id.clone();
-    Ok(attempt::run(spec, |lines| {
+    Ok(attempt::run(spec, shutting_down(engine.clone()), |lines| {
         project.do_send(ConsultUpdate::Output {
             consult_id: consult_id.clone(),
             lines,
