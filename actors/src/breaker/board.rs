@@ -61,12 +61,12 @@ impl Breakers {
 
     /// Notices a cool-down that has ended.
     pub fn poll(&self, agent: AgentKind) -> Option<Change> {
-        self.with(agent, |b, now| b.state(now)).1
+        self.with(agent, |_, _| ()).1
     }
 
     /// One breaker as `/health`, `breaker_state` and `breaker_reset` show it.
     pub fn view(&self, agent: AgentKind) -> Value {
-        self.with(agent, |b, now| view(agent, b, now)).0
+        self.read(agent, |b, now| view(agent, b, now))
     }
 
     /// Both breakers, by agent.
@@ -81,37 +81,49 @@ impl Breakers {
     pub fn any_tripped(&self) -> bool {
         [AgentKind::Claude, AgentKind::Codex]
             .into_iter()
-            .any(|a| self.with(a, |b, now| b.state(now) != State::Closed).0)
+            .any(|a| self.read(a, |b, now| b.state(now) != State::Closed))
     }
 
     /// The state as a number for metrics: 0 closed, 1 half-open, 2 open.
     pub fn level(&self, agent: AgentKind) -> i64 {
-        self.with(agent, |b, now| match b.state(now) {
+        self.read(agent, |b, now| match b.state(now) {
             State::Closed => 0,
             State::HalfOpen { .. } => 1,
             State::Open { .. } => 2,
         })
-        .0
     }
 
-    /// Runs `f` on `agent`'s breaker and reports a change of state.
+    /// Reads `agent`'s breaker without changing it.
+    fn read<R>(&self, agent: AgentKind, f: impl FnOnce(&Breaker, Instant) -> R) -> R {
+        f(
+            &crate::directory::lock_ignoring_poison(self.lock(agent)),
+            Instant::now(),
+        )
+    }
+
+    fn lock(&self, agent: AgentKind) -> &Mutex<Breaker> {
+        match agent {
+            AgentKind::Claude => &self.claude,
+            AgentKind::Codex => &self.codex,
+        }
+    }
+
+    /// Runs `f` on `agent`'s breaker and reports a change of state (counting a cool-down that
+    /// has ended since the last change), which is then recorded: each change is reported once.
     fn with<R>(
         &self,
         agent: AgentKind,
         f: impl FnOnce(&mut Breaker, Instant) -> R,
     ) -> (R, Option<Change>) {
-        let lock = match agent {
-            AgentKind::Claude => &self.claude,
-            AgentKind::Codex => &self.codex,
-        };
-        let mut b = crate::directory::lock_ignoring_poison(lock);
+        let mut b = crate::directory::lock_ignoring_poison(self.lock(agent));
         let now = Instant::now();
         let before = b.recorded();
         let out = f(&mut b, now);
-        let after = b.state(now);
+        b.settle(now);
+        let after = b.recorded();
         let change = (before.name() != after.name()).then(|| Change {
             agent,
-            view: view(agent, &mut b, now),
+            view: view(agent, &b, now),
             opened_for: match after {
                 State::Open { until } => Some(until.saturating_duration_since(now)),
                 _ => None,
@@ -121,7 +133,7 @@ impl Breakers {
     }
 }
 
-fn view(agent: AgentKind, b: &mut Breaker, now: Instant) -> Value {
+fn view(agent: AgentKind, b: &Breaker, now: Instant) -> Value {
     let state = b.state(now);
     let retry_at = match state {
         State::Open { until } => Some(wall_clock(until, now)),
@@ -173,6 +185,10 @@ mod tests {
             .record(AgentKind::Claude, a.unwrap(), Verdict::BackendFault)
             .is_some());
         std::thread::sleep(Duration::from_millis(5));
+        // Health checks and scrapes read the half-open state without taking its announcement.
+        assert!(board.any_tripped());
+        assert_eq!(board.level(AgentKind::Claude), 1);
+        assert_eq!(board.view(AgentKind::Claude)["state"], "half_open");
         let change = board.poll(AgentKind::Claude).expect("half-open");
         assert_eq!(change.view["state"], "half_open");
         assert!(board.poll(AgentKind::Claude).is_none());

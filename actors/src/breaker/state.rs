@@ -101,20 +101,25 @@ impl Breaker {
         }
     }
 
-    /// The state at `now` (an open breaker whose cool-down is over is half-open).
-    pub fn state(&mut self, now: Instant) -> State {
-        if let State::Open { until } = self.state {
-            if now >= until {
-                self.state = State::HalfOpen { trial: false };
-            }
+    /// The state at `now` (an open breaker whose cool-down is over is half-open). Reading it
+    /// changes nothing, so that a health check or a metrics scrape cannot take the change
+    /// from whoever announces it.
+    pub fn state(&self, now: Instant) -> State {
+        match self.state {
+            State::Open { until } if now >= until => State::HalfOpen { trial: false },
+            s => s,
         }
-        self.state
     }
 
     /// The state as last changed, not yet counting a cool-down that has ended since: comparing
     /// it with [`Breaker::state`] tells whether the breaker has just become half-open.
     pub fn recorded(&self) -> State {
         self.state
+    }
+
+    /// Makes the state at `now` the recorded one.
+    pub fn settle(&mut self, now: Instant) {
+        self.state = self.state(now);
     }
 
     /// Consecutive backend failures counted so far.
@@ -124,7 +129,8 @@ impl Breaker {
 
     /// Whether a run may start, without taking the trial: for refusing a request early.
     pub fn check(&mut self, now: Instant) -> Result<(), Refusal> {
-        match self.state(now) {
+        self.settle(now);
+        match self.state {
             State::Closed | State::HalfOpen { trial: false } => Ok(()),
             State::HalfOpen { trial: true } => Err(Refusal::TrialRunning),
             State::Open { until } => Err(Refusal::OpenUntil(until)),
@@ -145,7 +151,8 @@ impl Breaker {
 
     /// Records how an admitted run ended. Returns true when the state changed.
     pub fn record(&mut self, admission: Admission, verdict: Verdict, now: Instant) -> bool {
-        let before = self.state(now);
+        self.settle(now);
+        let before = self.state;
         match (admission, verdict) {
             (Admission::Trial, Verdict::Healthy) => self.close(),
             (Admission::Trial, Verdict::BackendFault) => {
@@ -320,8 +327,9 @@ mod tests {
             fail(&mut b, t);
         }
         let later = t + Duration::from_secs(30);
-        assert!(matches!(b.recorded(), State::Open { .. }));
         assert_eq!(b.state(later), State::HalfOpen { trial: false });
+        assert!(matches!(b.recorded(), State::Open { .. }));
+        b.settle(later);
         assert_eq!(b.recorded(), State::HalfOpen { trial: false });
         b.reset();
         assert_eq!(b.admit(t), Ok(Admission::Normal));
