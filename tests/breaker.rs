@@ -135,6 +135,17 @@ async fn an_operator_closes_it_and_user_kills_do_not_count() {
     let mut c = d.client().await;
     let claude = project(&mut c, &d, "claude", "claude").await;
 
+    // A prompt the OS would refuse as an argument is refused up front: no request can make
+    // the agent fail to start, and so open the breaker.
+    let r = c
+        .call("execute", json!({"project_id": claude, "prompt": "a\0b"}))
+        .await;
+    assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
+    let r = c
+        .call("consult", json!({"project_id": claude, "to": "claude", "kind": "design", "question": "q", "context": "\0"}))
+        .await;
+    assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
+
     // A run the user stops says nothing about the backend.
     let run = c.start_run(&claude, "mock:hang").await;
     c.kill(&claude).await;

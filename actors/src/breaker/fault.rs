@@ -18,7 +18,8 @@ pub struct RunEnd<'a> {
     pub stopped: bool,
     /// The run was stopped at its time limit.
     pub timed_out: bool,
-    /// The agent process could not be started at all.
+    /// The agent process could not be started at all (a missing or unexecutable file, an
+    /// argument the OS refuses): a matter of this server, not of the backend.
     pub could_not_start: bool,
     /// The last error the agent reported, if any.
     pub error: Option<&'a str>,
@@ -70,13 +71,13 @@ pub fn is_backend_error(text: &str) -> bool {
 
 /// How a run's end bears on its backend's breaker.
 pub fn classify(end: &RunEnd<'_>) -> Verdict {
-    if end.stopped {
+    if end.stopped || end.could_not_start {
         return Verdict::Neutral;
     }
     if end.completed {
         return Verdict::Healthy;
     }
-    if end.could_not_start || end.error.is_some_and(is_backend_error) {
+    if end.error.is_some_and(is_backend_error) {
         return Verdict::BackendFault;
     }
     if end.timed_out {
@@ -184,10 +185,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(classify(&crash), Verdict::BackendFault);
+        // Not being able to start the process at all is this server's problem (and a request
+        // must never be able to open the breaker, say with an argument the OS refuses).
         let unstartable = RunEnd {
             could_not_start: true,
             ..Default::default()
         };
-        assert_eq!(classify(&unstartable), Verdict::BackendFault);
+        assert_eq!(classify(&unstartable), Verdict::Neutral);
     }
 }

@@ -342,6 +342,11 @@ fn consult_request(d: ConsultData) -> Result<ConsultRequest, ApiError> {
     if d.question.trim().is_empty() {
         return Err(ApiError::validation("'question' must not be empty"));
     }
+    if d.question.contains('\0') || d.context.as_deref().is_some_and(|c| c.contains('\0')) {
+        return Err(ApiError::validation(
+            "'question' and 'context' must not contain NUL characters",
+        ));
+    }
     let timeout = match d.timeout_s {
         Some(s) if s == 0 || s > MAX_CONSULT_TIMEOUT_S => {
             return Err(ApiError::validation(format!(
@@ -413,6 +418,11 @@ fn typed(
             let d: ExecuteData = fields(kind, data)?;
             if d.prompt.trim().is_empty() {
                 return Err(ApiError::validation("'prompt' must not be empty"));
+            }
+            if d.prompt.contains('\0') {
+                return Err(ApiError::validation(
+                    "'prompt' must not contain NUL characters",
+                ));
             }
             Request::Execute {
                 project_id,
