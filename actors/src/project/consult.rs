@@ -32,16 +32,22 @@ use crate::storage::metadata::AgentKind;
 /// How long one attempt may take when neither the request nor the settings say.
 const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The most consult conversations a project remembers; the oldest idle one is forgotten first.
+const MAX_THREADS: usize = 256;
+
 /// A consult's conversation, kept so that `consult_id` can continue it.
 #[derive(Default)]
 pub struct Consults {
     threads: HashMap<String, Thread>,
+    opened: u64,
 }
 
 struct Thread {
     to: AgentKind,
     session_id: Option<String>,
     busy: bool,
+    /// When it was opened, in consults of this project: the oldest idle one goes first.
+    number: u64,
 }
 
 /// What a consult in progress reports to its project.
@@ -184,12 +190,15 @@ impl Consults {
     ) -> Result<(Arc<str>, Option<String>), ApiError> {
         let Some(id) = consult_id else {
             let id = uuid::Uuid::new_v4().to_string();
+            self.forget_oldest_idle();
+            self.opened += 1;
             self.threads.insert(
                 id.clone(),
                 Thread {
                     to,
                     session_id: None,
                     busy: true,
+                    number: self.opened,
                 },
             );
             return Ok((Arc::from(id), None));
@@ -213,6 +222,22 @@ impl Consults {
         }
         thread.busy = true;
         Ok((Arc::from(id), thread.session_id.clone()))
+    }
+
+    /// Makes room for one more conversation.
+    fn forget_oldest_idle(&mut self) {
+        if self.threads.len() < MAX_THREADS {
+            return;
+        }
+        let oldest = self
+            .threads
+            .iter()
+            .filter(|(_, t)| !t.busy)
+            .min_by_key(|(_, t)| t.number)
+            .map(|(id, _)| id.clone());
+        if let Some(id) = oldest {
+            self.threads.remove(&id);
+        }
     }
 
     fn close(&mut self, consult_id: &str, session_id: Option<String>) {
@@ -417,4 +442,34 @@ async fn attempt_once(
         })
     })
     .await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversations_continue_and_the_oldest_idle_one_is_forgotten_first() {
+        let mut c = Consults::default();
+        let (first, _) = c.open(None, AgentKind::Codex).unwrap();
+        assert_eq!(
+            c.open(Some(first.to_string()), AgentKind::Codex)
+                .unwrap_err()
+                .code,
+            Code::ProjectBusy
+        );
+        c.close(&first, Some("s-1".into()));
+        let (again, session) = c.open(Some(first.to_string()), AgentKind::Codex).unwrap();
+        assert_eq!((&*again, session.as_deref()), (&*first, Some("s-1")));
+        c.close(&first, None);
+        assert!(c.open(Some(first.to_string()), AgentKind::Claude).is_err());
+        for _ in 1..MAX_THREADS {
+            let (id, _) = c.open(None, AgentKind::Claude).unwrap();
+            c.close(&id, None);
+        }
+        assert_eq!(c.threads.len(), MAX_THREADS);
+        c.open(None, AgentKind::Claude).unwrap();
+        assert_eq!(c.threads.len(), MAX_THREADS);
+        assert!(c.open(Some(first.to_string()), AgentKind::Codex).is_err());
+    }
 }
