@@ -6,6 +6,7 @@
 //! heartbeat, the last seq seen per project (which drops duplicates between replay and live
 //! events), and a bounded outbound queue.
 
+mod answer;
 mod limits;
 mod outbox;
 mod route;
