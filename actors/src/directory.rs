@@ -80,7 +80,7 @@ pub enum ProjectRoute {
     Up(Addr<ProjectActor>),
     /// Errored: down until an `actor_reset` or a daemon restart.
     Down(String),
-    /// Crashed and waiting for its restart.
+    /// Crashed and waiting for its restart (or not registered yet).
     Restarting,
     Missing,
 }

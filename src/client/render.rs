@@ -1,8 +1,8 @@
 //! What a person (or a script, with `--json`) sees.
 //!
 //! Human output: the agent's text, one line per tool call, stderr lines on stderr, and the end
-//! of a run with its status, duration and cost. Colour only when stdout is a terminal and
-//! `NO_COLOR` is not set. Everything an agent prints is untrusted: control characters (escape
+//! of a run with its status, duration and cost. Colour only when stdout is a terminal (or
+//! `CLICOLOR_FORCE` is set) and `NO_COLOR` is not set. Everything an agent prints is untrusted: control characters (escape
 //! sequences that could rewrite the terminal) are removed before printing. `--json` prints each
 //! event exactly as the daemon sent it, one per line.
 
@@ -27,10 +27,12 @@ const RESET: &str = "\x1b[0m";
 
 impl Render {
     pub fn new(json: bool) -> Self {
-        let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        // `CLICOLOR_FORCE` asks for colour on a pipe too (`| less -R`); `NO_COLOR` always wins.
+        let wanted = std::io::stdout().is_terminal() || set("CLICOLOR_FORCE");
         Render {
             json,
-            colour: !json && !no_colour && std::io::stdout().is_terminal(),
+            colour: !json && !set("NO_COLOR") && wanted,
         }
     }
 

@@ -70,3 +70,98 @@ impl Drop for AnswerGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use actix::prelude::*;
+
+    use super::super::{Payload, ReplyTo};
+    use super::*;
+
+    /// Stands in for a connection: keeps the text of every frame it is given.
+    struct Collector(Arc<Mutex<Vec<Value>>>);
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Collector {
+        type Result = ();
+
+        fn handle(&mut self, d: Deliver, _: &mut Context<Self>) {
+            if let Payload::One(f) = d.frames {
+                let v = serde_json::from_str(&f.text).unwrap_or(Value::Null);
+                lock_ignoring_poison(&self.0).push(v);
+            }
+        }
+    }
+
+    /// An actor whose handler panics on `crash`, like a project actor with a bug.
+    struct Crashy;
+
+    impl Actor for Crashy {
+        type Context = Context<Self>;
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Work {
+        reply: ReplyTo,
+        crash: bool,
+    }
+
+    impl Handler<Work> for Crashy {
+        type Result = ();
+
+        fn handle(&mut self, w: Work, _: &mut Context<Self>) {
+            if w.crash {
+                // Long enough for the next request to be waiting in the mailbox.
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("a bug in a handler");
+            }
+            w.reply.ok("done", None, &serde_json::json!({}));
+        }
+    }
+
+    use serde_json::Value;
+
+    #[actix_rt::test]
+    async fn requests_lost_with_a_crashed_actor_are_answered_retryable() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let conn = Collector(seen.clone()).start().recipient();
+        let arbiter = Arbiter::new();
+        let crashy = Crashy::start_in_arbiter(&arbiter.handle(), |_| Crashy);
+        let reply = |id: &str| ReplyTo::new(1, conn.clone(), Some(id.to_string()));
+        crashy.do_send(Work {
+            reply: reply("handled"),
+            crash: true,
+        });
+        crashy.do_send(Work {
+            reply: reply("queued"),
+            crash: false,
+        });
+        let answered = reply("answered");
+        answered.ok("done", None, &serde_json::json!({}));
+        drop(answered);
+        for _ in 0..200 {
+            if lock_ignoring_poison(&seen).len() >= 3 {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        let seen = lock_ignoring_poison(&seen).clone();
+        assert_eq!(seen.len(), 3, "one answer per request, no more: {seen:?}");
+        for id in ["handled", "queued"] {
+            let e = seen.iter().find(|m| m["id"] == id).expect("answered");
+            assert_eq!(e["type"], "error");
+            assert_eq!(e["data"]["code"], "INTERNAL_ERROR");
+            assert_eq!(e["data"]["details"]["retryable"], true);
+        }
+        assert!(seen
+            .iter()
+            .any(|m| m["id"] == "answered" && m["type"] == "done"));
+        arbiter.stop();
+    }
+}

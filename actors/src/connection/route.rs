@@ -26,6 +26,16 @@ pub struct ReplyTo {
 }
 
 impl ReplyTo {
+    /// Where to answer the request `id` of connection `conn`.
+    pub(crate) fn new(conn: u64, recipient: Recipient<Deliver>, id: Option<String>) -> Self {
+        ReplyTo {
+            conn,
+            answer: Arc::new(AnswerGuard::new(recipient.clone(), id.clone())),
+            recipient,
+            id,
+        }
+    }
+
     /// Encodes a reply to this request.
     pub fn frame<D: Serialize>(&self, kind: &str, project: Option<&Arc<str>>, data: &D) -> Frame {
         self.answer.answered();
@@ -56,13 +66,7 @@ impl ReplyTo {
 
 impl ConnectionActor {
     fn reply_to(&self, id: Option<String>, ctx: &mut Context<Self>) -> ReplyTo {
-        let recipient: Recipient<Deliver> = ctx.address().recipient();
-        ReplyTo {
-            conn: self.id,
-            answer: Arc::new(AnswerGuard::new(recipient.clone(), id.clone())),
-            recipient,
-            id,
-        }
+        ReplyTo::new(self.id, ctx.address().recipient(), id)
     }
 
     /// Before authentication only `auth` is accepted.
@@ -163,7 +167,9 @@ impl ConnectionActor {
             }
             ProjectRoute::Restarting => {
                 let p: Arc<str> = Arc::from(project_id.as_str());
-                let e = ApiError::retryable("the project's actor is restarting; try again shortly");
+                let e = ApiError::retryable(format!(
+                    "project {p} is restarting after a crash; try again shortly"
+                ));
                 reply.err(Some(&p), &e)
             }
         }
