@@ -167,6 +167,34 @@ async fn watch_rides_through_a_daemon_killed_with_9_and_shows_the_next_run_in_fu
     assert_eq!(status.code(), Some(130), "Ctrl-C ends watch with 130");
 }
 
+#[tokio::test]
+async fn a_gap_the_replay_cannot_cover_is_filled_from_history() {
+    // A small backlog bound: a join's replay carries at most 128 KiB, a few hundred events.
+    let d = Daemon::builder()
+        .env("AGENTVISOR_MAX_BACKLOG_BYTES", "256KiB")
+        .start();
+    let project = project_in(&d, "gap").await;
+    let mut c = d.client().await;
+    c.join(&project).await;
+    let done = c
+        .run(&project, "mock:lines count=3000 bytes=200 rate=0")
+        .await;
+    let run = done["data"]["run_id"].as_str().unwrap().to_string();
+    let mut cmd = cli(&direct(&d));
+    cmd.args(["watch", "--json", "--since-seq", "0", &project]);
+    let mut watch = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let seen = read_until_finished(&mut lines, &run).await;
+    assert_eq!(mock_lines(&seen), (1..=3000).collect::<Vec<_>>());
+    let seqs: Vec<u64> = seen.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "from the first seq, none twice"
+    );
+    let _ = watch.kill().await;
+}
+
 /// Reads the client's JSON lines up to the `run_finished` of `run_id`.
 async fn read_until_finished(
     lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,

@@ -6,7 +6,10 @@
 //! treats two intervals without any frame from the daemon as a dead connection. After every
 //! reconnect it joins each followed project again from the last seq it handed to its caller and
 //! sends every unanswered request again (see [`Pending`]), so the caller sees each event once,
-//! in order, and gets one reply per request. It gives up only when the daemon has been
+//! in order, and gets one reply per request. When the daemon's replay on join does not reach
+//! back far enough (`recovered: false`: the client was away for a long, busy time), the session
+//! holds the project's live events back, pages the gap with `get_messages`, and then lets the
+//! held events follow. It gives up only when the daemon has been
 //! unreachable for the configured time, or refuses the token.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -55,6 +58,20 @@ impl Incoming {
 
 /// Ids of the joins a session sends by itself after a reconnect.
 const REJOIN: &str = "rejoin-";
+/// Ids of the history pages it reads to fill a gap the replay left.
+const PAGE: &str = "page-";
+/// Records per gap page: small enough that a page of long lines stays far below the daemon's
+/// bound on a connection's unsent bytes.
+const PAGE_LIMIT: u64 = 200;
+
+/// A followed project whose replay left a gap, being filled from history.
+#[derive(Default)]
+struct CatchUp {
+    /// Events that came while the gap was open, delivered after it.
+    held: Vec<Incoming>,
+    /// The next page should be asked for.
+    page_due: bool,
+}
 
 pub struct Session {
     settings: Settings,
@@ -69,6 +86,9 @@ pub struct Session {
     next_id: u64,
     /// Events that arrived while the caller waited for a reply.
     backlog: VecDeque<Incoming>,
+    /// Messages sorted and ready to hand up, oldest first.
+    ready: VecDeque<Incoming>,
+    catching_up: BTreeMap<String, CatchUp>,
     last_heard: Instant,
     next_ping: Instant,
 }
@@ -88,6 +108,8 @@ impl Session {
             followed: BTreeMap::new(),
             next_id: 0,
             backlog: VecDeque::new(),
+            ready: VecDeque::new(),
+            catching_up: BTreeMap::new(),
             last_heard: now,
         };
         s.connect().await?;
@@ -184,17 +206,17 @@ impl Session {
     /// The next message worth handing up, reconnecting as needed.
     async fn recv(&mut self) -> Result<Incoming, Failure> {
         loop {
+            if let Some(m) = self.ready.pop_front() {
+                return Ok(m);
+            }
             if self.ws.is_none() {
                 self.connect().await?;
             }
+            self.ask_for_pages().await;
             let retry_at = self.pending.next_retry();
             let Some(ws) = self.ws.as_mut() else { continue };
             tokio::select! {
-                frame = ws.next() => {
-                    if let Some(m) = self.on_frame(frame)? {
-                        return Ok(m);
-                    }
-                }
+                frame = ws.next() => self.on_frame(frame)?,
                 () = tokio::time::sleep_until(self.next_ping.into()) => self.heartbeat().await,
                 () = sleep_until_or_never(retry_at) => {
                     for text in self.pending.due(Instant::now()) {
@@ -208,11 +230,12 @@ impl Session {
     fn on_frame(
         &mut self,
         frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-    ) -> Result<Option<Incoming>, Failure> {
+    ) -> Result<(), Failure> {
         match frame {
             Some(Ok(Message::Text(text))) => {
                 self.heard();
-                Ok(self.accept(text))
+                self.accept(text);
+                Ok(())
             }
             Some(Ok(Message::Close(close))) => {
                 let (code, reason) = close
@@ -223,47 +246,135 @@ impl Session {
                     return Err(refused(&self.settings, &reason));
                 }
                 self.lost();
-                Ok(None)
+                Ok(())
             }
             Some(Ok(_)) => {
                 self.heard();
-                Ok(None)
+                Ok(())
             }
             Some(Err(_)) | None => {
                 self.lost();
-                Ok(None)
+                Ok(())
             }
         }
     }
 
     /// Sorts a text frame: replies settle their request (a retryable error schedules a
-    /// re-send instead); stored events already handed up are dropped.
-    fn accept(&mut self, text: String) -> Option<Incoming> {
-        let value: Value = serde_json::from_str(&text).ok()?;
+    /// re-send instead); events of a project with a gap are held; the rest go to `ready`.
+    fn accept(&mut self, text: String) {
+        let Ok(value) = serde_json::from_str::<Value>(&text) else {
+            return;
+        };
         let m = Incoming { value, text };
-        if let Some(id) = m.reply_id() {
-            if m.kind() == "error" && m.value["data"]["details"]["retryable"] == true {
-                if self.pending.contains(id) {
-                    let at = Instant::now() + self.retry.next_delay();
-                    self.pending.retry_at(id, at);
-                }
-                return None;
+        let Some(id) = m.reply_id().map(str::to_string) else {
+            let project = m.value["project_id"].as_str().unwrap_or_default();
+            match self.catching_up.get_mut(project) {
+                Some(c) => c.held.push(m),
+                None => self.deliver(m),
             }
-            self.retry.reset();
-            self.pending.answered(id);
-            return (!id.starts_with(REJOIN)).then_some(m);
+            return;
+        };
+        if m.kind() == "error" && m.value["data"]["details"]["retryable"] == true {
+            if self.pending.contains(&id) {
+                let at = Instant::now() + self.retry.next_delay();
+                self.pending.retry_at(&id, at);
+            }
+            return;
         }
+        self.retry.reset();
+        self.pending.answered(&id);
+        if m.kind() == "project_joined" && m.value["data"]["recovered"] == false {
+            self.gap_in(&m);
+        }
+        if id.starts_with(PAGE) {
+            self.on_page(&m);
+        } else if !id.starts_with(REJOIN) {
+            self.ready.push_back(m);
+        }
+    }
+
+    /// Hands an event up unless it was handed up already.
+    fn deliver(&mut self, m: Incoming) {
         if let (Some(project), Some(seq)) =
             (m.value["project_id"].as_str(), m.value["seq"].as_u64())
         {
             if let Some(last) = self.followed.get_mut(project) {
                 if seq <= *last {
-                    return None;
+                    return;
                 }
                 *last = seq;
             }
         }
-        Some(m)
+        self.ready.push_back(m);
+    }
+
+    /// A join's replay did not reach back to where the caller is: fill the gap from history.
+    fn gap_in(&mut self, joined: &Incoming) {
+        if let Some(project) = joined.value["project_id"].as_str() {
+            if self.followed.contains_key(project) {
+                self.catching_up
+                    .entry(project.to_string())
+                    .or_default()
+                    .page_due = true;
+            }
+        }
+    }
+
+    /// Sends the page requests that are due.
+    async fn ask_for_pages(&mut self) {
+        let due: Vec<String> = self
+            .catching_up
+            .iter_mut()
+            .filter(|(_, c)| c.page_due)
+            .map(|(p, c)| {
+                c.page_due = false;
+                p.clone()
+            })
+            .collect();
+        for project in due {
+            let since = self.followed.get(&project).copied().unwrap_or(0);
+            let query = json!({"since_seq": since, "limit": PAGE_LIMIT});
+            self.send_request(PAGE, "get_messages", Some(&project), query, false)
+                .await;
+        }
+    }
+
+    /// A page of the gap: its records go up in order; the last page releases the held events.
+    fn on_page(&mut self, page: &Incoming) {
+        let project = page.value["project_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if page.kind() == "error" || !self.catching_up.contains_key(&project) {
+            // A page that cannot be read (the project is gone): nothing more to fill it with.
+            self.release(&project);
+            return;
+        }
+        for record in page.value["data"]["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            self.deliver(Incoming {
+                text: record.to_string(),
+                value: record.clone(),
+            });
+        }
+        if page.value["data"]["has_more"] == true {
+            if let Some(c) = self.catching_up.get_mut(&project) {
+                c.page_due = true;
+            }
+        } else {
+            self.release(&project);
+        }
+    }
+
+    fn release(&mut self, project: &str) {
+        if let Some(c) = self.catching_up.remove(project) {
+            for m in c.held {
+                self.deliver(m);
+            }
+        }
     }
 
     fn heard(&mut self) {
