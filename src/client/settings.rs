@@ -46,6 +46,11 @@ impl Settings {
             .map(|v| parse_duration(&v).map_err(Failure::Usage))
             .transpose()?
             .unwrap_or(Duration::from_secs(10));
+        if heartbeat.is_zero() {
+            return Err(Failure::Usage(
+                "AGENTVISOR_HEARTBEAT must be greater than 0".into(),
+            ));
+        }
         Ok(Settings {
             url: opts.url.clone(),
             token: token_from_env()?,
