@@ -83,6 +83,22 @@ async fn prompts(d: &Daemon, project: &str) -> Vec<Value> {
         .await
 }
 
+/// Waits until the project's history holds a `run_finished`; returns it.
+async fn stored_run_finished(d: &Daemon, project: &str) -> Value {
+    let mut c = d.client().await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let records = c
+            .messages(project, json!({"direction": "system", "limit": 1000}))
+            .await;
+        if let Some(f) = records.into_iter().find(|m| m["type"] == "run_finished") {
+            return f;
+        }
+        assert!(std::time::Instant::now() < deadline, "no run finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn project_in(d: &Daemon, name: &str) -> String {
     let mut c = d.client().await;
     c.create_project(&d.project_dir(name)).await
@@ -247,20 +263,7 @@ async fn an_execute_whose_reply_is_lost_runs_once_across_a_daemon_restart() {
     tokio::time::timeout(WAIT, proxy.swallowed()).await.unwrap();
 
     // The run happens while the client cannot hear about it; the daemon dies after it.
-    let mut c = d.client().await;
-    let deadline = std::time::Instant::now() + WAIT;
-    while !c
-        .messages(&project, json!({"direction": "system", "limit": 1000}))
-        .await
-        .iter()
-        .any(|m| m["type"] == "run_finished")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stored_run_finished(&d, &project).await;
     d.kill9();
     d.restart();
     proxy.retarget(d.port);
@@ -515,20 +518,8 @@ async fn ctrl_c_during_run_stops_the_run_and_exits_130() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(130));
-    let mut c = d.client().await;
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let records = c.messages(&project, json!({"direction": "system"})).await;
-        if let Some(f) = records.iter().find(|m| m["type"] == "run_finished") {
-            assert_eq!(f["data"]["status"], "killed", "{f}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run was not stopped"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let f = stored_run_finished(&d, &project).await;
+    assert_eq!(f["data"]["status"], "killed", "{f}");
 }
 
 #[tokio::test]
