@@ -27,7 +27,7 @@ pub struct ReplyTo {
 
 impl ReplyTo {
     /// Where to answer the request `id` of connection `conn`.
-    pub(crate) fn new(conn: u64, recipient: Recipient<Deliver>, id: Option<String>) -> Self {
+    pub fn new(conn: u64, recipient: Recipient<Deliver>, id: Option<String>) -> Self {
         ReplyTo {
             conn,
             answer: Arc::new(AnswerGuard::new(recipient.clone(), id.clone())),
