@@ -190,12 +190,20 @@ async fn a_gap_the_replay_cannot_cover_is_filled_from_history() {
         .env("AGENTVISOR_MAX_BACKLOG_BYTES", "256KiB")
         .start();
     let project = project_in(&d, "gap").await;
-    let mut c = d.client().await;
-    c.join(&project).await;
-    let done = c
-        .run(&project, "mock:lines count=3000 bytes=200 rate=0")
-        .await;
-    let run = done["data"]["run_id"].as_str().unwrap().to_string();
+    // Started detached: no client follows the run while it prints.
+    let out = agentvisor(
+        &direct(&d),
+        &[
+            "run",
+            "--detach",
+            &project,
+            "mock:lines count=3000 bytes=200 rate=0",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = out.stdout.trim().to_string();
+    stored_run_finished(&d, &project).await;
     let mut cmd = cli(&direct(&d));
     cmd.args(["watch", "--json", "--since-seq", "0", &project]);
     let mut watch = cmd.spawn().unwrap();
