@@ -596,3 +596,45 @@ async fn serve_runs_the_daemon_like_no_subcommand() {
     let _ = daemon.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn wss_with_the_daemons_certificate_and_a_sentence_for_an_untrusted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let write_cert = |name: &str| {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let path = dir.path().join(format!("{name}.pem"));
+        std::fs::write(&path, cert.cert.pem()).unwrap();
+        (path, cert)
+    };
+    let (cert_path, cert) = write_cert("daemon");
+    let (other_path, _) = write_cert("other");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let port = free_port();
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_agentvisor"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("AGENTVISOR_PROJECT_ROOTS", dir.path())
+        .env("AGENTVISOR_TLS_CERT", &cert_path)
+        .env("AGENTVISOR_TLS_KEY", &key_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("wss://localhost:{port}/ws");
+    let mut c = cli(&url);
+    c.env("AGENTVISOR_CA_FILE", &cert_path).arg("health");
+    let trusted = run_cli(c).await;
+    let mut c = cli(&url);
+    c.env("AGENTVISOR_CA_FILE", &other_path).arg("health");
+    let untrusted = run_cli(c).await;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(trusted.code, 0, "{}", trusted.stderr);
+    assert_eq!(untrusted.code, 3);
+    assert!(
+        untrusted.stderr.contains("securely"),
+        "{}",
+        untrusted.stderr
+    );
+}

@@ -12,6 +12,7 @@ mod render;
 mod resolve;
 mod session;
 mod settings;
+mod tls;
 
 pub use commands::Command;
 

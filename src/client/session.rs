@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::backoff::Backoff;
 use super::pending::Pending;
@@ -227,10 +227,7 @@ impl Session {
         }
     }
 
-    fn on_frame(
-        &mut self,
-        frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-    ) -> Result<(), Failure> {
+    fn on_frame(&mut self, frame: Option<Result<Message, WsError>>) -> Result<(), Failure> {
         match frame {
             Some(Ok(Message::Text(text))) => {
                 self.heard();
@@ -434,6 +431,13 @@ impl Session {
                     self.state = State::Closed;
                     return Err(refused(&self.settings, &reason));
                 }
+                Err(DialError::Tls(why)) => {
+                    self.state = State::Closed;
+                    return Err(Failure::Unreachable(format!(
+                        "cannot connect to the daemon at {} securely: {why}",
+                        self.settings.url
+                    )));
+                }
                 Err(DialError::Failed) => {}
             }
         }
@@ -452,15 +456,18 @@ impl Session {
                 .map_err(|_| DialError::Refused("the token is not a valid header value".into()))?;
             request.headers_mut().insert("authorization", value);
         }
-        let attempt = tokio_tungstenite::connect_async(request);
+        let tls = self.settings.tls.clone().map(Connector::Rustls);
+        let attempt = tokio_tungstenite::connect_async_tls_with_config(request, None, false, tls);
         match tokio::time::timeout(self.settings.heartbeat * 2, attempt).await {
             Ok(Ok((ws, _))) => Ok(ws),
-            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(r)))
-                if r.status() == 401 || r.status() == 403 =>
-            {
+            Ok(Err(WsError::Http(r))) if r.status() == 401 || r.status() == 403 => {
                 Err(DialError::Refused(format!("HTTP {}", r.status())))
             }
-            _ => Err(DialError::Failed),
+            Ok(Err(e)) => match tls_failure(&e) {
+                Some(why) => Err(DialError::Tls(why)),
+                None => Err(DialError::Failed),
+            },
+            Err(_) => Err(DialError::Failed),
         }
     }
 
@@ -487,8 +494,25 @@ impl Session {
 }
 
 enum DialError {
+    /// Worth another attempt (refused, reset, timed out).
     Failed,
+    /// The daemon refuses us: no use trying again.
     Refused(String),
+    /// TLS failed (an untrusted certificate, a name that does not match): trying again would
+    /// fail the same way.
+    Tls(String),
+}
+
+/// The TLS error behind a failed connection attempt, if that is what it was.
+fn tls_failure(e: &WsError) -> Option<String> {
+    match e {
+        WsError::Tls(t) => Some(t.to_string()),
+        WsError::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .map(ToString::to_string),
+        _ => None,
+    }
 }
 
 fn refused(settings: &Settings, reason: &str) -> Failure {

@@ -2,6 +2,7 @@
 //! from `AGENTVISOR_TOKEN` or `AGENTVISOR_TOKEN_FILE` only (a command-line value would show in
 //! `ps`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -29,6 +30,8 @@ pub struct Settings {
     pub give_up: Duration,
     /// A heartbeat ping this often; two silent intervals mean the connection is dead.
     pub heartbeat: Duration,
+    /// TLS for a `wss://` URL.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Settings {
@@ -56,6 +59,7 @@ impl Settings {
             token: token_from_env()?,
             give_up: opts.give_up.unwrap_or(Duration::from_secs(default)),
             heartbeat,
+            tls: super::tls::for_url(&opts.url)?,
         })
     }
 }
