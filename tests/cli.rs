@@ -219,6 +219,30 @@ async fn a_gap_the_replay_cannot_cover_is_filled_from_history() {
     let _ = watch.kill().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_dies_silently_is_noticed_by_the_heartbeat_and_replaced() {
+    let d = Daemon::start();
+    let project = project_in(&d, "silent").await;
+    let proxy = Proxy::start(d.port).await;
+    let mut cmd = cli(&proxy.url());
+    cmd.env("AGENTVISOR_HEARTBEAT", "300ms")
+        .args(["watch", "--json", &project]);
+    let mut watch = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut c = d.client().await;
+    c.join(&project).await;
+    let first = c.run(&project, "mock:lines count=2 rate=0").await;
+    read_until_finished(&mut lines, first["data"]["run_id"].as_str().unwrap()).await;
+
+    // The path dies without a close or a reset: only the heartbeat can tell.
+    proxy.freeze_open_connections();
+    let second = c.run(&project, "mock:lines count=5 rate=0").await;
+    let run = second["data"]["run_id"].as_str().unwrap().to_string();
+    let seen = read_until_finished(&mut lines, &run).await;
+    assert_eq!(mock_lines(&seen), [1, 2, 3, 4, 5]);
+    let _ = watch.kill().await;
+}
+
 /// Reads the client's JSON lines up to the `run_finished` of `run_id`.
 async fn read_until_finished(
     lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,

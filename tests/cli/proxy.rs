@@ -1,7 +1,8 @@
 //! A TCP proxy between the command-line client and the daemon, for the tests that break the
 //! network on purpose: it can cut every connection after a while, drop the connection at the
-//! moment a given reply passes (so the reply is lost), refuse connections for a time, and point
-//! at a new daemon port after a restart.
+//! moment a given reply passes (so the reply is lost), freeze connections (open, but nothing
+//! passes: a dead network path), refuse connections for a time, and point at a new daemon port
+//! after a restart.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,9 @@ struct Shared {
     /// then holds new connections off.
     swallow: Mutex<Option<(String, bool)>>,
     swallowed: Notify,
+    /// Connections opened so far, and how many of the first ones are frozen.
+    opened: AtomicUsize,
+    frozen_below: AtomicUsize,
 }
 
 pub struct Proxy {
@@ -75,6 +79,13 @@ impl Proxy {
         *self.shared.swallow.lock().unwrap() = Some((needle.to_string(), then_hold));
     }
 
+    /// The connections open now pass nothing any more, either way, but stay open (a network
+    /// path that died without a reset); later connections work.
+    pub fn freeze_open_connections(&self) {
+        let opened = self.shared.opened.load(Ordering::SeqCst);
+        self.shared.frozen_below.store(opened, Ordering::SeqCst);
+    }
+
     /// Waits until a swallow has happened.
     pub async fn swallowed(&self) {
         self.shared.swallowed.notified().await;
@@ -86,29 +97,11 @@ async fn relay(client: TcpStream, s: Arc<Shared>) {
     else {
         return;
     };
-    let (mut ci, mut co) = client.into_split();
-    let (mut ui, mut uo) = upstream.into_split();
-    let up = tokio::io::copy(&mut ci, &mut uo);
-    let down = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut tail = Vec::new();
-        loop {
-            let n = match ui.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            // The chunk with the end of the previous one: a needle split across reads is seen.
-            tail.extend_from_slice(&buf[..n]);
-            if swallow_hit(&s, &tail) {
-                return;
-            }
-            let keep = tail.len().saturating_sub(256);
-            tail.drain(..keep);
-            if co.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-        }
-    };
+    let number = s.opened.fetch_add(1, Ordering::SeqCst);
+    let (ci, co) = client.into_split();
+    let (ui, uo) = upstream.into_split();
+    let up = pump(ci, uo, &s, number, false);
+    let down = pump(ui, co, &s, number, true);
     let ms = s.cut_after_ms.load(Ordering::SeqCst);
     let cut = async {
         if ms == 0 {
@@ -117,9 +110,42 @@ async fn relay(client: TcpStream, s: Arc<Shared>) {
         tokio::time::sleep(Duration::from_millis(ms as u64)).await;
     };
     tokio::select! {
-        _ = up => {}
+        () = up => {}
         () = down => {}
         () = cut => { s.cuts.fetch_add(1, Ordering::SeqCst); }
+    }
+}
+
+/// Copies one direction until either side closes. Frozen, it reads and drops. Downstream
+/// (`from_daemon`), it watches for the swallow needle, also across chunk boundaries.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    s: &Shared,
+    number: usize,
+    from_daemon: bool,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut tail = Vec::new();
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if number < s.frozen_below.load(Ordering::SeqCst) {
+            continue;
+        }
+        if from_daemon {
+            tail.extend_from_slice(&buf[..n]);
+            if swallow_hit(s, &tail) {
+                return;
+            }
+            let keep = tail.len().saturating_sub(256);
+            tail.drain(..keep);
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
 
