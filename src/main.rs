@@ -49,6 +49,7 @@ enum Command {
 }
 
 fn main() {
+    client::run_if_asked();
     let args = match Cli::parse() {
         Cli {
             command: Some(Command::Client(c)),

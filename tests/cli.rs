@@ -615,7 +615,10 @@ async fn serve_runs_the_daemon_like_no_subcommand() {
         .spawn()
         .unwrap();
     let url = format!("ws://127.0.0.1:{port}/ws");
-    let out = agentvisor(&url, &["health"]).await;
+    let mut c = cli(&url);
+    // A daemon setting the client does not read cannot break it.
+    c.env("AGENTVISOR_LISTEN", "not an address").arg("health");
+    let out = run_cli(c).await;
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -14,7 +14,27 @@ mod session;
 mod settings;
 mod tls;
 
+use clap::{CommandFactory, Parser};
+
 pub use commands::Command;
+
+/// A client command line, parsed without the daemon's flags: a daemon setting in the
+/// environment (`AGENTVISOR_LISTEN`, …) is none of the client's business and must not break it.
+#[derive(Parser)]
+#[command(name = "agentvisor", version)]
+struct ClientCli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Runs the client, and exits with its code, when the first argument names a client command.
+pub fn run_if_asked() {
+    let first = std::env::args().nth(1);
+    let commands = ClientCli::command();
+    if first.is_some_and(|a| commands.get_subcommands().any(|c| c.get_name() == a)) {
+        std::process::exit(main(ClientCli::parse().command));
+    }
+}
 
 /// Why a command did not succeed; each maps to an exit code.
 #[derive(Debug)]
