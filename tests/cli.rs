@@ -150,8 +150,7 @@ async fn watch_rides_through_a_daemon_killed_with_9_and_shows_the_next_run_in_fu
     let proxy = Proxy::start(d.port).await;
     let mut cmd = cli(&proxy.url());
     cmd.args(["watch", "--json", &project]);
-    let mut watch = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let (mut watch, mut lines) = spawn_lines(cmd);
 
     let mut c = d.client().await;
     c.join(&project).await;
@@ -206,8 +205,7 @@ async fn a_gap_the_replay_cannot_cover_is_filled_from_history() {
     stored_run_finished(&d, &project).await;
     let mut cmd = cli(&direct(&d));
     cmd.args(["watch", "--json", "--since-seq", "0", &project]);
-    let mut watch = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let (mut watch, mut lines) = spawn_lines(cmd);
     let seen = read_until_finished(&mut lines, &run).await;
     assert_eq!(mock_lines(&seen), (1..=3000).collect::<Vec<_>>());
     let seqs: Vec<u64> = seen.iter().filter_map(|e| e["seq"].as_u64()).collect();
@@ -227,8 +225,7 @@ async fn a_connection_that_dies_silently_is_noticed_by_the_heartbeat_and_replace
     let mut cmd = cli(&proxy.url());
     cmd.env("AGENTVISOR_HEARTBEAT", "300ms")
         .args(["watch", "--json", &project]);
-    let mut watch = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let (mut watch, mut lines) = spawn_lines(cmd);
     let mut c = d.client().await;
     c.join(&project).await;
     let first = c.run(&project, "mock:lines count=2 rate=0").await;
@@ -243,11 +240,18 @@ async fn a_connection_that_dies_silently_is_noticed_by_the_heartbeat_and_replace
     let _ = watch.kill().await;
 }
 
+/// The standard output of a client running in the background, line by line.
+type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// Starts the client in the background.
+fn spawn_lines(mut cmd: Command) -> (tokio::process::Child, Lines) {
+    let mut child = cmd.spawn().expect("start the client");
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
 /// Reads the client's JSON lines up to the `run_finished` of `run_id`.
-async fn read_until_finished(
-    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    run_id: &str,
-) -> Vec<Value> {
+async fn read_until_finished(lines: &mut Lines, run_id: &str) -> Vec<Value> {
     let mut seen = Vec::new();
     loop {
         let line = tokio::time::timeout(Duration::from_secs(40), lines.next_line())
@@ -532,8 +536,7 @@ async fn ctrl_c_during_run_stops_the_run_and_exits_130() {
     let project = project_in(&d, "interrupted").await;
     let mut cmd = cli(&direct(&d));
     cmd.args(["run", "--json", &project, "mock:slow interval_ms=300"]);
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = spawn_lines(cmd);
     loop {
         let line = tokio::time::timeout(WAIT, lines.next_line())
             .await
