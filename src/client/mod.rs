@@ -7,6 +7,8 @@
 
 mod backoff;
 mod commands;
+mod dial;
+mod gaps;
 mod pending;
 mod render;
 mod resolve;

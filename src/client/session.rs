@@ -7,28 +7,24 @@
 //! reconnect it joins each followed project again from the last seq it handed to its caller and
 //! sends every unanswered request again (see [`Pending`]), so the caller sees each event once,
 //! in order, and gets one reply per request. When the daemon's replay on join does not reach
-//! back far enough (`recovered: false`: the client was away for a long, busy time), the session
-//! holds the project's live events back, pages the gap with `get_messages`, and then lets the
-//! held events follow. It gives up only when the daemon has been
-//! unreachable for the configured time, or refuses the token.
+//! back far enough, the gap is filled from history first (see [`Gaps`]). It gives up only when
+//! the daemon has been unreachable for the configured time, or refuses the token or its TLS
+//! cannot be trusted (see [`dial`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::backoff::Backoff;
+use super::dial::{dial, refused, DialError, Ws};
+use super::gaps::{Gaps, PAGE_LIMIT};
 use super::pending::Pending;
 use super::settings::Settings;
 use super::Failure;
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Where the connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,18 +56,6 @@ impl Incoming {
 const REJOIN: &str = "rejoin-";
 /// Ids of the history pages it reads to fill a gap the replay left.
 const PAGE: &str = "page-";
-/// Records per gap page: small enough that a page of long lines stays far below the daemon's
-/// bound on a connection's unsent bytes.
-const PAGE_LIMIT: u64 = 200;
-
-/// A followed project whose replay left a gap, being filled from history.
-#[derive(Default)]
-struct CatchUp {
-    /// Events that came while the gap was open, delivered after it.
-    held: Vec<Incoming>,
-    /// The next page should be asked for.
-    page_due: bool,
-}
 
 pub struct Session {
     settings: Settings,
@@ -88,7 +72,7 @@ pub struct Session {
     backlog: VecDeque<Incoming>,
     /// Messages sorted and ready to hand up, oldest first.
     ready: VecDeque<Incoming>,
-    catching_up: BTreeMap<String, CatchUp>,
+    gaps: Gaps,
     last_heard: Instant,
     next_ping: Instant,
 }
@@ -109,7 +93,7 @@ impl Session {
             next_id: 0,
             backlog: VecDeque::new(),
             ready: VecDeque::new(),
-            catching_up: BTreeMap::new(),
+            gaps: Gaps::default(),
             last_heard: now,
         };
         s.connect().await?;
@@ -264,10 +248,8 @@ impl Session {
         };
         let m = Incoming { value, text };
         let Some(id) = m.reply_id().map(str::to_string) else {
-            let project = m.value["project_id"].as_str().unwrap_or_default();
-            match self.catching_up.get_mut(project) {
-                Some(c) => c.held.push(m),
-                None => self.deliver(m),
+            if let Some(m) = self.gaps.hold(m) {
+                self.deliver(m);
             }
             return;
         };
@@ -280,11 +262,17 @@ impl Session {
         }
         self.retry.reset();
         self.pending.answered(&id);
-        if m.kind() == "project_joined" && m.value["data"]["recovered"] == false {
-            self.gap_in(&m);
+        let project = m.value["project_id"].as_str().unwrap_or_default();
+        if m.kind() == "project_joined"
+            && m.value["data"]["recovered"] == false
+            && self.followed.contains_key(project)
+        {
+            self.gaps.open(project);
         }
         if id.starts_with(PAGE) {
-            self.on_page(&m);
+            for m in self.gaps.page(&m) {
+                self.deliver(m);
+            }
         } else if !id.starts_with(REJOIN) {
             self.ready.push_back(m);
         }
@@ -305,72 +293,13 @@ impl Session {
         self.ready.push_back(m);
     }
 
-    /// A join's replay did not reach back to where the caller is: fill the gap from history.
-    fn gap_in(&mut self, joined: &Incoming) {
-        if let Some(project) = joined.value["project_id"].as_str() {
-            if self.followed.contains_key(project) {
-                self.catching_up
-                    .entry(project.to_string())
-                    .or_default()
-                    .page_due = true;
-            }
-        }
-    }
-
     /// Sends the page requests that are due.
     async fn ask_for_pages(&mut self) {
-        let due: Vec<String> = self
-            .catching_up
-            .iter_mut()
-            .filter(|(_, c)| c.page_due)
-            .map(|(p, c)| {
-                c.page_due = false;
-                p.clone()
-            })
-            .collect();
-        for project in due {
+        for project in self.gaps.due() {
             let since = self.followed.get(&project).copied().unwrap_or(0);
             let query = json!({"since_seq": since, "limit": PAGE_LIMIT});
             self.send_request(PAGE, "get_messages", Some(&project), query, false)
                 .await;
-        }
-    }
-
-    /// A page of the gap: its records go up in order; the last page releases the held events.
-    fn on_page(&mut self, page: &Incoming) {
-        let project = page.value["project_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if page.kind() == "error" || !self.catching_up.contains_key(&project) {
-            // A page that cannot be read (the project is gone): nothing more to fill it with.
-            self.release(&project);
-            return;
-        }
-        for record in page.value["data"]["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            self.deliver(Incoming {
-                text: record.to_string(),
-                value: record.clone(),
-            });
-        }
-        if page.value["data"]["has_more"] == true {
-            if let Some(c) = self.catching_up.get_mut(&project) {
-                c.page_due = true;
-            }
-        } else {
-            self.release(&project);
-        }
-    }
-
-    fn release(&mut self, project: &str) {
-        if let Some(c) = self.catching_up.remove(project) {
-            for m in c.held {
-                self.deliver(m);
-            }
         }
     }
 
@@ -418,7 +347,7 @@ impl Session {
                 tokio::time::sleep(delay).await;
             }
             first = false;
-            match self.dial().await {
+            match dial(&self.settings).await {
                 Ok(ws) => {
                     self.ws = Some(ws);
                     self.state = State::Open;
@@ -443,34 +372,6 @@ impl Session {
         }
     }
 
-    async fn dial(&self) -> Result<Ws, DialError> {
-        let mut request = self
-            .settings
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|_| DialError::Failed)?;
-        if let Some(token) = &self.settings.token {
-            let value = format!("Bearer {token}")
-                .parse()
-                .map_err(|_| DialError::Refused("the token is not a valid header value".into()))?;
-            request.headers_mut().insert("authorization", value);
-        }
-        let tls = self.settings.tls.clone().map(Connector::Rustls);
-        let attempt = tokio_tungstenite::connect_async_tls_with_config(request, None, false, tls);
-        match tokio::time::timeout(self.settings.heartbeat * 2, attempt).await {
-            Ok(Ok((ws, _))) => Ok(ws),
-            Ok(Err(WsError::Http(r))) if r.status() == 401 || r.status() == 403 => {
-                Err(DialError::Refused(format!("HTTP {}", r.status())))
-            }
-            Ok(Err(e)) => match tls_failure(&e) {
-                Some(why) => Err(DialError::Tls(why)),
-                None => Err(DialError::Failed),
-            },
-            Err(_) => Err(DialError::Failed),
-        }
-    }
-
     /// After a (re)connect: join the followed projects from where the caller is, then send
     /// every unanswered request again.
     async fn restore(&mut self) {
@@ -491,41 +392,6 @@ impl Session {
             self.transmit(text).await;
         }
     }
-}
-
-enum DialError {
-    /// Worth another attempt (refused, reset, timed out).
-    Failed,
-    /// The daemon refuses us: no use trying again.
-    Refused(String),
-    /// TLS failed (an untrusted certificate, a name that does not match): trying again would
-    /// fail the same way.
-    Tls(String),
-}
-
-/// The TLS error behind a failed connection attempt, if that is what it was.
-fn tls_failure(e: &WsError) -> Option<String> {
-    match e {
-        WsError::Tls(t) => Some(t.to_string()),
-        WsError::Io(io) => io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .map(ToString::to_string),
-        _ => None,
-    }
-}
-
-fn refused(settings: &Settings, reason: &str) -> Failure {
-    let hint = if settings.token.is_some() {
-        "check AGENTVISOR_TOKEN or AGENTVISOR_TOKEN_FILE"
-    } else {
-        "it needs a token: set AGENTVISOR_TOKEN or AGENTVISOR_TOKEN_FILE"
-    };
-    let reason = if reason.is_empty() { "policy" } else { reason };
-    Failure::Refused(format!(
-        "the daemon at {} refused the connection ({reason}); {hint}",
-        settings.url
-    ))
 }
 
 fn reply_or_failure(v: Value) -> Result<Value, Failure> {
