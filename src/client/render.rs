@@ -64,6 +64,15 @@ impl Render {
             "run_finished" => out(&self.finished(d)),
             "session_reset" => out(&self.style(DIM, "(the agent session was reset)")),
             "project_deleted" => out(&self.style(RED, "the project was deleted")),
+            // An error as an event (history could not be written): worth knowing, not output.
+            "error" => {
+                let why = clean(d["error"].as_str().unwrap_or_default());
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{}",
+                    self.style(RED, &format!("daemon: {why}"))
+                );
+            }
             _ => {}
         }
     }
