@@ -13,6 +13,7 @@ use crate::capability::Capabilities;
 use crate::config::EngineConfig;
 use crate::connection::ConnectionLimiter;
 use crate::directory::Directory;
+use crate::idempotency::IdempotencyStore;
 
 /// Where the daemon is in its life, as `/ready` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct Engine {
     /// The latest health sample, as JSON, published by the health actor so that a health call
     /// never waits on anything.
     pub health: RwLock<serde_json::Value>,
+    /// Stored replies of requests with an `idempotency_key`.
+    pub idempotency: Arc<IdempotencyStore>,
 }
 
 impl Engine {
@@ -59,13 +62,14 @@ impl Engine {
             auth_throttle: AuthThrottle::default(),
             breakers: Breakers::new(config.breaker),
             capabilities: Capabilities::default(),
-            config,
             directory: Directory::default(),
             stats: Stats::default(),
             run_slots: Arc::new(Semaphore::new(slots)),
             started: Instant::now(),
             lifecycle: AtomicU8::new(Lifecycle::Starting as u8),
             health: RwLock::new(serde_json::json!({"status": "starting"})),
+            idempotency: Arc::new(IdempotencyStore::open(&config.data_dir)),
+            config,
         })
     }
 
