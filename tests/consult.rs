@@ -317,3 +317,57 @@ async fn a_lead_consults_with_its_run_capability_and_nothing_else() {
     let mut late = d.client_with(&[("authorization", &bearer)]).await;
     assert_eq!(late.closed(WAIT).await, Closed::Code(1008));
 }
+
+/// The lead agent consults as a shell command, `agentvisor consult . --to codex --kind design
+/// --json "…"`, with its run's capability, and reads the structured result; the same command
+/// for another project is refused.
+#[tokio::test]
+async fn a_mock_lead_runs_agentvisor_consult() {
+    const TOKEN: &str = "a-long-enough-test-token-0123456789";
+    let d = Daemon::builder()
+        .env("AGENTVISOR_TOKEN", TOKEN)
+        .env("MOCK_AGENT_AGENTVISOR", env!("CARGO_BIN_EXE_agentvisor"))
+        .start();
+    let auth = format!("Bearer {TOKEN}");
+    let mut op = d.client_with(&[("authorization", &auth)]).await;
+    let lead = op.create_project(&d.project_dir("lead")).await;
+    let other = op.create_project(&d.project_dir("other")).await;
+    op.join(&lead).await;
+
+    async fn consulted(op: &mut Client, project: &str, prompt: &str) -> Value {
+        let run = op.execute(project, prompt).await;
+        let report = op
+            .recv_where(|m| {
+                m["data"]["run_id"] == run.as_str()
+                    && m["data"]["message"]["type"] == "mock_consult"
+            })
+            .await;
+        op.finished(&run).await;
+        report["data"]["message"].clone()
+    }
+
+    let report = consulted(&mut op, &lead, "mock:lead_consult").await;
+    assert_eq!(report["exit"], 0, "{report}");
+    let result: Value = serde_json::from_str(report["stdout"].as_str().unwrap().trim())
+        .unwrap_or_else(|e| panic!("{e}: {report}"));
+    assert_eq!(result["status"], "complete", "{result}");
+    assert_eq!(
+        (&result["to"], &result["kind"]),
+        (&json!("codex"), &json!("design"))
+    );
+    assert!(result["sections"]["RECOMMENDATION"].is_string(), "{result}");
+
+    // Even with the daemon's own token in the agent's environment, the command uses the run's
+    // capability, which another project refuses.
+    let report = consulted(
+        &mut op,
+        &lead,
+        &format!("mock:lead_consult project={other}"),
+    )
+    .await;
+    assert_eq!(report["exit"], 1, "{report}");
+    assert!(
+        report["stderr"].as_str().unwrap().contains("UNAUTHORIZED"),
+        "{report}"
+    );
+}

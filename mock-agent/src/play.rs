@@ -48,6 +48,7 @@ pub fn play(s: &mut Session, selection: &Selection, prompt: &str) -> Result<i32,
         Scenario::Escape => escape(s, p),
         Scenario::Echo => echo(s, &p.text),
         Scenario::Consult => consult(s, prompt, p.answer),
+        Scenario::LeadConsult => lead_consult(s, p),
         Scenario::Lead => {
             let init = s.init_line();
             s.emit(&init);
@@ -125,6 +126,34 @@ fn echo(s: &mut Session, text: &str) -> Result<i32, Failure> {
     // A raw line is one line: the text's own line breaks would split it.
     s.emit(&text.replace('\n', " "));
     output::stderr_line(text);
+    let result = s.success_result();
+    s.emit(&result);
+    Ok(0)
+}
+
+/// Runs `agentvisor consult` as a lead agent would, as a shell command, and reports it.
+fn lead_consult(s: &mut Session, p: &crate::scenario::Params) -> Result<i32, Failure> {
+    let init = s.init_line();
+    s.emit(&init);
+    let bin = env::var_os("MOCK_AGENT_AGENTVISOR")
+        .ok_or_else(|| Failure::new(2, "mock-agent: lead_consult needs MOCK_AGENT_AGENTVISOR"))?;
+    let question = if p.text.is_empty() {
+        "Is the plan sound?"
+    } else {
+        &p.text
+    };
+    let out = std::process::Command::new(bin)
+        .args(["consult", p.project.as_deref().unwrap_or(".")])
+        .args(["--to", "codex", "--kind", "design", "--json", question])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Failure::new(1, format!("mock-agent: cannot run agentvisor: {e}")))?;
+    let report = events::consult_report(
+        out.status.code(),
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    );
+    s.emit(&report);
     let result = s.success_result();
     s.emit(&result);
     Ok(0)

@@ -50,6 +50,10 @@ pub enum Scenario {
     /// `AGENTVISOR_PROJECT_ID`, `AGENTVISOR_CONSULT_TOKEN`), then wait for a signal: a lead
     /// whose run lives while a test consults with its capability.
     Lead,
+    /// A lead that consults by itself: runs `$MOCK_AGENT_AGENTVISOR consult <project> --to codex
+    /// --kind design --json <text>` with its run's capability (`project=`, default `.`: its own),
+    /// and reports the command's exit code and output.
+    LeadConsult,
 }
 
 /// Scenario names as written after `mock:`.
@@ -70,6 +74,7 @@ pub const NAMES: &[(&str, Scenario)] = &[
     ("echo", Scenario::Echo),
     ("consult", Scenario::Consult),
     ("lead", Scenario::Lead),
+    ("lead_consult", Scenario::LeadConsult),
 ];
 
 impl Scenario {
@@ -124,6 +129,8 @@ pub struct Params {
     pub text: String,
     /// `answer=…`: how `consult` answers a first request.
     pub answer: Answer,
+    /// `project=…`: the project `lead_consult` consults on.
+    pub project: Option<String>,
 }
 
 impl Default for Params {
@@ -140,6 +147,7 @@ impl Default for Params {
             then: Then::Hang,
             text: String::new(),
             answer: Answer::default(),
+            project: None,
         }
     }
 }
@@ -217,6 +225,7 @@ fn parse_params<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Params, Fai
                     _ => return Err(bad("expected hang or exit")),
                 }
             }
+            "project" => p.project = Some(value.to_string()),
             "answer" => {
                 p.answer = Answer::named(value).ok_or_else(|| {
                     bad("expected complete, nomarker, incomplete, unrelated or slow")
@@ -225,7 +234,7 @@ fn parse_params<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Params, Fai
             "text" => p.text = percent_decode(value).ok_or_else(|| bad("expected percent-encoded UTF-8"))?,
             _ => {
                 return Err(bad(
-                    "unknown key (known: exit, delay_ms, interval_ms, count, bytes, rate, ignore_sigint, ignore_sigterm, then, text, answer)",
+                    "unknown key (known: exit, delay_ms, interval_ms, count, bytes, rate, ignore_sigint, ignore_sigterm, then, text, answer, project)",
                 ))
             }
         }

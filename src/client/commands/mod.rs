@@ -1,6 +1,7 @@
 //! The client's subcommands: one file for each that follows events (`run`, `watch`,
-//! `history`), and the one-request commands here.
+//! `history`, `consult`), and the one-request commands here.
 
+mod consult;
 mod history;
 mod run;
 mod watch;
@@ -50,6 +51,8 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Print a page of a project's history.
     History(history::HistoryArgs),
+    /// Ask the other agent for a read-only second opinion and print its structured answer.
+    Consult(consult::ConsultArgs),
     /// Stop the project's active run.
     Kill {
         project: String,
@@ -84,6 +87,7 @@ pub async fn run(command: Command) -> Result<i32, Failure> {
         Command::Run(a) => run::run(a).await,
         Command::Watch(a) => watch::watch(a).await,
         Command::History(a) => history::history(a).await,
+        Command::Consult(a) => consult::consult(a).await,
         Command::Projects { json, conn } => projects(&conn, json).await,
         Command::Create {
             path,
