@@ -371,3 +371,52 @@ async fn a_mock_lead_runs_agentvisor_consult() {
         "{report}"
     );
 }
+
+/// What a person sees: `agentvisor consult` prints the status, the issues by severity and the
+/// sections; `agentvisor history` shows the consult among the project's events.
+#[tokio::test]
+async fn the_command_line_shows_a_consult() {
+    let s = setup("codex").await;
+    let client = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentvisor"))
+            .args(args)
+            .env("AGENTVISOR_URL", format!("ws://127.0.0.1:{}/ws", s.d.port))
+            .env_remove("AGENTVISOR_TOKEN")
+            .env_remove("AGENTVISOR_CONSULT_TOKEN")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.code(),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = client(&[
+        "consult", "app", "--to", "claude", "--kind", "review", "Review", "the", "parser", "change",
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.starts_with("✓ complete · claude answered the review consult · 1 attempt(s)"),
+        "{out}"
+    );
+    let critical = out
+        .find("  [Critical] the lock is never released on error")
+        .expect(&out);
+    let minor = out.find("  [Minor] a typo in a comment").expect(&out);
+    assert!(critical < minor, "{out}");
+    assert!(out.contains("STRENGTHS\nmock strengths text"), "{out}");
+
+    let (code, out, err) = client(&["history", "app"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("? consult claude (review): Review the parser change"),
+        "{out}"
+    );
+    assert!(
+        out.contains("✓ complete · claude answered the review consult"),
+        "{out}"
+    );
+}

@@ -9,7 +9,7 @@
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::client::render::{clean, Render};
+use crate::client::render::Render;
 use crate::client::session::Session;
 use crate::client::settings::{ConnectOpts, Settings};
 use crate::client::{resolve, Failure};
@@ -87,36 +87,11 @@ pub async fn consult(args: ConsultArgs) -> Result<i32, Failure> {
         }
     };
     s.close().await;
-    show(&Render::new(args.json), &result, args.json);
+    let render = Render::new(args.json);
+    if args.json {
+        render.line(&result.to_string());
+    } else {
+        render.consult_result(&result);
+    }
     Ok(i32::from(result["status"] != "complete"))
-}
-
-/// The result for people: status, the review's issues by severity, then each section.
-fn show(render: &Render, d: &Value, json: bool) {
-    if json {
-        render.line(&d.to_string());
-        return;
-    }
-    let text = |v: &Value| clean(v.as_str().unwrap_or_default());
-    render.line(&format!(
-        "{} · {} answered the {} consult · {} attempt(s) · consult {}",
-        text(&d["status"]),
-        text(&d["to"]),
-        text(&d["kind"]),
-        d["attempts"],
-        text(&d["consult_id"])
-    ));
-    if let Some(e) = d["error"].as_str() {
-        render.line(&clean(e));
-    }
-    let issues = d["issues"].as_array().cloned().unwrap_or_default();
-    for severity in ["Critical", "Important", "Minor"] {
-        for i in issues.iter().filter(|i| i["severity"] == severity) {
-            render.line(&format!("  [{severity}] {}", text(&i["text"])));
-        }
-    }
-    for (name, body) in d["sections"].as_object().into_iter().flatten() {
-        render.line(&format!("\n{}", clean(name)));
-        render.line(&text(body));
-    }
 }
