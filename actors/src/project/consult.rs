@@ -352,7 +352,10 @@ async fn consult_attempts(
     );
     let mut prompt = exchange.first_prompt();
     let mut after = None;
-    for number in 1.. {
+    // The exchange bounds the attempts: it answers `Done` at the last one.
+    let mut number = 0;
+    loop {
+        number += 1;
         project.do_send(ConsultUpdate::Attempt {
             consult_id: job.consult_id.clone(),
             attempt: number,
@@ -408,7 +411,6 @@ async fn consult_attempts(
             }
         }
     }
-    unreachable!("the exchange bounds its attempts")
 }
 
 /// Resolves once the daemon has begun to shut down: a consult must not hold shutdown up.
