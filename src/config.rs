@@ -27,6 +27,10 @@ pub struct Args {
     /// Codex executable (a path, or a name looked up on PATH).
     #[arg(long, env = "AGENTVISOR_CODEX_BIN", default_value = "codex")]
     pub codex_bin: String,
+    /// Comma-separated extra variables an agent may see (`NAME`, or `PREFIX*`); no
+    /// `AGENTVISOR_*` variable ever passes (see docs/security.md).
+    #[arg(long, env = "AGENTVISOR_AGENT_ENV", default_value = "")]
+    pub agent_env: String,
     /// Most projects the server keeps.
     #[arg(long, env = "AGENTVISOR_MAX_PROJECTS", default_value_t = 100)]
     pub max_projects: usize,
@@ -274,6 +278,13 @@ impl Args {
                 project_roots: roots,
                 claude_bin: self.claude_bin,
                 codex_bin: self.codex_bin,
+                agent_env: self
+                    .agent_env
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(String::from)
+                    .collect(),
                 max_projects: self.max_projects,
                 max_connections: self.max_connections,
                 max_connections_per_ip: self

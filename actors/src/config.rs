@@ -34,6 +34,8 @@ pub struct EngineConfig {
     pub project_roots: Vec<PathBuf>,
     pub claude_bin: String,
     pub codex_bin: String,
+    /// Variable names (a trailing `*` makes a prefix) an agent gets besides the built-in list.
+    pub agent_env: Vec<String>,
     pub max_projects: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
@@ -70,6 +72,7 @@ impl EngineConfig {
             project_roots: vec![root],
             claude_bin: "claude".into(),
             codex_bin: "codex".into(),
+            agent_env: Vec::new(),
             max_projects: 100,
             max_connections: 100,
             max_connections_per_ip: 100,

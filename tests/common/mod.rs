@@ -67,6 +67,7 @@ pub fn daemon_command(port: u16, data_dir: &Path, root: &Path, log: &Path) -> Co
         .env("AGENTVISOR_PROJECT_ROOTS", root)
         .env("AGENTVISOR_CLAUDE_BIN", mock_agent())
         .env("AGENTVISOR_CODEX_BIN", mock_agent())
+        .env("AGENTVISOR_AGENT_ENV", "MOCK_AGENT_*")
         .env("AGENTVISOR_STATS_INTERVAL", "0")
         .env("AGENTVISOR_LOG_LEVEL", "debug")
         .stdin(Stdio::null())

@@ -10,7 +10,6 @@
 //! pid tokio manages is registered in [`MANAGED`] and the orphan reaper leaves it alone.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,18 +35,16 @@ pub fn become_subreaper() -> std::io::Result<()> {
     }
 }
 
-/// Starts an agent: own process group, stdin closed, stdout and stderr piped, marked with the
-/// run id, and killed by the kernel if the daemon dies.
-pub fn spawn_agent(
-    program: &Path,
-    args: &[String],
-    cwd: &Path,
-    run_id: &str,
-) -> std::io::Result<tokio::process::Child> {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env(RUN_ID_ENV, run_id)
+/// Starts an agent: own process group, stdin closed, stdout and stderr piped, exactly the
+/// environment of its spec (which carries the run id), and killed by the kernel if the daemon
+/// dies.
+pub fn spawn_agent(spec: &super::RunSpec) -> std::io::Result<tokio::process::Child> {
+    let run_id = &spec.run_id;
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

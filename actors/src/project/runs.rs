@@ -239,6 +239,7 @@ impl ProjectActor {
             program,
             args,
             cwd: self.meta.path.clone(),
+            env: crate::executor::environment::for_run(&run_id, &self.engine.config.agent_env),
             timeout: self.engine.config.run_timeout,
             grace: self.engine.config.kill_grace,
         };
