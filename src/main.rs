@@ -22,6 +22,14 @@ const EXIT_CONFIG: i32 = 2;
 const EXIT_START: i32 = 1;
 
 fn main() {
+    // First of all: from here on SIGTERM and SIGINT stop the daemon cleanly, whenever they come.
+    let signals = match shutdown::StopSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("agentvisor: cannot install signal handlers: {e}");
+            std::process::exit(EXIT_START);
+        }
+    };
     readiness::claim_pm2_channel();
     let config = match config::Args::parse().validate() {
         Ok(c) => c,
@@ -60,7 +68,7 @@ fn main() {
     if let Err(e) = set_nodelay(&listener) {
         log::warn!("could not set TCP_NODELAY: {e}");
     }
-    let code = actix_rt::System::new().block_on(run(config, listener));
+    let code = actix_rt::System::new().block_on(run(config, listener, signals));
     std::process::exit(code);
 }
 
@@ -105,7 +113,11 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
     Ok(file)
 }
 
-async fn run(config: config::Config, listener: std::net::TcpListener) -> i32 {
+async fn run(
+    config: config::Config,
+    listener: std::net::TcpListener,
+    mut signals: shutdown::StopSignals,
+) -> i32 {
     let tls_on = config.tls.is_some();
     let engine = Engine::new(config.engine);
     let supervisor = Supervisor::boot(engine.clone());
@@ -136,12 +148,31 @@ async fn run(config: config::Config, listener: std::net::TcpListener) -> i32 {
     };
     let handle = server.handle();
     actix_rt::spawn(server);
+    // Recovery runs to its end even when a signal came meanwhile: stopping halfway through
+    // could leave a run neither closed nor running.
     wait_until_ready(&engine).await;
+    let signal = match signals.received() {
+        Some(signal) => {
+            log::info!("received {signal} while starting: shutting down without reporting ready");
+            signal
+        }
+        None => {
+            announce_ready(&engine, &config.listen, tls_on);
+            signals.wait().await
+        }
+    };
+    log::info!("received {signal}: shutting down gracefully");
+    readiness::sd_notify("STOPPING=1");
+    shutdown::graceful(&engine, &handle, config.shutdown_timeout).await
+}
+
+/// Logs the address and tells systemd and PM2 that the daemon serves.
+fn announce_ready(engine: &Engine, listen: &std::net::SocketAddr, tls_on: bool) {
     log::info!(
         "agentvisor {} listening on {}://{} (data in {})",
         env!("CARGO_PKG_VERSION"),
         if tls_on { "https" } else { "http" },
-        config.listen,
+        listen,
         engine.config.data_dir.display()
     );
     readiness::sd_notify("READY=1");
@@ -154,10 +185,6 @@ async fn run(config: config::Config, listener: std::net::TcpListener) -> i32 {
             }
         });
     }
-    let signal = shutdown::wait_for_signal().await;
-    log::info!("received {signal}: shutting down gracefully");
-    readiness::sd_notify("STOPPING=1");
-    shutdown::graceful(&engine, &handle, config.shutdown_timeout).await
 }
 
 async fn wait_until_ready(engine: &Arc<Engine>) {

@@ -12,22 +12,53 @@ use agentvisor_actors::executor::process;
 use agentvisor_actors::project::Shutdown;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-/// Waits for SIGTERM or SIGINT and returns its name.
-pub async fn wait_for_signal() -> &'static str {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot install signal handlers: {e}");
-            return std::future::pending().await;
+/// SIGTERM and SIGINT, caught from the first instant of the process.
+///
+/// Installed at the top of `main`, before the data directory is locked, the port bound or
+/// readiness reported: until a handler exists, either signal kills the process by its default
+/// action (no drain, no close frame, no flush), and a process manager may send one at any moment
+/// after it starts the daemon. A signal that arrives while the daemon is still starting is kept
+/// and acted on as soon as the start has finished.
+pub struct StopSignals {
+    rx: tokio::sync::watch::Receiver<Option<&'static str>>,
+}
+
+impl StopSignals {
+    /// Installs the handlers; the signals are read on a thread of their own.
+    pub fn install() -> std::io::Result<Self> {
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                    // Only the first one counts: a second signal during the drain changes nothing.
+                    tx.send_if_modified(|first| {
+                        let is_first = first.is_none();
+                        if is_first {
+                            *first = Some(name);
+                        }
+                        is_first
+                    });
+                }
+            })?;
+        Ok(StopSignals { rx })
+    }
+
+    /// The first signal received so far, if any.
+    pub fn received(&self) -> Option<&'static str> {
+        *self.rx.borrow()
+    }
+
+    /// Waits for the first signal (returns at once when one has already come).
+    pub async fn wait(&mut self) -> &'static str {
+        match self.rx.wait_for(Option::is_some).await {
+            Ok(name) => name.unwrap_or("a signal"),
+            // The signal thread never ends while the process runs; if it did, wait forever.
+            Err(_) => std::future::pending().await,
         }
-    };
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let _ = tx.send(if sig == SIGINT { "SIGINT" } else { "SIGTERM" });
-        }
-    });
-    rx.await.unwrap_or("a signal")
+    }
 }
 
 /// Runs the shutdown and returns the exit code: 0 when everything was stopped and flushed in

@@ -10,7 +10,7 @@ mod common;
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -80,29 +80,6 @@ async fn kill_run(c: &mut Client, project: &str, run: &str) {
 }
 
 // --- systemd ---------------------------------------------------------------------------------
-
-/// A socket standing in for systemd's notify socket (read with a time limit of [`WAIT`]), and a
-/// daemon builder that notifies it. The socket's directory lives as long as the `TempDir`.
-fn under_systemd() -> (tempfile::TempDir, UnixDatagram, DaemonBuilder) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(WAIT)).unwrap();
-    let builder = Daemon::builder().env("NOTIFY_SOCKET", path.to_str().unwrap());
-    (dir, sock, builder)
-}
-
-/// Reads the next datagram on the notify socket.
-fn notification(sock: &UnixDatagram) -> String {
-    try_notification(sock).expect("no sd_notify message within the time limit")
-}
-
-/// The next datagram on the notify socket, or `None` when none came within its read timeout.
-fn try_notification(sock: &UnixDatagram) -> Option<String> {
-    let mut buf = [0u8; 4096];
-    let n = sock.recv(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-}
 
 #[test]
 fn systemd_hears_ready_watchdog_and_stopping() {

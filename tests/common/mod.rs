@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -112,6 +113,14 @@ impl DaemonBuilder {
     }
 
     pub fn start(self) -> Daemon {
+        let mut d = self.launch();
+        d.wait_ready();
+        d
+    }
+
+    /// Starts the process without waiting for it to be ready (to test what happens while it
+    /// starts).
+    pub fn launch(self) -> Daemon {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("projects");
         std::fs::create_dir_all(&root).unwrap();
@@ -148,15 +157,16 @@ impl Daemon {
         let mut cmd = daemon_command(self.port, &self.data_dir, &self.root, &self.log);
         cmd.args(args).envs(&self.builder_env);
         self.child = Some(cmd.spawn().expect("start agentvisor"));
-        self.wait_ready();
     }
 
     /// Restarts on the same data directory (after `stop` or `kill9`).
     pub fn restart(&mut self) {
         self.spawn(&[]);
+        self.wait_ready();
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until `/ready` answers 200 (panics if the process exits first).
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -246,6 +256,31 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+// --- systemd -------------------------------------------------------------------------------
+
+/// A socket standing in for systemd's notify socket (read with a time limit of [`WAIT`]), and a
+/// daemon builder that notifies it. The socket's directory lives as long as the `TempDir`.
+pub fn under_systemd() -> (tempfile::TempDir, UnixDatagram, DaemonBuilder) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let builder = Daemon::builder().env("NOTIFY_SOCKET", path.to_str().unwrap());
+    (dir, sock, builder)
+}
+
+/// Reads the next datagram on the notify socket.
+pub fn notification(sock: &UnixDatagram) -> String {
+    try_notification(sock).expect("no sd_notify message within the time limit")
+}
+
+/// The next datagram on the notify socket, or `None` when none came within its read timeout.
+pub fn try_notification(sock: &UnixDatagram) -> Option<String> {
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 // --- processes -------------------------------------------------------------------------------
