@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const TOKEN: &str = "a-long-enough-test-token-0123456789";
 
@@ -73,4 +73,34 @@ async fn the_agent_gets_its_keys_but_never_the_daemons_secrets() {
         .collect();
     assert!(daemon_vars.is_empty(), "{daemon_vars:?}");
     assert!(!vars.iter().any(|v| v.contains(TOKEN)), "{vars:?}");
+}
+
+#[tokio::test]
+async fn prompts_no_command_line_can_carry_are_refused_before_anything_is_stored() {
+    let d = Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start();
+    let (mut c, p) = authed(&d).await;
+    let before = c.project(&p).await["last_seq"].clone();
+    let too_long = "a".repeat(128 * 1024);
+    for prompt in [too_long.as_str(), "run this\0and that"] {
+        let r = c
+            .call("execute", json!({"project_id": p, "prompt": prompt}))
+            .await;
+        assert_eq!(r["type"], "error", "{r}");
+        assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
+        assert!(
+            r["data"]["error"].as_str().unwrap().contains("'prompt'"),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        c.project(&p).await["last_seq"],
+        before,
+        "something was stored"
+    );
+    assert!(c.messages(&p, json!({})).await.is_empty());
+
+    // The longest prompt a command line carries still runs.
+    let longest = "a".repeat(128 * 1024 - 1);
+    let done = c.run(&p, &longest).await;
+    assert_eq!(done["data"]["status"], "completed", "{done}");
 }
