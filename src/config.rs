@@ -40,6 +40,14 @@ pub struct Args {
     /// Most connections from one client address [default: the connection limit].
     #[arg(long, env = "AGENTVISOR_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// Most connections that have not authenticated yet [default: a quarter of the connection
+    /// limit]; they count toward the connection limit too.
+    #[arg(long, env = "AGENTVISOR_MAX_UNAUTHENTICATED")]
+    pub max_unauthenticated: Option<usize>,
+    /// Most connections from one address that have not authenticated yet [default: a quarter of
+    /// the unauthenticated limit].
+    #[arg(long, env = "AGENTVISOR_MAX_UNAUTHENTICATED_PER_IP")]
+    pub max_unauthenticated_per_ip: Option<usize>,
     /// Messages per second per connection (bursts of twice that); 0 = unlimited.
     #[arg(long, env = "AGENTVISOR_RATE_LIMIT", default_value_t = 100)]
     pub rate_limit: u32,
@@ -266,6 +274,10 @@ impl Args {
             _ => return Err("TLS needs both --tls-cert and --tls-key".into()),
         };
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        let unauthenticated = self
+            .max_unauthenticated
+            .unwrap_or(self.max_connections / 4)
+            .clamp(1, self.max_connections);
         Ok(Config {
             listen: self.listen,
             tls,
@@ -291,6 +303,11 @@ impl Args {
                     .max_connections_per_ip
                     .unwrap_or(self.max_connections)
                     .max(1),
+                max_unauthenticated: unauthenticated,
+                max_unauthenticated_per_ip: self
+                    .max_unauthenticated_per_ip
+                    .unwrap_or(unauthenticated / 4)
+                    .clamp(1, unauthenticated),
                 rate_limit: self.rate_limit,
                 max_message_bytes: self.max_message_bytes as usize,
                 ping_interval: self.ping_interval,

@@ -104,3 +104,124 @@ async fn prompts_no_command_line_can_carry_are_refused_before_anything_is_stored
     let done = c.run(&p, &longest).await;
     assert_eq!(done["data"]["status"], "completed", "{done}");
 }
+
+/// A connection from the client address `xff` (the daemon trusts loopback as its proxy here).
+async fn from(d: &Daemon, xff: &str, auth: bool) -> Client {
+    let bearer = format!("Bearer {TOKEN}");
+    let mut headers = vec![("x-forwarded-for", xff)];
+    if auth {
+        headers.push(("authorization", bearer.as_str()));
+    }
+    d.client_with(&headers).await
+}
+
+/// Whether the connection stays open and answers.
+async fn usable(c: &mut Client) -> bool {
+    let r = c.request("ping", json!({})).await;
+    matches!(c.next_message(WAIT).await, Ok(m) if m["id"] == r.as_str())
+}
+
+#[tokio::test]
+async fn unauthenticated_connections_have_a_cap_of_their_own() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_TOKEN", TOKEN)
+        .env("AGENTVISOR_TRUSTED_PROXIES", "127.0.0.1")
+        .env("AGENTVISOR_MAX_CONNECTIONS", "8")
+        .env("AGENTVISOR_MAX_UNAUTHENTICATED", "3")
+        .env("AGENTVISOR_MAX_UNAUTHENTICATED_PER_IP", "2")
+        .start();
+    // Per address: two waiting connections from one address, the third is refused.
+    let mut waiting = vec![
+        from(&d, "10.0.0.1", false).await,
+        from(&d, "10.0.0.1", false).await,
+    ];
+    let mut third = from(&d, "10.0.0.1", false).await;
+    assert_eq!(third.closed(WAIT).await, Closed::Code(1013));
+    // In total: one more from elsewhere fills the cap.
+    waiting.push(from(&d, "10.0.0.2", false).await);
+    let mut over = from(&d, "10.0.0.3", false).await;
+    assert_eq!(over.closed(WAIT).await, Closed::Code(1013));
+
+    // Clients with the token still get in, from any address, the crowded one included.
+    for addr in ["10.0.0.1", "10.0.0.4"] {
+        let mut ok = from(&d, addr, true).await;
+        assert!(usable(&mut ok).await, "{addr} with the token was refused");
+    }
+    // Authenticating frees the place for someone else.
+    let r = waiting[0].call("auth", json!({"token": TOKEN})).await;
+    assert_eq!(r["type"], "authenticated", "{r}");
+    let mut next = from(&d, "10.0.0.5", false).await;
+    let r = next.call("auth", json!({"token": TOKEN})).await;
+    assert_eq!(r["type"], "authenticated", "{r}");
+    let (_, metrics) = d.http_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"reason="unauthenticated_per_address_limit"} 1"#)
+            && metrics.contains(r#"reason="unauthenticated_limit"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_auth_throttle_follows_the_right_most_untrusted_forwarded_address() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_TOKEN", TOKEN)
+        .env("AGENTVISOR_TRUSTED_PROXIES", "127.0.0.1")
+        .start();
+    // The client wrote the first header (naming a victim); the proxy appended a second header
+    // with the address it saw. Failures are counted against that one.
+    let wrong = "Bearer wrong-wrong-wrong-wrong-wrong";
+    for _ in 0..12 {
+        let mut c = d
+            .client_with(&[
+                ("x-forwarded-for", "10.1.1.1"),
+                ("x-forwarded-for", "10.2.2.2"),
+                ("authorization", wrong),
+            ])
+            .await;
+        assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+    }
+    let mut victim = from(&d, "10.1.1.1", true).await;
+    assert!(
+        usable(&mut victim).await,
+        "the forged address was throttled"
+    );
+    let mut attacker = from(&d, "10.2.2.2", true).await;
+    assert_eq!(attacker.closed(WAIT).await, Closed::Code(1008));
+}
+
+#[tokio::test]
+async fn without_configured_proxies_forwarded_for_is_ignored() {
+    let d = Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start();
+    for _ in 0..12 {
+        let mut c = d
+            .client_with(&[
+                ("x-forwarded-for", "10.3.3.3"),
+                ("authorization", "Bearer wrong-wrong-wrong-wrong-wrong"),
+            ])
+            .await;
+        assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+    }
+    // The failures were counted against the real peer, whatever the header said.
+    let mut c = from(&d, "10.4.4.4", true).await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+}
+
+#[test]
+fn the_shipped_service_files_trust_no_proxy_by_default() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let unit = std::fs::read_to_string(format!("{root}/ecosystem/agentvisor.service")).unwrap();
+    let set = unit
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .any(|l| l.contains("AGENTVISOR_TRUSTED_PROXIES"));
+    assert!(!set, "agentvisor.service trusts proxies by default");
+    let pm2 = std::fs::read_to_string(format!("{root}/ecosystem/ecosystem.config.js")).unwrap();
+    let line = pm2
+        .lines()
+        .find(|l| l.trim_start().starts_with("AGENTVISOR_TRUSTED_PROXIES"))
+        .expect("ecosystem.config.js passes AGENTVISOR_TRUSTED_PROXIES through");
+    assert!(
+        line.contains("env('AGENTVISOR_TRUSTED_PROXIES', '')"),
+        "ecosystem.config.js trusts proxies by default: {line}"
+    );
+}

@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub max_projects: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Connections not yet authenticated, in total and per address (counted in the above too).
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_ip: usize,
     pub rate_limit: u32,
     pub max_message_bytes: usize,
     pub ping_interval: Duration,
@@ -76,6 +79,8 @@ impl EngineConfig {
             max_projects: 100,
             max_connections: 100,
             max_connections_per_ip: 100,
+            max_unauthenticated: 25,
+            max_unauthenticated_per_ip: 6,
             rate_limit: 100,
             max_message_bytes: 1 << 20,
             ping_interval: Duration::from_secs(30),

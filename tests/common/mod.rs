@@ -473,11 +473,17 @@ impl Client {
         let mut req = format!("ws://127.0.0.1:{port}/ws")
             .into_client_request()
             .unwrap();
+        // A header given once replaces the default; a name given again is sent again (several
+        // `X-Forwarded-For` headers, as a chain of proxies writes them).
+        let mut given = std::collections::HashSet::new();
         for (k, v) in headers {
-            req.headers_mut().insert(
-                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            if given.insert(name.clone()) {
+                req.headers_mut().insert(name, v.parse().unwrap());
+            } else {
+                req.headers_mut().append(name, v.parse().unwrap());
+            }
         }
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
             max_message_size: Some(256 << 20),

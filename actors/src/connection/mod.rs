@@ -106,6 +106,8 @@ pub struct Accepted {
     pub peer: IpAddr,
     pub authenticated: bool,
     pub permit: ConnectionPermit,
+    /// The place under the unauthenticated cap, held until the client authenticates.
+    pub pending_auth: Option<ConnectionPermit>,
 }
 
 pub struct ConnectionActor {
@@ -122,6 +124,7 @@ pub struct ConnectionActor {
     seen: HashMap<Arc<str>, u64>,
     supervisor: Option<Addr<Supervisor>>,
     _permit: ConnectionPermit,
+    pending_auth: Option<ConnectionPermit>,
     _guard: ChildGuard,
 }
 
@@ -150,6 +153,7 @@ impl ConnectionActor {
                 last_ping: now,
                 seen: HashMap::new(),
                 _permit: a.permit,
+                pending_auth: a.pending_auth,
                 _guard: ChildGuard::new(ChildId::Connection, a.supervisor.clone()),
                 supervisor: a.supervisor,
             }
