@@ -225,3 +225,49 @@ fn the_shipped_service_files_trust_no_proxy_by_default() {
         "ecosystem.config.js trusts proxies by default: {line}"
     );
 }
+
+#[tokio::test]
+async fn pongs_count_against_the_backlog_of_a_client_that_does_not_read() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_MAX_BACKLOG_BYTES", "64KiB")
+        .env("AGENTVISOR_RATE_LIMIT", "0")
+        .start();
+    let mut c = Client::connect_with_recv_buffer(d.port, 4096).await;
+    // 100 000 pings of 125 bytes ask for ~13 MB of pongs: far more than the socket buffers and
+    // the backlog bound hold while the client reads nothing.
+    // Once the daemon has given up on the client it stops reading it, so sending may stall.
+    let pings = c.send_ws_pings(100_000, &[7u8; 125]);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), pings).await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(4008));
+}
+
+#[tokio::test]
+async fn pings_are_rate_limited_like_messages() {
+    let d = Daemon::builder().env("AGENTVISOR_RATE_LIMIT", "10").start();
+    let mut c = d.client().await;
+    assert_eq!(c.send_ws_pings(300, b"p").await, 300);
+    let id = c.request("health_check", json!({})).await;
+    let pongs = c.pongs_before(&id).await;
+    // A burst of 20, plus what refilled at 10 per second meanwhile.
+    assert!((1..=60).contains(&pongs), "{pongs} pongs for 300 pings");
+}
+
+#[tokio::test]
+async fn before_authentication_only_auth_does_any_work() {
+    let d = Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start();
+    // Pings are not answered until the client has authenticated.
+    let mut c = d.client().await;
+    assert_eq!(c.send_ws_pings(50, b"p").await, 50);
+    let id = c.request("auth", json!({"token": TOKEN})).await;
+    assert_eq!(c.pongs_before(&id).await, 0);
+
+    // A binary frame, or a first message too big to be an `auth`, closes at once.
+    let mut c = d.client().await;
+    c.send_binary(vec![0u8; 16]).await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+    let mut c = d.client().await;
+    let padding = "x".repeat(8192);
+    c.request("auth", json!({"token": TOKEN, "padding": padding}))
+        .await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+}

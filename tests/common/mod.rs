@@ -511,6 +511,41 @@ impl Client {
         self.ws.send(Message::Binary(bytes)).await.expect("send");
     }
 
+    /// Queues WebSocket ping frames (control frames, not the protocol's `ping` request) and
+    /// sends them; returns how many were sent before the connection failed.
+    pub async fn send_ws_pings(&mut self, count: usize, payload: &[u8]) -> usize {
+        for i in 0..count {
+            if self.ws.feed(Message::Ping(payload.to_vec())).await.is_err() {
+                return i;
+            }
+        }
+        if self.ws.flush().await.is_err() {
+            return 0;
+        }
+        count
+    }
+
+    /// Reads up to the answer to request `id`; returns how many pongs came before it.
+    pub async fn pongs_before(&mut self, id: &str) -> usize {
+        let mut pongs = 0;
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no answer to {id} within {WAIT:?}"));
+            match frame {
+                Some(Ok(Message::Pong(_))) => pongs += 1,
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).expect("JSON");
+                    if v["id"] == id {
+                        return pongs;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("connection ended while waiting for {id}: {other:?}"),
+            }
+        }
+    }
+
     pub async fn send(&mut self, v: &Value) {
         self.send_text(v.to_string()).await;
     }
