@@ -271,3 +271,100 @@ async fn before_authentication_only_auth_does_any_work() {
         .await;
     assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
 }
+
+/// The `run_finished` events stored for each run of a project.
+async fn finishes(c: &mut Client, project: &str) -> Vec<(String, String)> {
+    c.messages(project, json!({"direction": "system", "limit": 1000}))
+        .await
+        .iter()
+        .filter(|m| m["type"] == "run_finished")
+        .map(|m| {
+            let d = &m["data"];
+            (
+                d["run_id"].as_str().unwrap().into(),
+                d["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that each run has exactly one `run_finished`, with the given status.
+fn assert_finished_once(all: &[(String, String)], expected: &[(&str, &str)]) {
+    for (run, status) in expected {
+        let of_run: Vec<&String> = all
+            .iter()
+            .filter(|(r, _)| r == run)
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(of_run, [status], "run {run}: {all:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_accepted_run_ends_exactly_once_across_a_kill_9_and_a_crash() {
+    let mut d = Daemon::builder()
+        .env("AGENTVISOR_MAX_CONCURRENT_RUNS", "1")
+        .env("AGENTVISOR_FAULT_INJECTION", "1")
+        .start();
+    let mut c = d.client().await;
+    let a = c.create_project(&d.project_dir("a")).await;
+    let b = c.create_project(&d.project_dir("b")).await;
+    c.join(&a).await;
+    let running = c.start_run(&a, "mock:hang").await;
+    let queued = [c.execute(&a, "one").await, c.execute(&a, "two").await];
+    // `b` waits for the only run slot.
+    let waiting = c.execute(&b, "three").await;
+    assert_eq!(c.project(&a).await["queue_len"], 2);
+
+    d.kill9();
+    d.restart();
+    let mut c = d.client().await;
+    let expected = [
+        (running.as_str(), "failed"),
+        (queued[0].as_str(), "interrupted"),
+        (queued[1].as_str(), "interrupted"),
+    ];
+    assert_finished_once(&finishes(&mut c, &a).await, &expected);
+    assert_finished_once(
+        &finishes(&mut c, &b).await,
+        &[(waiting.as_str(), "interrupted")],
+    );
+    for p in [&a, &b] {
+        assert_eq!(c.project(p).await["queue_len"], 0, "{p}");
+    }
+    assert_eq!(c.project(&b).await["state"], "IDLE");
+
+    // A second restart closes nothing twice.
+    d.kill9();
+    d.restart();
+    let mut c = d.client().await;
+    assert_finished_once(&finishes(&mut c, &a).await, &expected);
+
+    // A crash of the project's actor ends its queued run too, and the queue is empty after it.
+    c.join(&a).await;
+    let running = c.start_run(&a, "mock:hang").await;
+    let queued = c.execute(&a, "four").await;
+    let r = c
+        .call("fault_inject", json!({"actor": "project", "project_id": a}))
+        .await;
+    assert_eq!(r["type"], "fault_injected", "{r}");
+    let f = c.finished(&queued).await;
+    assert_eq!(f["data"]["status"], "interrupted", "{f}");
+    assert!(
+        f["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("send the prompt again"),
+        "{f}"
+    );
+    assert_eq!(c.project(&a).await["queue_len"], 0);
+    let all = finishes(&mut c, &a).await;
+    assert_finished_once(
+        &all,
+        &[
+            (running.as_str(), "failed"),
+            (queued.as_str(), "interrupted"),
+        ],
+    );
+    assert_eq!(c.run(&a, "hi").await["data"]["status"], "completed");
+}

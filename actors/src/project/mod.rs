@@ -3,6 +3,7 @@
 //! which is what lets a join replay history and then subscribe without a gap or a lock.
 
 mod events;
+mod recovery;
 mod requests;
 mod runs;
 
