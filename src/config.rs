@@ -357,6 +357,13 @@ impl Args {
     }
 }
 
+/// Whether the token was given as a flag: the command line of a process is readable by every
+/// local user, unlike its environment or a file.
+pub fn token_on_command_line(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.filter_map(|a| a.into_string().ok())
+        .any(|a| a == "--token" || a.starts_with("--token="))
+}
+
 fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())

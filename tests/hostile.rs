@@ -368,3 +368,81 @@ async fn every_accepted_run_ends_exactly_once_across_a_kill_9_and_a_crash() {
     );
     assert_eq!(c.run(&a, "hi").await["data"]["status"], "completed");
 }
+
+#[tokio::test]
+async fn a_token_on_the_command_line_is_warned_about() {
+    let d = Daemon::builder().arg("--token").arg(TOKEN).start();
+    let auth = format!("Bearer {TOKEN}");
+    let mut c = d.client_with(&[("authorization", &auth)]).await;
+    c.ping().await;
+    let log = d.log_text();
+    assert!(
+        log.contains("WARN") && log.contains("--token on the command line"),
+        "{log}"
+    );
+    assert!(!log.contains(TOKEN), "the log shows the token");
+    // From the environment, no such warning.
+    let d = Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start();
+    d.client_with(&[("authorization", &auth)])
+        .await
+        .ping()
+        .await;
+    assert!(!d.log_text().contains("--token on the command line"));
+}
+
+#[tokio::test]
+async fn add_dirs_are_passed_as_checked_and_checked_again_at_start() {
+    let scratch = tempfile::tempdir().unwrap();
+    let argv_log = scratch.path().join("argv.jsonl");
+    let d = Daemon::builder()
+        .env("MOCK_AGENT_ARGV_LOG", argv_log.display().to_string())
+        .start();
+    let mut c = d.client().await;
+    let p = c.create_project(&d.project_dir("p")).await;
+    c.join(&p).await;
+    let shared = d.root.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let link = d.root.join("link");
+    std::os::unix::fs::symlink(&shared, &link).unwrap();
+    let canonical = shared.canonicalize().unwrap();
+
+    // The agent gets the directory that was checked, not the link that named it.
+    let options = json!({"add_dirs": [link]});
+    let r = c
+        .call(
+            "execute",
+            json!({"project_id": p, "prompt": "via link", "options": options}),
+        )
+        .await;
+    assert_eq!(r["type"], "execute_accepted", "{r}");
+    let run = r["data"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(c.finished(&run).await["data"]["status"], "completed");
+    let logged = std::fs::read_to_string(&argv_log).unwrap();
+    let want = format!("--add-dir={}", canonical.display());
+    assert!(
+        logged.contains(&want) && !logged.contains("/link"),
+        "{logged}"
+    );
+
+    // A directory that turns into a way out of the roots while its run waits is refused then.
+    let blocker = c.start_run(&p, "mock:hang").await;
+    let options = json!({"add_dirs": [shared]});
+    let r = c
+        .call(
+            "execute",
+            json!({"project_id": p, "prompt": "later", "options": options}),
+        )
+        .await;
+    assert_eq!(r["type"], "execute_accepted", "{r}");
+    let queued = r["data"]["run_id"].as_str().unwrap().to_string();
+    std::fs::remove_dir(&shared).unwrap();
+    std::os::unix::fs::symlink(scratch.path(), &shared).unwrap();
+    c.kill(&p).await;
+    c.finished(&blocker).await;
+    let f = c.finished(&queued).await;
+    assert_eq!(f["data"]["status"], "failed", "{f}");
+    assert!(
+        f["data"]["error"].as_str().unwrap().contains("add_dirs"),
+        "{f}"
+    );
+}
