@@ -201,11 +201,13 @@ impl Actor for ExecutorActor {
             act.streams_done = true;
             act.maybe_finish(ctx);
         }));
+        let run_id_reaped = self.spec.run_id.clone();
         let wait = async move {
             let status = child.wait().await;
             if let Some(pid) = pid {
                 process::forget_managed(pid);
             }
+            process::leader_reaped(&run_id_reaped);
             status
         };
         ctx.spawn(wait.into_actor(self).map(|status, act, ctx| {
@@ -264,8 +266,11 @@ impl Drop for ExecutorActor {
             return;
         }
         // The actor died without finishing its run (a panic): the run's processes go with it.
+        // A group whose leader was reaped is never signalled (its number may be reused).
         if let Some(pgid) = self.pgid {
-            process::signal_group(pgid, libc::SIGKILL);
+            if self.status.is_none() {
+                process::signal_group(pgid, libc::SIGKILL);
+            }
             process::sweep(&self.spec.run_id, pgid);
         }
         process::forget_run(&self.spec.run_id);
