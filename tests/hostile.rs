@@ -390,6 +390,19 @@ async fn a_token_on_the_command_line_is_warned_about() {
     assert!(!d.log_text().contains("--token on the command line"));
 }
 
+/// Sends `execute` with one `add_dirs` entry; returns the accepted run's id.
+async fn execute_with_dir(c: &mut Client, p: &str, prompt: &str, dir: &std::path::Path) -> String {
+    let options = json!({"add_dirs": [dir]});
+    let r = c
+        .call(
+            "execute",
+            json!({"project_id": p, "prompt": prompt, "options": options}),
+        )
+        .await;
+    assert_eq!(r["type"], "execute_accepted", "{r}");
+    r["data"]["run_id"].as_str().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn add_dirs_are_passed_as_checked_and_checked_again_at_start() {
     let scratch = tempfile::tempdir().unwrap();
@@ -407,15 +420,7 @@ async fn add_dirs_are_passed_as_checked_and_checked_again_at_start() {
     let canonical = shared.canonicalize().unwrap();
 
     // The agent gets the directory that was checked, not the link that named it.
-    let options = json!({"add_dirs": [link]});
-    let r = c
-        .call(
-            "execute",
-            json!({"project_id": p, "prompt": "via link", "options": options}),
-        )
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
-    let run = r["data"]["run_id"].as_str().unwrap().to_string();
+    let run = execute_with_dir(&mut c, &p, "via link", &link).await;
     assert_eq!(c.finished(&run).await["data"]["status"], "completed");
     let logged = std::fs::read_to_string(&argv_log).unwrap();
     let want = format!("--add-dir={}", canonical.display());
@@ -426,15 +431,7 @@ async fn add_dirs_are_passed_as_checked_and_checked_again_at_start() {
 
     // A directory that turns into a way out of the roots while its run waits is refused then.
     let blocker = c.start_run(&p, "mock:hang").await;
-    let options = json!({"add_dirs": [shared]});
-    let r = c
-        .call(
-            "execute",
-            json!({"project_id": p, "prompt": "later", "options": options}),
-        )
-        .await;
-    assert_eq!(r["type"], "execute_accepted", "{r}");
-    let queued = r["data"]["run_id"].as_str().unwrap().to_string();
+    let queued = execute_with_dir(&mut c, &p, "later", &shared).await;
     std::fs::remove_dir(&shared).unwrap();
     std::os::unix::fs::symlink(scratch.path(), &shared).unwrap();
     c.kill(&p).await;
