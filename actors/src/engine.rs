@@ -11,6 +11,7 @@ use crate::auth::AuthThrottle;
 use crate::config::EngineConfig;
 use crate::connection::ConnectionLimiter;
 use crate::directory::Directory;
+use crate::idempotency::IdempotencyStore;
 
 /// Where the daemon is in its life, as `/ready` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct Engine {
     /// The latest health sample, as JSON, published by the health actor so that a health call
     /// never waits on anything.
     pub health: RwLock<serde_json::Value>,
+    /// Stored replies of requests with an `idempotency_key`.
+    pub idempotency: Arc<IdempotencyStore>,
 }
 
 impl Engine {
@@ -57,13 +60,14 @@ impl Engine {
                 config.max_unauthenticated_per_ip,
             ),
             auth_throttle: AuthThrottle::default(),
-            config,
             directory: Directory::default(),
             stats: Stats::default(),
             run_slots: Arc::new(Semaphore::new(slots)),
             started: Instant::now(),
             lifecycle: AtomicU8::new(Lifecycle::Starting as u8),
             health: RwLock::new(serde_json::json!({"status": "starting"})),
+            idempotency: Arc::new(IdempotencyStore::open(&config.data_dir)),
+            config,
         })
     }
 

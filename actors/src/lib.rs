@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod health;
+pub mod idempotency;
 pub mod logfmt;
 pub mod metrics;
 pub mod paths;
