@@ -41,6 +41,8 @@ pub struct Engine {
     pub run_slots: Arc<Semaphore>,
     pub started: Instant,
     pub limiter: Arc<ConnectionLimiter>,
+    /// Connections that have not authenticated yet: a small share of `limiter`'s.
+    pub unauthenticated: Arc<ConnectionLimiter>,
     pub auth_throttle: AuthThrottle,
     /// One circuit breaker per agent backend.
     pub breakers: Breakers,
@@ -59,6 +61,10 @@ impl Engine {
         let slots = config.max_concurrent_runs.max(1);
         Arc::new(Engine {
             limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
+            unauthenticated: ConnectionLimiter::unauthenticated(
+                config.max_unauthenticated,
+                config.max_unauthenticated_per_ip,
+            ),
             auth_throttle: AuthThrottle::default(),
             breakers: Breakers::new(config.breaker),
             capabilities: Capabilities::default(),

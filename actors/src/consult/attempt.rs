@@ -4,24 +4,13 @@
 //! and the consult that started it waits for its end. Its process is registered like a run's,
 //! so shutdown and the sweeps find it, and a timed-out attempt is killed with its whole group.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::BufReader;
 
 use super::transcript::Transcript;
 use crate::executor::lines::{read_batch, Line};
-use crate::executor::process;
-
-/// What to run.
-pub struct AttemptSpec {
-    /// Marks the attempt's processes (as a run id does a run's).
-    pub id: String,
-    pub program: PathBuf,
-    pub args: Vec<String>,
-    pub cwd: PathBuf,
-    pub timeout: Duration,
-}
+use crate::executor::{process, RunSpec};
 
 /// How an attempt ended.
 #[derive(Debug, Default)]
@@ -36,19 +25,20 @@ pub struct AttemptEnd {
     pub stdout_lines: u64,
 }
 
-/// Runs the attempt, handing each batch of stdout lines to `on_lines` as it comes. When `stop`
-/// resolves first (shutdown), the attempt is killed like a timed-out one.
+/// Runs the attempt (`spec.run_id` marks its processes) for at most `limit`, handing each batch
+/// of stdout lines to `on_lines` as it comes. When `stop` resolves first (shutdown), the attempt
+/// is killed like a timed-out one.
 pub async fn run(
-    spec: AttemptSpec,
+    spec: RunSpec,
+    limit: Duration,
     stop: impl std::future::Future<Output = ()>,
     mut on_lines: impl FnMut(Vec<Line>),
 ) -> AttemptEnd {
     let mut end = AttemptEnd::default();
-    let mut child = match process::spawn_agent(&spec.program, &spec.args, &spec.cwd, &spec.id, &[])
-    {
+    let mut child = match process::spawn_agent(&spec) {
         Ok(c) => c,
         Err(e) => {
-            log::error!(consult = spec.id.as_str(); "could not start the consultant: {e}");
+            log::error!(consult = spec.run_id.as_str(); "could not start the consultant: {e}");
             end.could_not_start = true;
             return end;
         }
@@ -81,7 +71,7 @@ pub async fn run(
     };
     // `Err(true)`: stopped for shutdown; `Err(false)`: timed out.
     let status = {
-        let limited = std::pin::pin!(tokio::time::timeout(spec.timeout, read));
+        let limited = std::pin::pin!(tokio::time::timeout(limit, read));
         let stop = std::pin::pin!(stop);
         match futures_util::future::select(limited, stop).await {
             futures_util::future::Either::Left((status, _)) => status.map_err(|_| false),
@@ -98,9 +88,9 @@ pub async fn run(
                 process::signal_group(pgid, libc::SIGKILL);
             }
         }
-        process::sweep(&spec.id, pgid);
+        process::sweep(&spec.run_id, pgid);
         process::forget_managed(pgid);
     }
-    process::forget_run(&spec.id);
+    process::forget_run(&spec.run_id);
     end
 }

@@ -7,6 +7,7 @@
 //! (prompts, parsing, follow-ups) is [`crate::consult`]; this module runs it.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +20,13 @@ use crate::backends::announce;
 use crate::breaker::{classify, RunEnd, Verdict};
 use crate::capability;
 use crate::connection::ReplyTo;
-use crate::consult::attempt::{self, AttemptEnd, AttemptSpec};
+use crate::consult::attempt::{self, AttemptEnd};
 use crate::consult::{Exchange, Kind, Next, Outcome, Reply, Status};
 use crate::engine::Engine;
 use crate::error::{ApiError, Code};
 use crate::executor::agent::{build_args, not_found, resolve_program};
 use crate::executor::lines::Line;
+use crate::executor::{environment, RunSpec};
 use crate::protocol::request::ConsultRequest;
 use crate::protocol::{Direction, RunOptions};
 use crate::storage::metadata::AgentKind;
@@ -76,6 +78,7 @@ pub enum ConsultUpdate {
 /// Everything the consult's task needs.
 struct Job {
     consult_id: Arc<str>,
+    project_id: String,
     to: AgentKind,
     kind: Kind,
     question: String,
@@ -100,6 +103,9 @@ impl ProjectActor {
             ));
         }
         let program = resolve_program(self.agent_bin(req.to)).ok_or_else(|| not_found(req.to))?;
+        // Built once now, so that a question no command line can carry is refused up front.
+        let first = Exchange::new(req.kind, &req.question, req.context.as_deref(), 1);
+        build_args(req.to, &read_only(req.to), None, &first.first_prompt())?;
         self.check_backend_of(req.to)?;
         if !self.meta.path.is_dir() {
             return Err(ApiError::new(
@@ -125,6 +131,7 @@ impl ProjectActor {
         );
         let job = Job {
             consult_id,
+            project_id: self.id.to_string(),
             to: req.to,
             kind: req.kind,
             question: req.question,
@@ -143,15 +150,15 @@ impl ProjectActor {
 
     /// What a run's agent needs to consult by itself: the daemon's address, the project, and a
     /// capability for this run only (see [`crate::capability`]).
-    pub(super) fn lead_env(&self, run_id: &str) -> Vec<(String, String)> {
+    pub(super) fn lead_env(&self, run_id: &str) -> Vec<(OsString, OsString)> {
         let Some(url) = &self.engine.config.daemon_url else {
             return Vec::new();
         };
         let token = self.engine.capabilities.issue(&self.id, run_id);
         vec![
-            (capability::URL_ENV.into(), url.clone()),
-            (capability::PROJECT_ENV.into(), self.id.to_string()),
-            (capability::TOKEN_ENV.into(), token),
+            (capability::URL_ENV.into(), url.into()),
+            (capability::PROJECT_ENV.into(), (*self.id).into()),
+            (capability::TOKEN_ENV.into(), token.into()),
         ]
     }
 
@@ -362,8 +369,19 @@ async fn consult_attempts(
             after,
             prompt: prompt.clone(),
         });
-        let end =
-            attempt_once(engine, project, job, session_id.as_deref(), &prompt, number).await?;
+        let end = match attempt_once(engine, project, job, session_id.as_deref(), &prompt, number)
+            .await
+        {
+            Ok(end) => end,
+            Err(e) => {
+                // A trial must not stay taken by a consult that never ran.
+                announce(
+                    engine,
+                    engine.breakers.record(job.to, admission, Verdict::Neutral),
+                );
+                return Err(e);
+            }
+        };
         if end.stopped {
             announce(
                 engine,
@@ -429,21 +447,28 @@ async fn attempt_once(
     number: u32,
 ) -> Result<AttemptEnd, String> {
     let args = build_args(job.to, &read_only(job.to), session_id, prompt).map_err(|e| e.error)?;
-    let spec = AttemptSpec {
-        id: format!("consult-{}-{number}", job.consult_id),
+    let run_id = format!("consult-{}-{number}", job.consult_id);
+    let spec = RunSpec {
+        // The consultant gets the allowed environment, never a capability of its own.
+        env: environment::for_run(&run_id, &engine.config.agent_env),
+        run_id,
+        project_id: job.project_id.clone(),
         program: job.program.clone(),
         args,
         cwd: job.cwd.clone(),
-        timeout: job.timeout,
+        timeout: Some(job.timeout),
+        grace: engine.config.kill_grace,
     };
     let consult_id = job.consult_id.clone();
-    Ok(attempt::run(spec, shutting_down(engine.clone()), |lines| {
-        project.do_send(ConsultUpdate::Output {
-            consult_id: consult_id.clone(),
-            lines,
+    Ok(
+        attempt::run(spec, job.timeout, shutting_down(engine.clone()), |lines| {
+            project.do_send(ConsultUpdate::Output {
+                consult_id: consult_id.clone(),
+                lines,
+            })
         })
-    })
-    .await)
+        .await,
+    )
 }
 
 #[cfg(test)]

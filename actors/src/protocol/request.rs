@@ -467,11 +467,6 @@ fn typed(
             if d.prompt.trim().is_empty() {
                 return Err(ApiError::validation("'prompt' must not be empty"));
             }
-            if d.prompt.contains('\0') {
-                return Err(ApiError::validation(
-                    "'prompt' must not contain NUL characters",
-                ));
-            }
             Request::Execute {
                 project_id,
                 prompt: d.prompt,
