@@ -12,7 +12,7 @@ use agentvisor_actors::config::EngineConfig;
 use agentvisor_actors::connection::{client_addr, close_reason, Accepted, ConnectionActor};
 use agentvisor_actors::engine::{Engine, Lifecycle};
 use agentvisor_actors::metrics::METRICS;
-use agentvisor_actors::supervisor::Supervisor;
+use agentvisor_actors::supervisor::{Supervisor, SupervisorHandle};
 
 /// What every route can see.
 pub struct AppState {
@@ -49,7 +49,7 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(METRICS.render(&state.engine))
+        .body(METRICS.render(&state.engine.gauges()))
 }
 
 /// Why a WebSocket is closed right after the upgrade.
@@ -193,7 +193,7 @@ async fn ws(
         (None, Some(permit)) => {
             ConnectionActor::start(Accepted {
                 engine,
-                supervisor: Some(state.supervisor.clone()),
+                supervisor: Some(SupervisorHandle::of(&state.supervisor)),
                 session,
                 stream,
                 peer: ip,

@@ -14,8 +14,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::engine::Engine;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabel {
     pub r#type: String,
@@ -102,7 +100,7 @@ impl Metrics {
             open_fds: Gauge::default(),
         };
         {
-            let mut r = crate::directory::lock_ignoring_poison(&m.registry);
+            let mut r = crate::sync::lock(&m.registry);
             r.register(
                 "connections",
                 "Open WebSocket connections",
@@ -223,32 +221,20 @@ impl Metrics {
         m
     }
 
-    /// The text exposition, with the scrape-time gauges refreshed from `engine`.
-    pub fn render(&self, engine: &Engine) -> String {
-        use std::sync::atomic::Ordering;
-        self.connections
-            .set(engine.directory.connection_count() as i64);
-        self.runs_active
-            .set(engine.stats.runs_active.load(Ordering::Relaxed) as i64);
-        self.queued_runs.set(engine.directory.queued_runs() as i64);
-        self.projects.set(engine.directory.project_count() as i64);
-        if let Some(kb) = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|v| v.parse::<i64>().ok())
-                })
-            })
-        {
-            self.resident_bytes.set(kb * 1024);
+    /// The text exposition, with the scrape-time gauges set from `gauges` and `/proc`.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        self.connections.set(gauges.connections as i64);
+        self.runs_active.set(gauges.runs_active as i64);
+        self.queued_runs.set(gauges.queued_runs as i64);
+        self.projects.set(gauges.projects as i64);
+        if let Some(b) = crate::procfs::resident_bytes() {
+            self.resident_bytes.set(b as i64);
         }
-        if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
-            self.open_fds.set(d.count() as i64);
+        if let Some(n) = crate::procfs::open_fds() {
+            self.open_fds.set(n as i64);
         }
         let mut out = String::new();
-        let r = crate::directory::lock_ignoring_poison(&self.registry);
+        let r = crate::sync::lock(&self.registry);
         if prometheus_client::encoding::text::encode(&mut out, &r).is_err() {
             out.clear();
         }
@@ -300,14 +286,9 @@ impl Metrics {
     }
 }
 
-/// Counts a finished run, in `server_stats` and in the metrics alike. `duration_ms` is `None`
-/// for a run that never ran (cancelled in the queue, or interrupted by a restart): it is counted
-/// but kept out of the duration histogram.
-pub fn run_finished(engine: &Engine, status: &str, duration_ms: Option<u64>) {
-    engine
-        .stats
-        .runs_total
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// Counts a finished run. `duration_ms` is `None` for a run that never ran (cancelled in the
+/// queue, or interrupted by a restart): it is counted but kept out of the duration histogram.
+pub fn run_finished(status: &str, duration_ms: Option<u64>) {
     METRICS
         .runs
         .get_or_create(&StatusLabel {
@@ -317,4 +298,13 @@ pub fn run_finished(engine: &Engine, status: &str, duration_ms: Option<u64>) {
     if let Some(ms) = duration_ms {
         METRICS.run_seconds.observe(ms as f64 / 1000.0);
     }
+}
+
+/// The gauges read from the engine's live state when the metrics are scraped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gauges {
+    pub connections: usize,
+    pub runs_active: u64,
+    pub queued_runs: usize,
+    pub projects: usize,
 }

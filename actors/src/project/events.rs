@@ -4,7 +4,7 @@ use actix::prelude::*;
 use serde::Serialize;
 
 use super::ProjectActor;
-use crate::broadcast::Publish;
+use crate::api::broadcast::Publish;
 use crate::error::ApiError;
 use crate::protocol::frame::error_frame;
 use crate::protocol::{Direction, Frame, FrameBuilder};
@@ -144,7 +144,7 @@ impl ProjectActor {
             "error": "the run was interrupted: the daemon or the project's actor stopped during it",
         });
         self.emit("run_finished", Direction::System, &data);
-        crate::metrics::run_finished(&self.engine, "failed", None);
+        self.engine.run_finished("failed", None);
         let _ = self.update_meta(|m| {
             m.active_run = None;
             m.state = ProjectState::Error;

@@ -4,37 +4,18 @@ use actix::prelude::*;
 use serde_json::json;
 
 use super::ProjectActor;
-use crate::broadcast::{ProjectGone, Subscribe, Unsubscribe};
-use crate::connection::{Deliver, Mark, ReplyTo};
+use crate::api::broadcast::{ProjectGone, Subscribe, Unsubscribe};
+use crate::api::connection::{Deliver, Mark, ReplyTo};
+use crate::api::project::{ProjectOp, ProjectRequest};
+use crate::api::supervisor::{ChildId, Forget};
 use crate::error::{ApiError, Code};
 use crate::protocol::request::HistoryQuery;
-use crate::protocol::{Frame, FrameBuilder, RunOptions};
+use crate::protocol::{Frame, FrameBuilder};
 use crate::storage::metadata::ProjectState;
-use crate::supervisor::{ChildId, Forget};
 
 /// The most events replayed on one join; a client further behind gets `recovered: false` and
 /// pages the rest with `get_messages`.
 pub const MAX_REPLAY: usize = 10_000;
-
-#[derive(Debug)]
-pub enum ProjectOp {
-    Join { since_seq: Option<u64> },
-    Leave,
-    Execute { prompt: String, options: RunOptions },
-    NewSession,
-    Kill { clear_queue: bool },
-    GetMessages(HistoryQuery),
-    Delete,
-    Panic,
-    PanicExecutor,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ProjectRequest {
-    pub reply: ReplyTo,
-    pub op: ProjectOp,
-}
 
 impl Handler<ProjectRequest> for ProjectActor {
     type Result = ();
@@ -60,7 +41,7 @@ impl Handler<ProjectRequest> for ProjectActor {
             ProjectOp::PanicExecutor => match self.active.as_ref().and_then(|r| r.executor.clone())
             {
                 Some(exec) => {
-                    exec.do_send(crate::executor::Panic);
+                    exec.do_send(crate::api::executor::Panic);
                     reply.ok(
                         "fault_injected",
                         Some(&self.id),

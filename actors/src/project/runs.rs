@@ -10,10 +10,12 @@ use serde_json::value::RawValue;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::ProjectActor;
-use crate::connection::ReplyTo;
+use crate::agent::{build_args, not_found, resolve_program};
+use crate::api::connection::ReplyTo;
+use crate::api::executor::{RunSpec, StopReason, StopRun};
+use crate::api::project::{RunExited, RunOutput, RunReport, Shutdown};
 use crate::error::{ApiError, Code};
-use crate::executor::agent::{build_args, not_found, resolve_program};
-use crate::executor::{ExecutorActor, RunExited, RunOutput, RunSpec, StopReason, StopRun};
+use crate::executor::ExecutorActor;
 use crate::protocol::{Direction, RunOptions};
 use crate::storage::metadata::{AgentKind, ProjectState};
 
@@ -242,7 +244,8 @@ impl ProjectActor {
             timeout: self.engine.config.run_timeout,
             grace: self.engine.config.kill_grace,
         };
-        let exec = ExecutorActor::new(spec, ctx.address(), self.supervisor.clone()).start();
+        let exec = ExecutorActor::new(spec, RunReport::of(&ctx.address()), self.supervisor.clone())
+            .start();
         if let Some(active) = self.active.as_mut() {
             active.executor = Some(exec);
             active.permit = Some(permit);
@@ -408,7 +411,7 @@ impl ProjectActor {
                 .runs_active
                 .fetch_sub(1, Ordering::Relaxed);
         }
-        crate::metrics::run_finished(&self.engine, status, Some(duration_ms));
+        self.engine.run_finished(status, Some(duration_ms));
         self.emit_state();
         drop(run.permit);
         self.start_next(ctx);
@@ -480,7 +483,7 @@ impl ProjectActor {
                 "session_id": self.meta.session_id, "error": "removed from the queue before it started",
             });
             self.emit("run_finished", Direction::System, &data);
-            crate::metrics::run_finished(&self.engine, "killed", None);
+            self.engine.run_finished("killed", None);
         }
         queued.len()
     }
@@ -582,13 +585,6 @@ impl Handler<RunExited> for ProjectActor {
         let run_id = msg.run_id.clone();
         self.finish(&run_id, status, msg.exit_code, error, ctx);
     }
-}
-
-/// The daemon is shutting down: stop the run, drop the queue, flush history.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown {
-    pub grace: Duration,
 }
 
 impl Handler<Shutdown> for ProjectActor {

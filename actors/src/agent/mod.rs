@@ -164,7 +164,7 @@ impl AgentProbe {
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true);
-        let out = super::process::managed_output(cmd, Duration::from_secs(5)).await;
+        let out = crate::executor::process::managed_output(cmd, Duration::from_secs(5)).await;
         let version = out.and_then(|o| {
             let s = String::from_utf8_lossy(&o).trim().to_string();
             (!s.is_empty()).then(|| crate::logfmt::sanitize(&s, 100))
