@@ -14,6 +14,7 @@ pub mod connection;
 pub mod directory;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod executor;
 pub mod health;
 pub mod limits;

@@ -194,9 +194,14 @@ impl ProjectActor {
             .map_err(|_| ApiError::storage("reset the session"))?;
         let at = crate::time::now_rfc3339();
         log::info!(project = &*self.id, old_session = old.as_deref().unwrap_or("none"), at = at.as_str(); "session reset");
-        let data = json!({"project_id": &*self.id, "old_session_id": old, "reset_at": at});
-        self.emit("session_reset", crate::protocol::Direction::System, &data);
-        reply.ok("session_reset", Some(&self.id), &data);
+        let id = self.id.clone();
+        let event = crate::events::SessionReset {
+            old_session_id: old.as_deref(),
+            project_id: &id,
+            reset_at: &at,
+        };
+        self.emit_event(&event);
+        reply.ok("session_reset", Some(&self.id), &event);
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use crate::api::connection::ReplyTo;
 use crate::api::executor::{RunSpec, StopReason, StopRun};
 use crate::api::project::{RunExited, RunOutput, RunReport, Shutdown};
 use crate::error::{ApiError, Code};
+use crate::events::{RunFinished, RunStarted, RunStatus};
 use crate::executor::ExecutorActor;
 use crate::protocol::{Direction, RunOptions};
 use crate::storage::metadata::{AgentKind, ProjectState};
@@ -204,19 +205,19 @@ impl ProjectActor {
         let resume = self.meta.session_id.clone();
         let Some(program) = resolve_program(self.agent_bin(kind)) else {
             let err = not_found(kind).error;
-            self.finish(&run.run_id, "failed", None, Some(err), ctx);
+            self.finish(&run.run_id, RunStatus::Failed, None, Some(err), ctx);
             return;
         };
         let args = match build_args(kind, &run.options, resume.as_deref(), &run.prompt) {
             Ok(a) => a,
             Err(e) => {
-                self.finish(&run.run_id, "failed", None, Some(e.error), ctx);
+                self.finish(&run.run_id, RunStatus::Failed, None, Some(e.error), ctx);
                 return;
             }
         };
         if !self.meta.path.is_dir() {
             let why = "the project directory no longer exists on the server".to_string();
-            self.finish(&run.run_id, "failed", None, Some(why), ctx);
+            self.finish(&run.run_id, RunStatus::Failed, None, Some(why), ctx);
             return;
         }
         let run_id = run.run_id.clone();
@@ -230,11 +231,11 @@ impl ProjectActor {
             .runs_active
             .fetch_add(1, Ordering::Relaxed);
         self.emit_state();
-        self.emit(
-            "run_started",
-            Direction::System,
-            &json!({"run_id": run_id, "prompt": run.prompt, "resumed_session_id": resume}),
-        );
+        self.emit_event(&RunStarted {
+            prompt: &run.prompt,
+            resumed_session_id: resume.as_deref(),
+            run_id: &run_id,
+        });
         let spec = RunSpec {
             run_id: run_id.clone(),
             project_id: self.id.to_string(),
@@ -371,7 +372,7 @@ impl ProjectActor {
     fn finish(
         &mut self,
         run_id: &str,
-        status: &str,
+        status: RunStatus,
         exit_code: Option<i32>,
         error: Option<String>,
         ctx: &mut Context<Self>,
@@ -381,25 +382,23 @@ impl ProjectActor {
         };
         let had_process = run.executor.is_some();
         let duration_ms = run.started.elapsed().as_millis() as u64;
-        let mut data = json!({
-            "run_id": run_id,
-            "status": status,
-            "exit_code": exit_code,
-            "duration_ms": duration_ms,
-            "session_id": self.meta.session_id,
-        });
-        if let Some(c) = run.seen.cost_usd {
-            data["cost_usd"] = json!(c);
-        }
-        if status != "completed" {
-            data["error"] = json!(error.unwrap_or_else(|| "the run did not complete".into()));
-        }
-        log::info!(project = &*self.id, run = run_id, status = status, duration_ms = duration_ms; "run finished");
-        self.emit("run_finished", Direction::System, &data);
-        let state = match status {
-            "completed" | "killed" => ProjectState::Idle,
-            _ => ProjectState::Error,
-        };
+        let error = (status != RunStatus::Completed)
+            .then(|| error.unwrap_or_else(|| "the run did not complete".into()));
+        log::info!(project = &*self.id, run = run_id, status = status.as_str(), duration_ms = duration_ms; "run finished");
+        let session_id = self.meta.session_id.clone();
+        self.emit_run_finished(
+            RunFinished {
+                cost_usd: run.seen.cost_usd,
+                duration_ms: Some(duration_ms),
+                error,
+                exit_code,
+                run_id,
+                session_id: session_id.as_deref(),
+                status,
+            },
+            Some(duration_ms),
+        );
+        let state = status.project_state();
         self.update_meta_soon(ctx, |m| {
             m.state = state;
             m.active_run = None;
@@ -411,7 +410,6 @@ impl ProjectActor {
                 .runs_active
                 .fetch_sub(1, Ordering::Relaxed);
         }
-        self.engine.run_finished(status, Some(duration_ms));
         self.emit_state();
         drop(run.permit);
         self.start_next(ctx);
@@ -469,7 +467,13 @@ impl ProjectActor {
             None => {
                 let run_id = run.run_id.clone();
                 self.pending = None;
-                self.finish(&run_id, "killed", None, Some(why_unstarted.into()), ctx);
+                self.finish(
+                    &run_id,
+                    RunStatus::Killed,
+                    None,
+                    Some(why_unstarted.into()),
+                    ctx,
+                );
             }
         }
     }
@@ -478,12 +482,19 @@ impl ProjectActor {
         let queued: Vec<_> = self.queue.drain(..).collect();
         self.shared.queue_len.store(0, Ordering::Relaxed);
         for q in &queued {
-            let data = json!({
-                "run_id": q.run_id, "status": "killed", "exit_code": null, "duration_ms": 0,
-                "session_id": self.meta.session_id, "error": "removed from the queue before it started",
-            });
-            self.emit("run_finished", Direction::System, &data);
-            self.engine.run_finished("killed", None);
+            let session_id = self.meta.session_id.clone();
+            self.emit_run_finished(
+                RunFinished {
+                    cost_usd: None,
+                    duration_ms: Some(0),
+                    error: Some("removed from the queue before it started".into()),
+                    exit_code: None,
+                    run_id: &q.run_id,
+                    session_id: session_id.as_deref(),
+                    status: RunStatus::Killed,
+                },
+                None,
+            );
         }
         queued.len()
     }
@@ -553,25 +564,27 @@ impl Handler<RunExited> for ProjectActor {
         let seen_error = run.seen.error.clone();
         let is_error = run.seen.is_error;
         let (status, error) = if let Some(f) = msg.failure {
-            ("failed", Some(f))
+            (RunStatus::Failed, Some(f))
         } else {
             match stop {
-                Some(StopReason::Killed) => ("killed", Some("stopped by agent_kill".to_string())),
+                Some(StopReason::Killed) => {
+                    (RunStatus::Killed, Some("stopped by agent_kill".to_string()))
+                }
                 Some(StopReason::Shutdown) => (
-                    "killed",
+                    RunStatus::Killed,
                     Some("stopped because the server is shutting down".to_string()),
                 ),
                 Some(StopReason::Timeout) => (
-                    "timeout",
+                    RunStatus::Timeout,
                     // `Duration`'s Debug form keeps sub-second limits readable ("500ms").
                     Some(format!(
                         "the run exceeded its time limit of {:?} and was stopped",
                         self.engine.config.run_timeout.unwrap_or_default()
                     )),
                 ),
-                None if msg.exit_code == Some(0) && !is_error => ("completed", None),
+                None if msg.exit_code == Some(0) && !is_error => (RunStatus::Completed, None),
                 None => (
-                    "failed",
+                    RunStatus::Failed,
                     Some(
                         seen_error.unwrap_or_else(|| match (msg.exit_code, msg.signal) {
                             (Some(c), _) => format!("the agent exited with code {c}"),
