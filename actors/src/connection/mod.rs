@@ -86,10 +86,6 @@ impl ConnectionActor {
         })
     }
 
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// Queues a frame, closing the connection with 4008 if the client has fallen too far behind.
     fn send(&mut self, frame: &Frame, ctx: &mut Context<Self>) {
         self.engine
