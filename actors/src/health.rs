@@ -13,7 +13,6 @@ use crate::api::health::Panic;
 use crate::api::supervisor::{ChildGuard, ChildId, SupervisorHandle};
 use crate::engine::Engine;
 use crate::procfs;
-use crate::storage::metadata::AgentKind;
 
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 const PROBE_AGENTS_EVERY: Duration = Duration::from_secs(60);
@@ -113,10 +112,7 @@ impl HealthActor {
 
     fn probe_agents(&mut self, ctx: &mut Context<Self>) {
         let cfg = &self.engine.config;
-        let bins = [
-            (AgentKind::Claude, cfg.claude_bin.clone()),
-            (AgentKind::Codex, cfg.codex_bin.clone()),
-        ];
+        let bins = crate::agent::all().map(|a| (a.kind(), a.binary(cfg).to_string()));
         let fut = async move {
             let mut out = serde_json::Map::new();
             for (kind, bin) in bins {

@@ -4,13 +4,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::ProjectActor;
-use crate::agent::{build_args, not_found, resolve_program};
+use crate::agent::{self, build_args, not_found, resolve_program, AgentLine};
 use crate::api::connection::ReplyTo;
 use crate::api::executor::{RunSpec, StopReason, StopRun};
 use crate::api::project::{RunExited, RunOutput, RunReport, Shutdown};
@@ -43,38 +42,6 @@ struct Observed {
     is_error: bool,
     cost_usd: Option<f64>,
     error: Option<String>,
-}
-
-/// The fields of an agent line the daemon cares about; everything else is passed through.
-/// Each field is read on its own ([`lenient`]): one field of an unexpected type must not hide
-/// the others (an `is_error: true` next to an odd `total_cost_usd` still fails the run).
-#[derive(Deserialize)]
-struct AgentLine {
-    #[serde(rename = "type", default, deserialize_with = "lenient")]
-    kind: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    subtype: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    session_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    thread_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    is_error: Option<bool>,
-    #[serde(default, deserialize_with = "lenient")]
-    total_cost_usd: Option<f64>,
-    result: Option<serde_json::Value>,
-    message: Option<serde_json::Value>,
-    error: Option<serde_json::Value>,
-}
-
-/// A field of the expected type, or `None` when it has another type.
-fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    let v = serde_json::Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).ok())
 }
 
 /// A global run slot became free for this run.
@@ -157,10 +124,7 @@ impl ProjectActor {
     }
 
     fn agent_bin(&self, kind: AgentKind) -> &str {
-        match kind {
-            AgentKind::Claude => &self.engine.config.claude_bin,
-            AgentKind::Codex => &self.engine.config.codex_bin,
-        }
+        agent::for_kind(kind).binary(&self.engine.config)
     }
 
     /// Starts the next queued run when none is active and a global slot is free (or waits for
@@ -306,13 +270,8 @@ impl ProjectActor {
     }
 
     fn observe(&mut self, head: &AgentLine) {
-        let session = match head.kind.as_deref() {
-            Some("system") if head.subtype.as_deref() == Some("init") => head.session_id.clone(),
-            Some("result") => head.session_id.clone(),
-            Some("thread.started") => head.thread_id.clone(),
-            _ => None,
-        };
-        if let Some(s) = session.filter(|s| !s.is_empty() && s.len() <= 256) {
+        let seen = agent::for_kind(self.meta.agent).observe(head);
+        if let Some(s) = seen.session.filter(|s| !s.is_empty() && s.len() <= 256) {
             if self.meta.session_id.as_deref() != Some(s.as_str()) {
                 log::info!(project = &*self.id, session = s.as_str(); "agent session id saved");
                 // Saved durably at once: a crash mid-run still resumes this conversation.
@@ -324,47 +283,17 @@ impl ProjectActor {
         let Some(run) = self.active.as_mut() else {
             return;
         };
-        match head.kind.as_deref() {
-            Some("result") => {
-                if let Some(c) = head.total_cost_usd {
-                    run.seen.cost_usd = Some(c);
-                }
-                if head.is_error == Some(true) {
-                    run.seen.is_error = true;
-                    let what = head
-                        .result
-                        .as_ref()
-                        .and_then(|r| r.as_str())
-                        .or(head.subtype.as_deref())
-                        .unwrap_or("unknown error");
-                    run.seen.error = Some(format!(
-                        "the agent reported an error: {}",
-                        crate::logfmt::sanitize(what, 500)
-                    ));
-                }
-            }
-            // Codex reports retries as `error` events and only gives up with `turn.failed`: an
-            // `error` alone is remembered as the likely reason, the exit code decides.
-            Some("error") | Some("turn.failed") => {
-                if head.kind.as_deref() == Some("turn.failed") {
-                    run.seen.is_error = true;
-                }
-                let what = head
-                    .message
-                    .as_ref()
-                    .and_then(|m| m.as_str().map(String::from))
-                    .or_else(|| {
-                        head.error.as_ref().and_then(|e| {
-                            e.get("message").and_then(|m| m.as_str()).map(String::from)
-                        })
-                    })
-                    .unwrap_or_else(|| "unknown error".into());
-                run.seen.error = Some(format!(
-                    "the agent reported an error: {}",
-                    crate::logfmt::sanitize(&what, 500)
-                ));
-            }
-            _ => {}
+        if let Some(c) = seen.cost_usd {
+            run.seen.cost_usd = Some(c);
+        }
+        if seen.failed {
+            run.seen.is_error = true;
+        }
+        if let Some(what) = seen.error {
+            run.seen.error = Some(format!(
+                "the agent reported an error: {}",
+                crate::logfmt::sanitize(&what, 500)
+            ));
         }
     }
 
