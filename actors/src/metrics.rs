@@ -101,124 +101,150 @@ impl Metrics {
         };
         {
             let mut r = crate::sync::lock(&m.registry);
-            r.register(
-                "connections",
-                "Open WebSocket connections",
-                m.connections.clone(),
-            );
-            r.register(
-                "connections_opened",
-                "WebSocket connections accepted",
-                m.connections_opened.clone(),
-            );
-            r.register(
-                "connections_refused",
-                "WebSocket connections refused, by reason",
-                m.connections_refused.clone(),
-            );
-            r.register(
-                "messages_received",
-                "Client messages received, by type",
-                m.messages_in.clone(),
-            );
-            r.register(
-                "messages_sent",
-                "Server messages encoded, by type",
-                m.messages_out.clone(),
-            );
-            r.register(
-                "received_bytes",
-                "Bytes of client messages received",
-                m.bytes_in.clone(),
-            );
-            r.register(
-                "sent_bytes",
-                "Bytes of server messages queued to clients",
-                m.bytes_out.clone(),
-            );
-            r.register(
-                "broadcast_deliveries",
-                "Event deliveries to subscribers",
-                m.deliveries.clone(),
-            );
-            r.register(
-                "broadcast_fanout_subscribers",
-                "Subscribers an event was fanned out to",
-                m.fanout.clone(),
-            );
-            r.register(
-                "broadcast_fanout_seconds",
-                "Time to fan one event out to its subscribers",
-                m.fanout_seconds.clone(),
-            );
-            r.register(
-                "runs_active",
-                "Agent runs in progress",
-                m.runs_active.clone(),
-            );
-            r.register(
-                "runs",
-                "Agent runs finished, by final status",
-                m.runs.clone(),
-            );
-            r.register(
-                "run_duration_seconds",
-                "Duration of finished agent runs",
-                m.run_seconds.clone(),
-            );
-            r.register(
-                "queued_runs",
-                "Runs waiting in project queues",
-                m.queued_runs.clone(),
-            );
-            r.register(
-                "history_appends",
-                "Records appended to history",
-                m.history_appends.clone(),
-            );
-            r.register(
-                "history_append_errors",
-                "History appends that failed",
-                m.history_append_errors.clone(),
-            );
-            r.register(
-                "history_fsync_seconds",
-                "Latency of history fsyncs",
-                m.fsync_seconds.clone(),
-            );
-            r.register(
-                "slow_client_disconnects",
-                "Connections closed because their backlog overflowed",
-                m.slow_clients.clone(),
-            );
-            r.register(
-                "replays",
-                "Replays on join, by whether the whole range was still stored",
-                m.replays.clone(),
-            );
-            r.register(
-                "actor_restarts",
-                "Actor crashes handled by the supervisor, by actor kind",
-                m.restarts.clone(),
-            );
-            r.register(
-                "auth_failures",
-                "Failed or missing authentications",
-                m.auth_failures.clone(),
-            );
-            r.register("projects", "Registered projects", m.projects.clone());
-            r.register(
-                "process_resident_memory_bytes",
-                "Resident memory of the daemon",
-                m.resident_bytes.clone(),
-            );
-            r.register(
-                "process_open_fds",
-                "Open file descriptors of the daemon",
-                m.open_fds.clone(),
-            );
+            // Registration order is the order of the text exposition.
+            m.register_connections(&mut r);
+            m.register_broadcast(&mut r);
+            m.register_runs(&mut r);
+            m.register_history(&mut r);
+            m.register_daemon(&mut r);
         }
         m
+    }
+
+    /// Connections and the messages and bytes they carry.
+    fn register_connections(&self, r: &mut Registry) {
+        r.register(
+            "connections",
+            "Open WebSocket connections",
+            self.connections.clone(),
+        );
+        r.register(
+            "connections_opened",
+            "WebSocket connections accepted",
+            self.connections_opened.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "WebSocket connections refused, by reason",
+            self.connections_refused.clone(),
+        );
+        r.register(
+            "messages_received",
+            "Client messages received, by type",
+            self.messages_in.clone(),
+        );
+        r.register(
+            "messages_sent",
+            "Server messages encoded, by type",
+            self.messages_out.clone(),
+        );
+        r.register(
+            "received_bytes",
+            "Bytes of client messages received",
+            self.bytes_in.clone(),
+        );
+        r.register(
+            "sent_bytes",
+            "Bytes of server messages queued to clients",
+            self.bytes_out.clone(),
+        );
+    }
+
+    /// Fan-out of events to subscribers.
+    fn register_broadcast(&self, r: &mut Registry) {
+        r.register(
+            "broadcast_deliveries",
+            "Event deliveries to subscribers",
+            self.deliveries.clone(),
+        );
+        r.register(
+            "broadcast_fanout_subscribers",
+            "Subscribers an event was fanned out to",
+            self.fanout.clone(),
+        );
+        r.register(
+            "broadcast_fanout_seconds",
+            "Time to fan one event out to its subscribers",
+            self.fanout_seconds.clone(),
+        );
+    }
+
+    /// Agent runs: active, finished, queued.
+    fn register_runs(&self, r: &mut Registry) {
+        r.register(
+            "runs_active",
+            "Agent runs in progress",
+            self.runs_active.clone(),
+        );
+        r.register(
+            "runs",
+            "Agent runs finished, by final status",
+            self.runs.clone(),
+        );
+        r.register(
+            "run_duration_seconds",
+            "Duration of finished agent runs",
+            self.run_seconds.clone(),
+        );
+        r.register(
+            "queued_runs",
+            "Runs waiting in project queues",
+            self.queued_runs.clone(),
+        );
+    }
+
+    /// History writes.
+    fn register_history(&self, r: &mut Registry) {
+        r.register(
+            "history_appends",
+            "Records appended to history",
+            self.history_appends.clone(),
+        );
+        r.register(
+            "history_append_errors",
+            "History appends that failed",
+            self.history_append_errors.clone(),
+        );
+        r.register(
+            "history_fsync_seconds",
+            "Latency of history fsyncs",
+            self.fsync_seconds.clone(),
+        );
+    }
+
+    /// Slow clients, replays, restarts, authentication, projects and the process.
+    fn register_daemon(&self, r: &mut Registry) {
+        r.register(
+            "slow_client_disconnects",
+            "Connections closed because their backlog overflowed",
+            self.slow_clients.clone(),
+        );
+        r.register(
+            "replays",
+            "Replays on join, by whether the whole range was still stored",
+            self.replays.clone(),
+        );
+        r.register(
+            "actor_restarts",
+            "Actor crashes handled by the supervisor, by actor kind",
+            self.restarts.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Failed or missing authentications",
+            self.auth_failures.clone(),
+        );
+        r.register("projects", "Registered projects", self.projects.clone());
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the daemon",
+            self.resident_bytes.clone(),
+        );
+        r.register(
+            "process_open_fds",
+            "Open file descriptors of the daemon",
+            self.open_fds.clone(),
+        );
     }
 
     /// The text exposition, with the scrape-time gauges set from `gauges` and `/proc`.

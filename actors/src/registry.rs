@@ -10,7 +10,7 @@ pub use crate::api::registry::{CreateProject, Panic};
 use crate::api::supervisor::{Adopt, ChildGuard, ChildId, SupervisorHandle};
 use crate::engine::Engine;
 use crate::error::{ApiError, Code};
-use crate::paths::{check_not_nested, check_outside_data_dir, validate_project_path};
+use crate::paths::check_project_dir;
 use crate::project::spawn_project;
 use crate::storage::metadata::{AgentKind, ProjectMeta, ProjectState};
 use crate::storage::project_dir;
@@ -44,11 +44,11 @@ impl RegistryActor {
                 ));
             }
         }
-        let path = validate_project_path(&msg.path, &cfg.project_roots)?;
-        check_outside_data_dir(&path, &cfg.data_dir)?;
         let existing = self.engine.directory.project_paths();
-        check_not_nested(
-            &path,
+        let path = check_project_dir(
+            &msg.path,
+            &cfg.project_roots,
+            &cfg.data_dir,
             existing.iter().map(|(id, p)| (id.as_str(), p.as_path())),
         )?;
         if existing.len() >= cfg.max_projects {

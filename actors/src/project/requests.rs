@@ -30,30 +30,8 @@ impl Handler<ProjectRequest> for ProjectActor {
             ProjectOp::Kill { clear_queue } => self.kill(&reply, clear_queue, ctx),
             ProjectOp::GetMessages(q) => self.get_messages(&reply, &q),
             ProjectOp::Delete => self.delete(&reply, ctx),
-            ProjectOp::Panic => {
-                reply.ok(
-                    "fault_injected",
-                    Some(&self.id),
-                    &json!({"actor": "project"}),
-                );
-                panic!("fault injected into project actor {}", self.id);
-            }
-            ProjectOp::PanicExecutor => match self.active.as_ref().and_then(|r| r.executor.clone())
-            {
-                Some(exec) => {
-                    exec.do_send(crate::api::executor::Panic);
-                    reply.ok(
-                        "fault_injected",
-                        Some(&self.id),
-                        &json!({"actor": "executor"}),
-                    );
-                    Ok(())
-                }
-                None => Err(ApiError::new(
-                    Code::NoActiveRun,
-                    "the project has no running executor to fault",
-                )),
-            },
+            ProjectOp::Panic => self.fault(&reply),
+            ProjectOp::PanicExecutor => self.fault_executor(&reply),
         };
         if let Err(e) = result {
             reply.err(Some(&self.id), &e);
@@ -85,6 +63,37 @@ fn keep_newest_within(records: &mut Vec<(u64, String)>, budget: usize) -> bool {
 impl ProjectActor {
     /// Subscribes the requester, replaying what it missed first. `since_seq: None` subscribes
     /// from now on.
+    /// `fault_inject` on the project: panics inside this handler, after replying.
+    fn fault(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
+        reply.ok(
+            "fault_injected",
+            Some(&self.id),
+            &json!({"actor": "project"}),
+        );
+        panic!("fault injected into project actor {}", self.id);
+    }
+
+    /// `fault_inject` on the project's executor: makes the running executor panic.
+    fn fault_executor(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
+        let exec = self
+            .active
+            .as_ref()
+            .and_then(|r| r.executor.clone())
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::NoActiveRun,
+                    "the project has no running executor to fault",
+                )
+            })?;
+        exec.do_send(crate::api::executor::Panic);
+        reply.ok(
+            "fault_injected",
+            Some(&self.id),
+            &json!({"actor": "executor"}),
+        );
+        Ok(())
+    }
+
     fn join(&mut self, reply: &ReplyTo, since_seq: Option<u64>) -> Result<(), ApiError> {
         let last = self.history.last_seq();
         let (replay, recovered) = match since_seq {

@@ -78,10 +78,10 @@ impl ProjectActor {
         // directory and from every other project.
         let others = self.engine.directory.project_paths();
         for d in &options.add_dirs {
-            let dir = crate::paths::validate_project_path(d, &self.engine.config.project_roots)?;
-            crate::paths::check_outside_data_dir(&dir, &self.engine.config.data_dir)?;
-            crate::paths::check_not_nested(
-                &dir,
+            crate::paths::check_project_dir(
+                d,
+                &self.engine.config.project_roots,
+                &self.engine.config.data_dir,
                 others
                     .iter()
                     .filter(|(id, _)| id.as_str() != &*self.id)
