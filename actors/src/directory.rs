@@ -67,7 +67,10 @@ pub struct Directory {
 /// Where a project request should go.
 pub enum ProjectRoute {
     Up(ProjectHandle),
+    /// Errored: down until an `actor_reset` or a daemon restart.
     Down(String),
+    /// Crashed and waiting for its restart (or not registered yet).
+    Restarting,
     Missing,
 }
 
@@ -100,11 +103,10 @@ impl Directory {
             Some(ProjectEntry { addr: Some(a), .. }) if a.connected() => {
                 ProjectRoute::Up(a.clone())
             }
-            Some(e) => ProjectRoute::Down(
-                e.down
-                    .clone()
-                    .unwrap_or_else(|| "the project's actor is restarting".into()),
-            ),
+            Some(ProjectEntry {
+                down: Some(why), ..
+            }) => ProjectRoute::Down(why.clone()),
+            Some(_) => ProjectRoute::Restarting,
         }
     }
 

@@ -170,11 +170,7 @@ fn project(engine: &Arc<Engine>, dir: &tempfile::TempDir) -> ProjectHandle {
 
 fn request(recipient: &Recipient<Deliver>, op: ProjectOp) -> ProjectRequest {
     ProjectRequest {
-        reply: ReplyTo {
-            conn: 7,
-            recipient: recipient.clone(),
-            id: Some("r1".into()),
-        },
+        reply: ReplyTo::new(7, recipient.clone(), Some("r1".into())),
         op,
     }
 }

@@ -9,6 +9,7 @@ pub mod broadcast;
 pub mod connection;
 pub mod executor;
 pub mod health;
+pub mod idempotency;
 pub mod project;
 pub mod registry;
 pub mod supervisor;

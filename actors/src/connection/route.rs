@@ -6,6 +6,7 @@ use actix::prelude::*;
 
 use super::ConnectionActor;
 use crate::api::connection::ReplyTo;
+use crate::api::idempotency::Admission;
 use crate::api::project::{ProjectOp, ProjectRequest};
 use crate::api::registry::CreateProject;
 use crate::directory::ProjectRoute;
@@ -14,11 +15,7 @@ use crate::protocol::{Inbound, Request};
 
 impl ConnectionActor {
     fn reply_to(&self, id: Option<String>, ctx: &mut Context<Self>) -> ReplyTo {
-        ReplyTo {
-            conn: self.id,
-            recipient: ctx.address().recipient(),
-            id,
-        }
+        ReplyTo::new(self.id, ctx.address().recipient(), id)
     }
 
     /// Before authentication only `auth` is accepted.
@@ -41,8 +38,14 @@ impl ConnectionActor {
     pub(super) fn route(&mut self, inbound: Inbound, ctx: &mut Context<Self>) {
         // Only the type is logged: payloads may hold tokens or long prompts.
         log::debug!(conn = self.id; "request {}", inbound.request.kind());
-        let reply = self.reply_to(inbound.id, ctx);
+        let mut reply = self.reply_to(inbound.id, ctx);
         let engine = self.engine.clone();
+        if let Some(key) = inbound.idempotency {
+            match engine.idempotency.admit(key, reply) {
+                Admission::Proceed(r) => reply = r,
+                Admission::Handled => return,
+            }
+        }
 
         match inbound.request {
             Request::Ping => reply.ok("pong", None, &serde_json::json!({})),
@@ -62,7 +65,7 @@ impl ConnectionActor {
                 }),
                 None => reply.err(
                     None,
-                    &ApiError::internal("the project registry is restarting; try again shortly"),
+                    &ApiError::retryable("the project registry is restarting; try again shortly"),
                 ),
             },
             Request::ProjectDelete { project_id } => {
@@ -110,6 +113,13 @@ impl ConnectionActor {
             ProjectRoute::Down(why) => {
                 let p: Arc<str> = Arc::from(project_id.as_str());
                 reply.err(Some(&p), &ApiError::internal(why))
+            }
+            ProjectRoute::Restarting => {
+                let p: Arc<str> = Arc::from(project_id.as_str());
+                let e = ApiError::retryable(format!(
+                    "project {p} is restarting after a crash; try again shortly"
+                ));
+                reply.err(Some(&p), &e)
             }
         }
     }

@@ -2,14 +2,18 @@
 //! them) and signals from the rest of the daemon; and [`ReplyTo`], the way any actor answers a
 //! client's request directly.
 
+mod answer;
+
 use std::sync::Arc;
 
 use actix::prelude::*;
 use serde::Serialize;
 
+use super::idempotency::{IdempotencyKey, IdempotencyStore};
 use crate::error::ApiError;
 use crate::protocol::frame::{error_frame, FrameBuilder};
 use crate::protocol::Frame;
+use answer::AnswerGuard;
 
 /// Frames for this connection, with what they mean for the per-project seq tracking.
 #[derive(Message, Clone)]
@@ -92,11 +96,24 @@ pub struct ReplyTo {
     pub conn: u64,
     pub recipient: Recipient<Deliver>,
     pub id: Option<String>,
+    /// Answers the request with a retryable error if every clone is dropped unanswered.
+    answer: Arc<AnswerGuard>,
 }
 
 impl ReplyTo {
+    /// Where to answer the request `id` of connection `conn`.
+    pub fn new(conn: u64, recipient: Recipient<Deliver>, id: Option<String>) -> Self {
+        ReplyTo {
+            conn,
+            answer: Arc::new(AnswerGuard::new(recipient.clone(), id.clone())),
+            recipient,
+            id,
+        }
+    }
+
     /// Encodes a reply to this request.
     pub fn frame<D: Serialize>(&self, kind: &str, project: Option<&Arc<str>>, data: &D) -> Frame {
+        self.answer.answered();
         FrameBuilder::new(kind)
             .reply_to(self.id.as_deref())
             .project_opt(project)
@@ -104,7 +121,13 @@ impl ReplyTo {
     }
 
     pub fn send(&self, frame: Frame) {
+        self.answer.settle(&frame);
         self.recipient.do_send(Deliver::plain(frame));
+    }
+
+    /// Stores the reply under `key` before it is sent (see [`crate::api::idempotency`]).
+    pub(crate) fn store_answer_in(&mut self, store: Arc<IdempotencyStore>, key: IdempotencyKey) {
+        self.answer.store_in(store, key);
     }
 
     pub fn ok<D: Serialize>(&self, kind: &str, project: Option<&Arc<str>>, data: &D) {
