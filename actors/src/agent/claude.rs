@@ -95,3 +95,25 @@ impl Agent for Claude {
         seen
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observe(line: &str) -> Observation {
+        Claude.observe(&serde_json::from_str(line).unwrap())
+    }
+
+    #[test]
+    fn reads_the_session_cost_and_error_of_its_own_events_only() {
+        let init = observe(r#"{"type":"system","subtype":"init","session_id":"s-1"}"#);
+        assert_eq!(init.session.as_deref(), Some("s-1"));
+        let failed = observe(
+            r#"{"type":"result","subtype":"error_max_turns","is_error":true,"session_id":"s-1","total_cost_usd":0.5}"#,
+        );
+        assert!(failed.failed);
+        assert_eq!(failed.cost_usd, Some(0.5));
+        assert_eq!(failed.error.as_deref(), Some("error_max_turns"));
+        assert_eq!(observe(r#"{"type":"turn.failed"}"#), Observation::default());
+    }
+}

@@ -88,3 +88,26 @@ impl Agent for Codex {
         seen
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observe(line: &str) -> Observation {
+        Codex.observe(&serde_json::from_str(line).unwrap())
+    }
+
+    #[test]
+    fn an_error_is_a_likely_reason_and_turn_failed_a_failure() {
+        let started = observe(r#"{"type":"thread.started","thread_id":"t-1"}"#);
+        assert_eq!(started.session.as_deref(), Some("t-1"));
+        let retry = observe(r#"{"type":"error","message":"retrying"}"#);
+        assert!(!retry.failed);
+        assert_eq!(retry.error.as_deref(), Some("retrying"));
+        let failed = observe(r#"{"type":"turn.failed","error":{"message":"gave up"}}"#);
+        assert!(failed.failed);
+        assert_eq!(failed.error.as_deref(), Some("gave up"));
+        let result = observe(r#"{"type":"result","is_error":true,"session_id":"s"}"#);
+        assert_eq!(result, Observation::default());
+    }
+}
