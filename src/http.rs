@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use agentvisor_actors::auth::{bearer, token_matches};
 use agentvisor_actors::config::EngineConfig;
 use agentvisor_actors::connection::{
-    client_addr, close_reason, Accepted, ConnectionActor, ConnectionPermit,
+    client_addr, close_reason, Accepted, ConnectionActor, ConnectionPermit, Refusal as LimitRefusal,
 };
 use agentvisor_actors::engine::{Engine, Lifecycle};
 use agentvisor_actors::metrics::METRICS;
@@ -54,6 +54,10 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(METRICS.render(&state.engine.gauges()))
 }
 
+/// A connection's permit and, before authentication, its place under the unauthenticated
+/// limits; or why it is refused.
+type Admitted = Result<(ConnectionPermit, Option<ConnectionPermit>), Refusal>;
+
 /// Why a WebSocket is closed right after the upgrade.
 struct Refusal {
     code: u16,
@@ -67,11 +71,12 @@ pub(crate) fn client_ip(req: &HttpRequest, cfg: &EngineConfig) -> IpAddr {
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let forwarded = req
+    let forwarded: Vec<&str> = req
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    client_addr(peer, forwarded, &cfg.trusted_proxies)
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    client_addr(peer, &forwarded, &cfg.trusted_proxies)
 }
 
 /// The token of an `Authorization: Bearer` header, if any.
@@ -127,6 +132,20 @@ fn is_loopback_host(host: &str) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A place under the connection limits, and, for a client that has not authenticated yet, one
+/// under the much smaller unauthenticated limits too.
+fn take_permits(
+    engine: &Engine,
+    ip: IpAddr,
+    authenticated: bool,
+) -> Result<(ConnectionPermit, Option<ConnectionPermit>), LimitRefusal> {
+    let pending = match authenticated {
+        true => None,
+        false => Some(engine.unauthenticated.try_acquire(ip)?),
+    };
+    Ok((engine.limiter.try_acquire(ip)?, pending))
+}
+
 async fn ws(
     req: HttpRequest,
     body: web::Payload,
@@ -137,7 +156,7 @@ async fn ws(
     let (authenticated, admitted) = admit(&req, &engine, ip);
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     match admitted {
-        Ok(permit) => {
+        Ok((permit, pending_auth)) => {
             ConnectionActor::start(Accepted {
                 engine,
                 supervisor: Some(SupervisorHandle::of(&state.supervisor)),
@@ -146,6 +165,7 @@ async fn ws(
                 peer: ip,
                 authenticated,
                 permit,
+                pending_auth,
             });
             METRICS.connections_opened.inc();
         }
@@ -154,17 +174,13 @@ async fn ws(
     Ok(response)
 }
 
-/// Whether the upgrade request authenticated the client, and the client's connection permit
-/// or why it is refused.
-fn admit(
-    req: &HttpRequest,
-    engine: &Engine,
-    ip: IpAddr,
-) -> (bool, Result<ConnectionPermit, Refusal>) {
+/// Whether the upgrade request authenticated the client, and the client's permits (see
+/// [`take_permits`]) or why it is refused.
+fn admit(req: &HttpRequest, engine: &Engine, ip: IpAddr) -> (bool, Admitted) {
     let (authenticated, refusal) = check_upgrade(req, engine, ip);
     let admitted = match refusal {
         Some(r) => Err(r),
-        None => engine.limiter.try_acquire(ip).map_err(|r| Refusal {
+        None => take_permits(engine, ip, authenticated).map_err(|r| Refusal {
             code: 1013,
             reason: r.reason(),
             metric: r.label(),

@@ -22,6 +22,8 @@ pub enum RunStatus {
     Failed,
     Killed,
     Timeout,
+    /// Accepted, but the daemon stopped before it started.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -31,14 +33,15 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Killed => "killed",
             RunStatus::Timeout => "timeout",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 
-    /// The project's state after a run that ended so: a completed or stopped run leaves it idle,
-    /// a failed one in error.
+    /// The project's state after a run that ended so: a completed or stopped run (or one that
+    /// never started) leaves it idle, a failed one in error.
     pub fn project_state(self) -> State {
         match self {
-            RunStatus::Completed | RunStatus::Killed => State::Idle,
+            RunStatus::Completed | RunStatus::Killed | RunStatus::Interrupted => State::Idle,
             RunStatus::Failed | RunStatus::Timeout => State::Error,
         }
     }

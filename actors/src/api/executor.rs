@@ -20,6 +20,8 @@ pub struct RunSpec {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub cwd: PathBuf,
+    /// The agent's whole environment (see [`crate::executor::environment`]).
+    pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     pub timeout: Option<Duration>,
     pub grace: Duration,
 }
