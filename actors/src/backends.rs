@@ -5,20 +5,11 @@
 
 use std::sync::Arc;
 
-use actix::prelude::*;
-
+use crate::api::project::BackendUnavailable;
 use crate::breaker::Change;
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::storage::metadata::AgentKind;
-
-/// A breaker opened: runs queued for `agent` end with `error`.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct BackendUnavailable {
-    pub agent: AgentKind,
-    pub error: String,
-}
 
 /// Tells everyone about a change of a breaker's state (nothing when there was none).
 pub fn announce(engine: &Arc<Engine>, change: Option<Change>) {

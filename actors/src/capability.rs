@@ -9,9 +9,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::directory::{lock_ignoring_poison, Directory};
+use crate::directory::Directory;
 use crate::error::{ApiError, Code};
 use crate::protocol::Request;
+use crate::sync::lock as lock_ignoring_poison;
 
 /// The environment variables a run's agent receives.
 pub const URL_ENV: &str = "AGENTVISOR_URL";

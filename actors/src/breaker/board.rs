@@ -95,10 +95,7 @@ impl Breakers {
 
     /// Reads `agent`'s breaker without changing it.
     fn read<R>(&self, agent: AgentKind, f: impl FnOnce(&Breaker, Instant) -> R) -> R {
-        f(
-            &crate::directory::lock_ignoring_poison(self.lock(agent)),
-            Instant::now(),
-        )
+        f(&crate::sync::lock(self.lock(agent)), Instant::now())
     }
 
     fn lock(&self, agent: AgentKind) -> &Mutex<Breaker> {
@@ -115,7 +112,7 @@ impl Breakers {
         agent: AgentKind,
         f: impl FnOnce(&mut Breaker, Instant) -> R,
     ) -> (R, Option<Change>) {
-        let mut b = crate::directory::lock_ignoring_poison(self.lock(agent));
+        let mut b = crate::sync::lock(self.lock(agent));
         let now = Instant::now();
         let before = b.recorded();
         let out = f(&mut b, now);

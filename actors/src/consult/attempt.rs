@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::io::BufReader;
 
 use super::transcript::Transcript;
-use crate::executor::lines::{read_batch, Line};
 use crate::executor::{process, RunSpec};
+use crate::lines::{read_batch, Line};
 
 /// How an attempt ended.
 #[derive(Debug, Default)]

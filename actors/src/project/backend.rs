@@ -4,9 +4,11 @@
 use actix::prelude::*;
 
 use super::ProjectActor;
-use crate::backends::{announce, BackendUnavailable};
+use crate::api::project::BackendUnavailable;
+use crate::backends::announce;
 use crate::breaker::{classify, Admission, RunEnd};
 use crate::error::ApiError;
+use crate::events::RunStatus;
 use crate::storage::metadata::AgentKind;
 
 impl ProjectActor {
@@ -43,7 +45,7 @@ impl Handler<BackendUnavailable> for ProjectActor {
     type Result = ();
 
     fn handle(&mut self, msg: BackendUnavailable, _: &mut Self::Context) {
-        if msg.agent == self.meta.agent && self.end_queued("failed", &msg.error) > 0 {
+        if msg.agent == self.meta.agent && self.end_queued(RunStatus::Failed, &msg.error) > 0 {
             self.emit_state();
         }
     }

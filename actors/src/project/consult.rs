@@ -16,6 +16,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::ProjectActor;
+use crate::agent::{build_args, not_found, resolve_program};
 use crate::backends::announce;
 use crate::breaker::{classify, RunEnd, Verdict};
 use crate::capability;
@@ -24,9 +25,8 @@ use crate::consult::attempt::{self, AttemptEnd};
 use crate::consult::{Exchange, Kind, Next, Outcome, Reply, Status};
 use crate::engine::Engine;
 use crate::error::{ApiError, Code};
-use crate::executor::agent::{build_args, not_found, resolve_program};
-use crate::executor::lines::Line;
 use crate::executor::{environment, RunSpec};
+use crate::lines::Line;
 use crate::protocol::request::ConsultRequest;
 use crate::protocol::{Direction, RunOptions};
 use crate::storage::metadata::AgentKind;

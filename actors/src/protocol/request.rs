@@ -7,10 +7,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::key::{IdempotencyKey, KEYED_REQUESTS, MAX_KEY_BYTES};
 use super::options::RunOptions;
 use crate::consult::Kind;
 use crate::error::{ApiError, Code};
-use crate::idempotency::{IdempotencyKey, KEYED_REQUESTS, MAX_KEY_BYTES};
 use crate::storage::metadata::AgentKind;
 
 /// The longest request `id` a client may use.
