@@ -19,7 +19,7 @@ pub fn announce(engine: &Arc<Engine>, change: Option<Change>) {
     let frame = crate::protocol::FrameBuilder::new("breaker_state").encode(&change.view);
     engine
         .directory
-        .signal_connections(|| crate::connection::ConnectionSignal::Push(frame.clone()));
+        .signal_connections(|| crate::api::connection::ConnectionSignal::Push(frame.clone()));
     let Some(cooldown) = change.opened_for else {
         return;
     };

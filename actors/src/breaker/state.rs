@@ -9,26 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-/// The breaker's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BreakerSettings {
-    /// Consecutive backend failures that open the breaker.
-    pub threshold: u32,
-    /// The first cool-down.
-    pub cooldown: Duration,
-    /// The longest cool-down, however often the trial fails.
-    pub cooldown_max: Duration,
-}
-
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        BreakerSettings {
-            threshold: 5,
-            cooldown: Duration::from_secs(30),
-            cooldown_max: Duration::from_secs(600),
-        }
-    }
-}
+pub use crate::config::BreakerSettings;
 
 /// Where the breaker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

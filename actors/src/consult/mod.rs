@@ -4,9 +4,9 @@
 //! that matter. Requests and responses carry markers and named sections ([`kind`]); replies are
 //! read tolerantly but never credited with a section they do not have ([`sections`], [`issues`]);
 //! and a reply that misses the format is followed up a bounded number of times ([`exchange`]).
-//! Everything here is pure: the daemon feeds in what the consultant printed.
+//! Everything here is pure: the daemon feeds in what the consultant printed (its runs are
+//! `executor::attempt`).
 
-pub mod attempt;
 pub mod exchange;
 pub mod issues;
 pub mod kind;

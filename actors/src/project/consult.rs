@@ -21,10 +21,10 @@ use crate::backends::announce;
 use crate::breaker::{classify, RunEnd, Verdict};
 use crate::capability;
 use crate::connection::ReplyTo;
-use crate::consult::attempt::{self, AttemptEnd};
 use crate::consult::{Exchange, Kind, Next, Outcome, Reply, Status};
 use crate::engine::Engine;
 use crate::error::{ApiError, Code};
+use crate::executor::attempt::{self, AttemptEnd};
 use crate::executor::{environment, RunSpec};
 use crate::lines::Line;
 use crate::protocol::request::ConsultRequest;
@@ -96,34 +96,35 @@ impl ProjectActor {
         req: ConsultRequest,
         ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
+        let to = AgentKind::from(req.to);
         if self.engine.lifecycle() == crate::engine::Lifecycle::ShuttingDown {
             return Err(ApiError::new(
                 Code::ExecutionFailed,
                 "the server is shutting down: ask again once it is back",
             ));
         }
-        let program = resolve_program(self.agent_bin(req.to)).ok_or_else(|| not_found(req.to))?;
+        let program = resolve_program(self.agent_bin(to)).ok_or_else(|| not_found(to))?;
         // Built once now, so that a question no command line can carry is refused up front.
         let first = Exchange::new(req.kind, &req.question, req.context.as_deref(), 1);
-        build_args(req.to, &read_only(req.to), None, &first.first_prompt())?;
-        self.check_backend_of(req.to)?;
+        build_args(to, &read_only(to), None, &first.first_prompt())?;
+        self.check_backend_of(to)?;
         if !self.meta.path.is_dir() {
             return Err(ApiError::new(
                 Code::ExecutionFailed,
                 "the project directory no longer exists on the server",
             ));
         }
-        let (consult_id, session_id) = self.consults.open(req.consult_id, req.to)?;
+        let (consult_id, session_id) = self.consults.open(req.consult_id, to)?;
         self.subscribe(reply, Vec::new())?;
         self.emit(
             "consult_started",
             Direction::Client,
             &json!({
-                "consult_id": &*consult_id, "to": req.to.as_str(), "kind": req.kind.as_str(),
+                "consult_id": &*consult_id, "to": to.as_str(), "kind": req.kind.as_str(),
                 "question": req.question, "context": req.context,
             }),
         );
-        log::info!(project = &*self.id, consult = &*consult_id, to = req.to.as_str(); "consult accepted");
+        log::info!(project = &*self.id, consult = &*consult_id, to = to.as_str(); "consult accepted");
         reply.ok(
             "consult_accepted",
             Some(&self.id),
@@ -132,7 +133,7 @@ impl ProjectActor {
         let job = Job {
             consult_id,
             project_id: self.id.to_string(),
-            to: req.to,
+            to,
             kind: req.kind,
             question: req.question,
             context: req.context,

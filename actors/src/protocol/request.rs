@@ -11,7 +11,6 @@ use super::key::{IdempotencyKey, KEYED_REQUESTS, MAX_KEY_BYTES};
 use super::options::RunOptions;
 use crate::consult::Kind;
 use crate::error::{ApiError, Code};
-use crate::storage::metadata::AgentKind;
 
 /// The longest request `id` a client may use.
 pub const MAX_ID_BYTES: usize = 128;
@@ -92,7 +91,7 @@ pub enum Request {
     },
     /// Closes an agent backend's circuit breaker (an operator who knows the backend is back).
     BreakerReset {
-        agent: AgentKind,
+        agent: AgentName,
     },
 }
 
@@ -356,13 +355,30 @@ struct AuthData {
     token: String,
 }
 
+/// An agent backend named on the wire (`consult`'s `to`, `breaker_reset`'s `agent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentName {
+    Claude,
+    Codex,
+}
+
+impl AgentName {
+    pub fn parse(name: &str) -> Option<AgentName> {
+        match name {
+            "claude" => Some(AgentName::Claude),
+            "codex" => Some(AgentName::Codex),
+            _ => None,
+        }
+    }
+}
+
 /// The longest consult a client may ask for, in seconds.
 pub const MAX_CONSULT_TIMEOUT_S: u64 = 3600;
 
 /// A validated `consult` request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsultRequest {
-    pub to: AgentKind,
+    pub to: AgentName,
     pub kind: Kind,
     pub question: String,
     pub context: Option<String>,
@@ -381,7 +397,7 @@ struct ConsultData {
 }
 
 fn consult_request(d: ConsultData) -> Result<ConsultRequest, ApiError> {
-    let to = AgentKind::parse(&d.to)
+    let to = AgentName::parse(&d.to)
         .ok_or_else(|| ApiError::validation("'to' must be \"claude\" or \"codex\""))?;
     let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
     let kind = Kind::parse(&d.kind).ok_or_else(|| {
@@ -507,7 +523,7 @@ fn typed(
         },
         "breaker_reset" => {
             let d: BreakerData = fields(kind, data)?;
-            let agent = AgentKind::parse(&d.agent)
+            let agent = AgentName::parse(&d.agent)
                 .ok_or_else(|| ApiError::validation("'agent' must be \"claude\" or \"codex\""))?;
             Request::BreakerReset { agent }
         }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::io::BufReader;
 
-use super::transcript::Transcript;
-use crate::executor::{process, RunSpec};
+use super::{process, RunSpec};
+use crate::consult::transcript::Transcript;
 use crate::lines::{read_batch, Line};
 
 /// How an attempt ended.
