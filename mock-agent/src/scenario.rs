@@ -36,7 +36,7 @@ pub enum Scenario {
     NonJson,
     /// Start a grandchild in its own session, then hang (or exit).
     Escape,
-    /// Report `AGENTVISOR_RUN_ID` and the cwd.
+    /// Report `AGENTVISOR_RUN_ID`, the cwd and the whole environment.
     Env,
     /// Print `text` as the agent's reply, as a tool call's command, as a
     /// non-JSON line and on stderr (to test how clients show what an agent
