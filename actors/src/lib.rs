@@ -13,6 +13,7 @@ pub mod directory;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod gitsnap;
 pub mod health;
 pub mod logfmt;
 pub mod metrics;

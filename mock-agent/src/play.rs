@@ -45,6 +45,10 @@ pub fn play(s: &mut Session, selection: &Selection) -> Result<i32, Failure> {
         Scenario::Lines => lines(s, p),
         Scenario::Huge => huge(s, p.bytes.unwrap_or(DEFAULT_HUGE_BYTES)),
         Scenario::Escape => escape(s, p),
+        Scenario::Edit => {
+            edit_files()?;
+            replay(s, success, Extras::None)
+        }
         Scenario::Env => {
             let init = s.init_line();
             s.emit(&init);
@@ -56,6 +60,24 @@ pub fn play(s: &mut Session, selection: &Selection) -> Result<i32, Failure> {
             s.emit(&result);
             Ok(0)
         }
+    }
+}
+
+/// The file changes of `edit`, in the working directory: one file edited, one added, one
+/// removed (when it exists).
+fn edit_files() -> Result<(), Failure> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| Failure::new(1, format!("mock-agent: edit failed: {e}"));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open("edit.txt")
+        .map_err(fail)?;
+    f.write_all(b"a line the agent added\n").map_err(fail)?;
+    std::fs::write("added.txt", "a new file\n").map_err(fail)?;
+    match std::fs::remove_file("remove.txt") {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fail(e)),
+        _ => Ok(()),
     }
 }
 

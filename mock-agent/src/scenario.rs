@@ -38,6 +38,9 @@ pub enum Scenario {
     Escape,
     /// Report `AGENTVISOR_RUN_ID` and the cwd.
     Env,
+    /// Change the working directory (append to `edit.txt`, write `added.txt`, remove
+    /// `remove.txt`), then replay the successful run.
+    Edit,
 }
 
 /// Scenario names as written after `mock:`.
@@ -55,6 +58,7 @@ pub const NAMES: &[(&str, Scenario)] = &[
     ("nonjson", Scenario::NonJson),
     ("escape", Scenario::Escape),
     ("env", Scenario::Env),
+    ("edit", Scenario::Edit),
 ];
 
 impl Scenario {

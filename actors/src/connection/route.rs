@@ -121,6 +121,11 @@ impl ConnectionActor {
             Request::GetMessages { project_id, query } => {
                 self.send_to_project(project_id, ProjectOp::GetMessages(query), reply)
             }
+            Request::RunDiff {
+                project_id,
+                run_id,
+                path,
+            } => self.send_to_project(project_id, ProjectOp::RunDiff { run_id, path }, reply),
             Request::ActorReset { actor } => match &self.supervisor {
                 Some(s) => s.do_send(crate::supervisor::ResetActor { name: actor, reply }),
                 None => reply.err(None, &ApiError::internal("no supervisor is running")),

@@ -71,17 +71,21 @@ pub fn spawn_agent(
     Ok(child)
 }
 
+/// Spawns a helper command (not an agent) whose exit tokio reaps, so the orphan reaper leaves
+/// it alone. The caller calls [`forget_managed`] once it has waited for it.
+pub fn spawn_managed(cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    let mut managed = lock(&MANAGED);
+    let child = cmd.spawn()?;
+    if let Some(pid) = child.id() {
+        managed.get_or_insert_with(HashSet::new).insert(pid as i32);
+    }
+    Ok(child)
+}
+
 /// Runs a short command (like `--version`) under the same bookkeeping and returns its stdout.
 pub async fn managed_output(mut cmd: tokio::process::Command, limit: Duration) -> Option<Vec<u8>> {
     cmd.stdout(Stdio::piped());
-    let child = {
-        let mut managed = lock(&MANAGED);
-        let child = cmd.spawn().ok()?;
-        if let Some(pid) = child.id() {
-            managed.get_or_insert_with(HashSet::new).insert(pid as i32);
-        }
-        child
-    };
+    let child = spawn_managed(&mut cmd).ok()?;
     let pid = child.id();
     let out = tokio::time::timeout(limit, child.wait_with_output()).await;
     if let Some(pid) = pid {

@@ -2,6 +2,7 @@
 //! queue and history log. Every change to a project is a message handled here, one at a time —
 //! which is what lets a join replay history and then subscribe without a gap or a lock.
 
+mod changes;
 mod events;
 mod requests;
 mod runs;
@@ -42,6 +43,8 @@ pub struct ProjectActor {
     staged: Option<Vec<(crate::storage::history::Stamp, crate::protocol::Frame)>>,
     /// The last append failed; cleared by the next one that works.
     storage_failing: bool,
+    /// Snapshots of recent runs, for `run_diff`.
+    changes: changes::ChangeLog,
     guard: ChildGuard,
 }
 
@@ -104,6 +107,7 @@ pub fn spawn_project(
         meta_version: 0,
         staged: None,
         storage_failing: false,
+        changes: changes::ChangeLog::default(),
     };
     // Before the actor is registered, not in `started`: `/ready` and `project_list` must never
     // show a run that died with the daemon as still executing.

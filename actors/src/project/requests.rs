@@ -18,12 +18,23 @@ pub const MAX_REPLAY: usize = 10_000;
 
 #[derive(Debug)]
 pub enum ProjectOp {
-    Join { since_seq: Option<u64> },
+    Join {
+        since_seq: Option<u64>,
+    },
     Leave,
-    Execute { prompt: String, options: RunOptions },
+    Execute {
+        prompt: String,
+        options: RunOptions,
+    },
     NewSession,
-    Kill { clear_queue: bool },
+    Kill {
+        clear_queue: bool,
+    },
     GetMessages(HistoryQuery),
+    RunDiff {
+        run_id: String,
+        path: Option<String>,
+    },
     Delete,
     Panic,
     PanicExecutor,
@@ -48,6 +59,7 @@ impl Handler<ProjectRequest> for ProjectActor {
             ProjectOp::NewSession => self.new_session(&reply),
             ProjectOp::Kill { clear_queue } => self.kill(&reply, clear_queue, ctx),
             ProjectOp::GetMessages(q) => self.get_messages(&reply, &q),
+            ProjectOp::RunDiff { run_id, path } => self.run_diff(&reply, run_id, path, ctx),
             ProjectOp::Delete => self.delete(&reply, ctx),
             ProjectOp::Panic => {
                 reply.ok(

@@ -32,6 +32,8 @@ pub struct ActiveRun {
     pub permit: Option<OwnedSemaphorePermit>,
     pub stop: Option<StopReason>,
     seen: Observed,
+    /// The work tree when the run started (git projects only).
+    tree_before: Option<String>,
 }
 
 /// What the agent's own output said about the run.
@@ -180,6 +182,7 @@ impl ProjectActor {
             permit: None,
             stop: None,
             seen: Observed::default(),
+            tree_before: None,
         });
         match self.engine.run_slots.clone().try_acquire_owned() {
             Ok(permit) => self.launch(next, permit, ctx),
@@ -223,18 +226,39 @@ impl ProjectActor {
             m.active_run = Some(run_id.clone());
             m.last_active = crate::time::now_rfc3339();
         });
-        self.engine
-            .stats
-            .runs_active
-            .fetch_add(1, Ordering::Relaxed);
         self.emit_state();
         self.emit(
             "run_started",
             Direction::System,
             &json!({"run_id": run_id, "prompt": run.prompt, "resumed_session_id": resume}),
         );
+        if let Some(active) = self.active.as_mut() {
+            active.permit = Some(permit);
+        }
+        // The agent starts once the work tree is recorded, so the snapshot holds none of its
+        // changes. A run stopped meanwhile has already been closed and is not started.
+        self.snapshot_then(ctx, move |act, tree, ctx| {
+            let Some(active) = act.active.as_mut().filter(|r| r.run_id == run_id) else {
+                return;
+            };
+            active.tree_before = tree;
+            act.start_executor(&run_id, program, args, ctx);
+        });
+    }
+
+    fn start_executor(
+        &mut self,
+        run_id: &str,
+        program: std::path::PathBuf,
+        args: Vec<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.engine
+            .stats
+            .runs_active
+            .fetch_add(1, Ordering::Relaxed);
         let spec = RunSpec {
-            run_id: run_id.clone(),
+            run_id: run_id.to_string(),
             project_id: self.id.to_string(),
             program,
             args,
@@ -245,7 +269,6 @@ impl ProjectActor {
         let exec = ExecutorActor::new(spec, ctx.address(), self.supervisor.clone()).start();
         if let Some(active) = self.active.as_mut() {
             active.executor = Some(exec);
-            active.permit = Some(permit);
             active.started = Instant::now();
         }
     }
@@ -387,6 +410,11 @@ impl ProjectActor {
         });
         if let Some(c) = run.seen.cost_usd {
             data["cost_usd"] = json!(c);
+        }
+        if let Some(c) = self.changes_of(run_id) {
+            data["tree_before"] = json!(c.tree_before);
+            data["tree_after"] = json!(c.tree_after);
+            data["changes"] = json!(c.changes);
         }
         if status != "completed" {
             data["error"] = json!(error.unwrap_or_else(|| "the run did not complete".into()));
@@ -580,7 +608,15 @@ impl Handler<RunExited> for ProjectActor {
             }
         };
         let run_id = msg.run_id.clone();
-        self.finish(&run_id, status, msg.exit_code, error, ctx);
+        // Shutdown does not wait for git: the run is closed at once.
+        match run.tree_before.clone() {
+            Some(before) if stop != Some(StopReason::Shutdown) => {
+                self.changes_then(run_id.clone(), before, ctx, move |act, ctx| {
+                    act.finish(&run_id, status, msg.exit_code, error, ctx)
+                })
+            }
+            _ => self.finish(&run_id, status, msg.exit_code, error, ctx),
+        }
     }
 }
 

@@ -67,6 +67,12 @@ pub enum Request {
         project_id: String,
         query: HistoryQuery,
     },
+    /// The diff of what a run changed (git projects).
+    RunDiff {
+        project_id: String,
+        run_id: String,
+        path: Option<String>,
+    },
     HealthCheck,
     Ping,
     Auth {
@@ -95,6 +101,7 @@ impl Request {
             Request::AgentNewSession { .. } => "agent_new_session",
             Request::AgentKill { .. } => "agent_kill",
             Request::GetMessages { .. } => "get_messages",
+            Request::RunDiff { .. } => "run_diff",
             Request::HealthCheck => "health_check",
             Request::Ping => "ping",
             Request::Auth { .. } => "auth",
@@ -291,6 +298,12 @@ struct MessagesData {
 }
 
 #[derive(Deserialize)]
+struct RunDiffData {
+    run_id: String,
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct AuthData {
     token: String,
 }
@@ -358,6 +371,20 @@ fn typed(
             Request::GetMessages {
                 project_id,
                 query: history_query(d)?,
+            }
+        }
+        "run_diff" => {
+            let project_id = need_project(kind, project_id)?;
+            let d: RunDiffData = fields(kind, data)?;
+            if d.run_id.is_empty() || d.run_id.len() > MAX_ID_BYTES {
+                return Err(ApiError::validation(
+                    "'run_id' must be a non-empty string of at most 128 bytes",
+                ));
+            }
+            Request::RunDiff {
+                project_id,
+                run_id: d.run_id,
+                path: d.path,
             }
         }
         "health_check" => Request::HealthCheck,
