@@ -3,8 +3,9 @@
 #   - PM2 (from the npm registry, installed under target/ecosystem/) starts the release binary
 #     from ecosystem/ecosystem.config.js, sees it ready (wait_ready), restarts it after kill -9,
 #     and stops it gracefully;
-#   - nginx (from apt when missing) proxies a WebSocket session that runs the mock agent, and
-#     /health, /ready, /metrics, using the site in ecosystem/nginx.conf;
+#   - nginx (from apt when missing) proxies a WebSocket session that runs the mock agent, a
+#     project's event stream (SSE), the web console, and /health, /ready, /metrics, using
+#     ecosystem/nginx.conf;
 #   - systemd-analyze verifies ecosystem/agentvisor.service;
 #   - the Dockerfile is checked for what it must contain (built only with AGENTVISOR_TEST_DOCKER=1
 #     and a reachable Docker daemon).
@@ -39,7 +40,6 @@ export PM2_HOME="$T/pm2"
 PM2_STARTED=
 NGINX_CONF=
 DIRECT_PID=
-POLICY_RC_CREATED=
 
 cleanup() {
   if [ -n "$PM2_STARTED" ]; then
@@ -52,7 +52,7 @@ cleanup() {
     kill "$DIRECT_PID" 2> /dev/null || true
     wait "$DIRECT_PID" 2> /dev/null || true
   fi
-  if [ -n "$POLICY_RC_CREATED" ]; then
+  if [ -n "${APT_POLICY_CREATED:-}" ]; then
     rm -f /usr/sbin/policy-rc.d
   fi
   if [ "${KEEP:-0}" = 1 ]; then
@@ -66,26 +66,8 @@ trap 'echo "test-ecosystem: interrupted" >&2; exit 130' INT TERM
 
 is_root() { [ "$(id -u)" = 0 ]; }
 
-# apt-get install, without letting a package's install script start a service (nginx would
-# otherwise start on port 80 of every interface).
-APT_UPDATED=
-apt_install() {
-  is_root && command -v apt-get > /dev/null || return 1
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    POLICY_RC_CREATED=1
-  fi
-  if [ -z "$APT_UPDATED" ]; then
-    timeout 120 apt-get update -qq > "$T/apt.log" 2>&1 || { cat "$T/apt.log" >&2; return 1; }
-    APT_UPDATED=1
-  fi
-  DEBIAN_FRONTEND=noninteractive timeout 180 apt-get install -y -qq --no-install-recommends "$@" \
-    >> "$T/apt.log" 2>&1 || { tail -20 "$T/apt.log" >&2; return 1; }
-  if [ -n "$POLICY_RC_CREATED" ]; then
-    rm -f /usr/sbin/policy-rc.d
-    POLICY_RC_CREATED=
-  fi
-}
+# shellcheck source=scripts/lib/apt.sh
+. "$ROOT/scripts/lib/apt.sh"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2> /dev/null \
@@ -355,7 +337,7 @@ EOF
         fail "nginx does not proxy /health"
       elif run_e2e_test through_nginx_a_websocket_session_runs_an_agent \
         AGENTVISOR_E2E_PROXY_PORT="$NPORT" AGENTVISOR_E2E_PROJECT_ROOT="$T/projects"; then
-        pass "nginx ($("$NGINX" -v 2>&1 | sed 's/.*version: //')) proxies a WebSocket session that runs an agent, and /health, /ready, /metrics"
+        pass "nginx ($("$NGINX" -v 2>&1 | sed 's/.*version: //')) proxies a WebSocket session that runs an agent, its event stream, the console, and /health, /ready, /metrics"
         # The daemon believed nginx's X-Forwarded-For (the client's own header, then nginx's).
         if grep -q "peer=203.0.113.7" "$DAEMON_LOG"; then
           pass "the daemon sees the client address from X-Forwarded-For"

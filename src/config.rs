@@ -98,6 +98,10 @@ pub struct Args {
     /// A connection's unsent bytes before it is closed with 4008.
     #[arg(long, env = "AGENTVISOR_MAX_BACKLOG_BYTES", default_value = "16MB", value_parser = parse_size)]
     pub max_backlog_bytes: u64,
+    /// How often an idle event stream (`/projects/{id}/events`) gets a comment line, which keeps
+    /// proxies from closing it.
+    #[arg(long, env = "AGENTVISOR_SSE_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    pub sse_heartbeat: Duration,
     /// `server_stats` period; 0 = off.
     #[arg(long, env = "AGENTVISOR_STATS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub stats_interval: Duration,
@@ -155,6 +159,7 @@ pub struct Config {
     pub tls: Option<rustls::ServerConfig>,
     pub workers: usize,
     pub shutdown_timeout: Duration,
+    pub sse_heartbeat: Duration,
     pub log_format: String,
     pub log_level: String,
     pub engine: EngineConfig,
@@ -185,6 +190,7 @@ impl Args {
             ("ping-interval", self.ping_interval),
             ("pong-timeout", self.pong_timeout),
             ("shutdown-timeout", self.shutdown_timeout),
+            ("sse-heartbeat", self.sse_heartbeat),
             ("backoff-initial", self.backoff_initial),
             ("restart-window", self.restart_window),
         ] {
@@ -267,6 +273,7 @@ impl Args {
             tls,
             workers: self.workers,
             shutdown_timeout: self.shutdown_timeout,
+            sse_heartbeat: self.sse_heartbeat,
             log_format: self.log_format,
             log_level: self.log_level,
             engine: EngineConfig {

@@ -1,4 +1,5 @@
-//! HTTP routes: `/ws` (the WebSocket upgrade), `/health`, `/ready` and `/metrics`.
+//! HTTP routes: `/ws` (the WebSocket upgrade), `/health`, `/ready`, `/metrics`, and the event
+//! streams of [`crate::sse`].
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use actix::Addr;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use agentvisor_actors::auth::{bearer, token_matches};
+use agentvisor_actors::config::EngineConfig;
 use agentvisor_actors::connection::{client_addr, close_reason, Accepted, ConnectionActor};
 use agentvisor_actors::engine::{Engine, Lifecycle};
 use agentvisor_actors::metrics::METRICS;
@@ -16,13 +18,16 @@ use agentvisor_actors::supervisor::Supervisor;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub supervisor: Addr<Supervisor>,
+    /// How often an idle event stream gets a comment line.
+    pub sse_heartbeat: std::time::Duration,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(ws))
         .route("/health", web::get().to(health))
         .route("/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(metrics));
+        .route("/metrics", web::get().to(metrics))
+        .route("/projects/{id}/events", web::get().to(crate::sse::events));
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
@@ -54,9 +59,38 @@ struct Refusal {
     metric: &'static str,
 }
 
+/// The client's address: the peer's, or the one a trusted proxy forwarded.
+pub(crate) fn client_ip(req: &HttpRequest, cfg: &EngineConfig) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    client_addr(peer, forwarded, &cfg.trusted_proxies)
+}
+
+/// The token of an `Authorization: Bearer` header, if any.
+pub(crate) fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+}
+
+/// Whether the query string carries a token, which is refused wherever it appears: URLs end up
+/// in logs and browser history.
+pub(crate) fn token_in_url(req: &HttpRequest) -> bool {
+    req.query_string()
+        .split('&')
+        .any(|kv| kv.starts_with("token=") || kv.starts_with("access_token="))
+}
+
 /// A browser page may drive the daemon only from the daemon's own origin or an allowed one; a
 /// client that sends no `Origin` (not a browser) is not affected.
-fn origin_allowed(req: &HttpRequest, allowed: &[String], has_token: bool) -> bool {
+pub(crate) fn origin_allowed(req: &HttpRequest, allowed: &[String], has_token: bool) -> bool {
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)
@@ -98,25 +132,12 @@ async fn ws(
 ) -> actix_web::Result<HttpResponse> {
     let engine = state.engine.clone();
     let cfg = &engine.config;
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let ip = client_addr(peer, forwarded, &cfg.trusted_proxies);
+    let ip = client_ip(&req, cfg);
 
     let mut authenticated = cfg.token.is_none();
     let mut refusal = None;
     if let Some(expected) = &cfg.token {
-        let header_token = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer);
-        match header_token {
+        match bearer_token(&req) {
             Some(t) if token_matches(t, expected) => authenticated = true,
             Some(_) => {
                 refusal = Some(Refusal {
@@ -135,11 +156,7 @@ async fn ws(
             });
         }
     }
-    if req
-        .query_string()
-        .split('&')
-        .any(|kv| kv.starts_with("token=") || kv.starts_with("access_token="))
-    {
+    if token_in_url(&req) {
         refusal = Some(Refusal { code: 1008, reason: "tokens are not accepted in the URL; use the Authorization header or an auth message", metric: "token_in_url" });
     }
     if !origin_allowed(&req, &cfg.allowed_origins, cfg.token.is_some()) {

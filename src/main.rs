@@ -2,10 +2,12 @@
 //! `agentvisor-actors`.
 
 mod config;
+mod console;
 mod http;
 mod logging;
 mod readiness;
 mod shutdown;
+mod sse;
 mod tls;
 
 use std::sync::Arc;
@@ -124,6 +126,7 @@ async fn run(
     let state = web::Data::new(http::AppState {
         engine: engine.clone(),
         supervisor,
+        sse_heartbeat: config.sse_heartbeat,
     });
     let max_frame = engine.config.max_message_bytes;
     let server = HttpServer::new(move || {
@@ -131,6 +134,7 @@ async fn run(
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(max_frame))
             .configure(http::routes)
+            .configure(console::routes)
     })
     .workers(config.workers)
     .disable_signals()

@@ -289,6 +289,10 @@ async fn through_nginx_a_websocket_session_runs_an_agent() {
     assert_eq!(stored, (1..=stored.len() as u64).collect::<Vec<_>>());
     assert!(stored.contains(&f["seq"].as_u64().unwrap()));
 
+    // The project's event stream, through the same proxy: the replay reaches the run's end.
+    let sse = sse_until(port, &project, &format!("\"seq\":{}", f["seq"])).await;
+    assert!(sse.contains("event: run_finished"), "{sse}");
+
     // The HTTP endpoints, through the same proxy.
     for path in ["/health", "/ready"] {
         let (status, body) = http_get(port, path).await.expect(path);
@@ -299,7 +303,50 @@ async fn through_nginx_a_websocket_session_runs_an_agent() {
     let (status, body) = http_get(port, "/metrics").await.unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("agentvisor_connections"), "{body}");
+    // The web console and its files.
+    for path in ["/", "/console/js/main.js"] {
+        let (status, body) = http_get(port, path).await.expect(path);
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            body.contains("agentvisor") || body.contains("import"),
+            "{path}: {body}"
+        );
+    }
     let (status, _) = http_get(port, "/nothing-here").await.unwrap();
     assert_eq!(status, 404);
     c.close().await;
+}
+
+/// Reads `GET /projects/{project}/events?since_seq=0` until `needle` appears; returns what was
+/// read (the stream itself stays open, so it is read raw, not to its end).
+async fn sse_until(port: u16, project: &str, needle: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /projects/{project}/events?since_seq=0 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let mut buf = [0u8; 8192];
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => panic!(
+                "no {needle} in the stream: {}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.to_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{text}"
+    );
+    text
 }

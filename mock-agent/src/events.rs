@@ -59,6 +59,58 @@ pub fn huge_message(flavour: Flavour, session_id: &str, bytes: usize) -> String 
     line
 }
 
+/// An assistant message with one text block.
+pub fn text_message(flavour: Flavour, session_id: &str, text: &str) -> String {
+    match flavour {
+        Flavour::Claude => format!(
+            r#"{{"type":"assistant","message":{{"role":"assistant","content":[{{"type":"text","text":{}}}]}},"session_id":{}}}"#,
+            json::string(text),
+            json::string(session_id)
+        ),
+        Flavour::Codex => format!(
+            r#"{{"type":"item.completed","item":{{"id":"item_echo_text","type":"agent_message","text":{}}}}}"#,
+            json::string(text)
+        ),
+    }
+}
+
+/// A shell tool call running `command`, and its result `output`.
+pub fn tool_call(flavour: Flavour, session_id: &str, command: &str, output: &str) -> [String; 2] {
+    match flavour {
+        Flavour::Claude => [
+            format!(
+                r#"{{"type":"assistant","message":{{"role":"assistant","content":[{{"type":"tool_use","id":"toolu_echo","name":"Bash","input":{{"command":{}}}}}]}},"session_id":{}}}"#,
+                json::string(command),
+                json::string(session_id)
+            ),
+            format!(
+                r#"{{"type":"user","message":{{"role":"user","content":[{{"tool_use_id":"toolu_echo","type":"tool_result","content":{},"is_error":false}}]}},"session_id":{}}}"#,
+                json::string(output),
+                json::string(session_id)
+            ),
+        ],
+        Flavour::Codex => {
+            let item = |status: &str, out: &str, code: &str| {
+                format!(
+                    r#"{{"id":"item_echo_tool","type":"command_execution","command":{},"aggregated_output":{},"exit_code":{code},"status":"{status}"}}"#,
+                    json::string(command),
+                    json::string(out)
+                )
+            };
+            [
+                format!(
+                    r#"{{"type":"item.started","item":{}}}"#,
+                    item("in_progress", "", "null")
+                ),
+                format!(
+                    r#"{{"type":"item.completed","item":{}}}"#,
+                    item("completed", output, "0")
+                ),
+            ]
+        }
+    }
+}
+
 /// The `env` scenario's report.
 pub fn env_report(run_id: Option<&str>, cwd: Option<&str>) -> String {
     format!(

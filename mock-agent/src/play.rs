@@ -49,6 +49,7 @@ pub fn play(s: &mut Session, selection: &Selection) -> Result<i32, Failure> {
             edit_files()?;
             replay(s, success, Extras::None)
         }
+        Scenario::Echo => echo(s, &p.text),
         Scenario::Env => {
             let init = s.init_line();
             s.emit(&init);
@@ -117,6 +118,23 @@ fn replay(s: &mut Session, recording: Recording, extras: Extras) -> Result<i32, 
         }
         s.emit(line);
     }
+    Ok(0)
+}
+
+/// `text` everywhere an agent prints: its reply, a tool call's command and
+/// output, a non-JSON stdout line and a stderr line; then a normal result.
+fn echo(s: &mut Session, text: &str) -> Result<i32, Failure> {
+    let init = s.init_line();
+    s.emit(&init);
+    for line in events::tool_call(s.flavour, &s.id, text, text) {
+        s.emit(&line);
+    }
+    s.emit(&events::text_message(s.flavour, &s.id, text));
+    // A raw line is one line: the text's own line breaks would split it.
+    s.emit(&text.replace('\n', " "));
+    output::stderr_line(text);
+    let result = s.success_result();
+    s.emit(&result);
     Ok(0)
 }
 

@@ -41,6 +41,10 @@ pub enum Scenario {
     /// Change the working directory (append to `edit.txt`, write `added.txt`, remove
     /// `remove.txt`), then replay the successful run.
     Edit,
+    /// Print `text` as the agent's reply, as a tool call's command, as a
+    /// non-JSON line and on stderr (to test how clients show what an agent
+    /// prints).
+    Echo,
 }
 
 /// Scenario names as written after `mock:`.
@@ -59,6 +63,7 @@ pub const NAMES: &[(&str, Scenario)] = &[
     ("escape", Scenario::Escape),
     ("env", Scenario::Env),
     ("edit", Scenario::Edit),
+    ("echo", Scenario::Echo),
 ];
 
 impl Scenario {
@@ -108,6 +113,9 @@ pub struct Params {
     pub rate: f64,
     /// `then=hang|exit`: what `escape` does after spawning the grandchild.
     pub then: Then,
+    /// `text=…`: what `echo` prints, percent-encoded (`%20` for a space), so
+    /// that it stays one token of the prompt.
+    pub text: String,
 }
 
 impl Default for Params {
@@ -122,6 +130,7 @@ impl Default for Params {
             bytes: None,
             rate: 0.0,
             then: Then::Hang,
+            text: String::new(),
         }
     }
 }
@@ -193,9 +202,10 @@ fn parse_params<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Params, Fai
                     _ => return Err(bad("expected hang or exit")),
                 }
             }
+            "text" => p.text = percent_decode(value).ok_or_else(|| bad("expected percent-encoded UTF-8"))?,
             _ => {
                 return Err(bad(
-                    "unknown key (known: exit, delay_ms, interval_ms, count, bytes, rate, ignore_sigint, ignore_sigterm, then)",
+                    "unknown key (known: exit, delay_ms, interval_ms, count, bytes, rate, ignore_sigint, ignore_sigterm, then, text)",
                 ))
             }
         }
@@ -207,6 +217,21 @@ fn parse_params<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Params, Fai
 /// (`count=100_000`).
 fn number<T: std::str::FromStr>(value: &str) -> Option<T> {
     value.replace('_', "").parse().ok()
+}
+
+/// `%XX` escapes decoded; anything else is kept as it is.
+fn percent_decode(value: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn boolean(value: &str) -> Option<bool> {
@@ -292,6 +317,20 @@ mod tests {
         ] {
             let err = select(prompt, None, None).unwrap_err();
             assert_eq!(err.code, 2, "{prompt}");
+        }
+    }
+
+    #[test]
+    fn echo_text_is_percent_decoded() {
+        let s = pick("mock:echo text=%3Cscript%3Ea%3D1%3C/script%3E%20%E2%9C%93");
+        assert_eq!(s.scenario, Scenario::Echo);
+        assert_eq!(s.params.text, "<script>a=1</script> \u{2713}");
+        for bad in [
+            "mock:echo text=%4",
+            "mock:echo text=%zz",
+            "mock:echo text=%ff",
+        ] {
+            assert!(select(bad, None, None).is_err(), "{bad}");
         }
     }
 

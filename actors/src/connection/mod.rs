@@ -64,11 +64,17 @@ impl Deliver {
         }
     }
 
-    fn frames(&self) -> &[Frame] {
+    /// The frames to send, in order.
+    pub fn frames(&self) -> &[Frame] {
         match &self.frames {
             Payload::One(f) => std::slice::from_ref(f),
             Payload::Many(fs) => fs,
         }
+    }
+
+    /// What the frames mean for the subscription (for subscribers other than WebSockets).
+    pub fn mark(&self) -> &Mark {
+        &self.mark
     }
 }
 

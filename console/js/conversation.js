@@ -1,0 +1,168 @@
+// The open project's conversation: the latest page of history, earlier pages on scrolling up
+// (before_seq), then live events, with no gap and no duplicate: every record is taken at most
+// once by its seq, and after a reconnect the view joins again from the last seq it has.
+
+import { $ } from './dom.js';
+import { newContext, renderRecord, toggleRaw } from './render.js';
+
+const PAGE = 150;
+/** Records kept on screen while following live output; older ones are paged back on demand. */
+const MAX_ON_SCREEN = 3000;
+
+export class Conversation {
+  constructor(conn, onProjectEvent) {
+    this.conn = conn;
+    this.onProjectEvent = onProjectEvent;
+    this.log = $('log');
+    this.records = $('records');
+    this.projectId = null;
+    this.generation = 0;
+    this.queue = [];
+    this.flushing = false;
+    this.records.addEventListener('click', (e) => {
+      const b = e.target.closest('.raw-btn');
+      if (b) toggleRaw(b);
+    });
+    $('load-older').addEventListener('click', () => this.loadOlder());
+    new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) this.loadOlder();
+    }, { root: this.log }).observe($('log-top'));
+  }
+
+  /** Shows a project: its latest page, then live. */
+  open(projectId) {
+    if (this.projectId && this.projectId !== projectId && this.conn.state === 'live') {
+      this.conn.request('project_leave', {}, this.projectId).catch(() => {});
+    }
+    this.projectId = projectId;
+    this.generation += 1;
+    this.records.replaceChildren();
+    this.queue = [];
+    this.ctx = newContext();
+    this.firstSeq = null;
+    this.lastSeq = null;
+    this.hasMore = false;
+    this.loadingOlder = false;
+    this.showTop();
+    if (this.conn.state === 'live') this.sync();
+  }
+
+  close() {
+    if (this.projectId && this.conn.state === 'live') {
+      this.conn.request('project_leave', {}, this.projectId).catch(() => {});
+    }
+    this.projectId = null;
+    this.generation += 1;
+  }
+
+  /** (Re)connected: load what is missing and subscribe again. */
+  async sync() {
+    const gen = this.generation;
+    const id = this.projectId;
+    if (!id) return;
+    try {
+      if (this.lastSeq === null) {
+        const page = await this.conn.request('get_messages', { limit: PAGE }, id);
+        if (gen !== this.generation) return;
+        const msgs = page.data.messages;
+        this.firstSeq = msgs.length ? msgs[0].seq : null;
+        this.hasMore = page.data.has_more;
+        this.showTop();
+        this.take(msgs);
+        this.lastSeq = Math.max(this.lastSeq ?? 0, page.data.next_seq ?? 0);
+        this.flush(true);
+      }
+      await this.conn.request('project_join', { since_seq: this.lastSeq }, id);
+    } catch (e) {
+      if (gen === this.generation) this.onProjectEvent({ type: 'view_error', error: e.message });
+    }
+  }
+
+  /** A message from the daemon; only this project's records are taken. */
+  onMessage(msg) {
+    if (!this.projectId || msg.project_id !== this.projectId) return;
+    if (msg.type === 'project_deleted' || msg.type === 'project_joined') return;
+    this.take([msg]);
+    this.scheduleFlush();
+  }
+
+  /** Queues records that are newer than the last one taken. */
+  take(msgs) {
+    for (const m of msgs) {
+      if (typeof m.seq === 'number') {
+        if (this.lastSeq !== null && m.seq <= this.lastSeq) continue;
+        this.lastSeq = m.seq;
+      }
+      this.queue.push(m);
+      if (m.type === 'project_state' || m.type === 'run_finished' || m.type === 'run_started') {
+        this.onProjectEvent(m);
+      }
+    }
+  }
+
+  /** Renders queued records once per frame, however fast they arrive. */
+  scheduleFlush() {
+    if (this.flushing) return;
+    this.flushing = true;
+    requestAnimationFrame(() => {
+      this.flushing = false;
+      this.flush(false);
+    });
+  }
+
+  flush(toBottom) {
+    if (!this.queue.length) return;
+    const atBottom = toBottom || this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 60;
+    const frag = document.createDocumentFragment();
+    for (const m of this.queue) frag.append(renderRecord(m, this.ctx));
+    this.queue = [];
+    this.records.append(frag);
+    if (this.firstSeq === null) this.firstSeq = Number(this.records.firstElementChild?.dataset.seq) || null;
+    if (atBottom) {
+      this.trim();
+      this.log.scrollTop = this.log.scrollHeight;
+    }
+  }
+
+  /** Keeps the page light during a long live run: the oldest records leave the screen (they
+   * come back by scrolling up, from history). */
+  trim() {
+    const extra = this.records.childElementCount - MAX_ON_SCREEN;
+    if (extra <= 0) return;
+    for (let i = 0; i < extra; i++) this.records.firstElementChild.remove();
+    const first = this.records.querySelector('[data-seq]');
+    this.firstSeq = first ? Number(first.dataset.seq) : this.firstSeq;
+    this.hasMore = true;
+    this.showTop();
+  }
+
+  /** Prepends the page before the first record shown, keeping the view where it was. */
+  async loadOlder() {
+    if (!this.hasMore || this.loadingOlder || this.firstSeq === null || this.conn.state !== 'live') return;
+    const gen = this.generation;
+    this.loadingOlder = true;
+    try {
+      const page = await this.conn.request('get_messages', { before_seq: this.firstSeq, limit: PAGE }, this.projectId);
+      if (gen !== this.generation) return;
+      const msgs = page.data.messages;
+      const ctx = newContext();
+      const frag = document.createDocumentFragment();
+      for (const m of msgs) frag.append(renderRecord(m, ctx));
+      const before = this.log.scrollHeight;
+      this.records.prepend(frag);
+      this.log.scrollTop += this.log.scrollHeight - before;
+      if (msgs.length) this.firstSeq = msgs[0].seq;
+      this.hasMore = page.data.has_more && msgs.length > 0;
+      this.showTop();
+    } catch (e) {
+      this.onProjectEvent({ type: 'view_error', error: e.message });
+    } finally {
+      if (gen === this.generation) this.loadingOlder = false;
+    }
+  }
+
+  showTop() {
+    $('load-older').hidden = !this.hasMore;
+    $('log-start').hidden = this.hasMore || this.firstSeq === null;
+  }
+}
