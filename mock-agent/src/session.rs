@@ -22,6 +22,8 @@ pub struct Session {
     pub resumed: bool,
     /// The working directory, for the init line and the `env` report.
     pub cwd: Option<String>,
+    /// Permission requests go to the parent (`--permission-prompt-tool stdio`).
+    pub stdio_permissions: bool,
     started: Instant,
     out: Out,
 }
@@ -33,6 +35,7 @@ impl Session {
             id,
             resumed,
             cwd,
+            stdio_permissions: false,
             started: Instant::now(),
             out: Out::new(),
         }

@@ -126,6 +126,21 @@ impl ConnectionActor {
                 run_id,
                 path,
             } => self.send_to_project(project_id, ProjectOp::RunDiff { run_id, path }, reply),
+            Request::PermissionRespond {
+                project_id,
+                request_id,
+                allow,
+                message,
+                remember,
+            } => {
+                let op = ProjectOp::PermissionRespond {
+                    request_id,
+                    allow,
+                    message,
+                    remember,
+                };
+                self.send_to_project(project_id, op, reply)
+            }
             Request::ActorReset { actor } => match &self.supervisor {
                 Some(s) => s.do_send(crate::supervisor::ResetActor { name: actor, reply }),
                 None => reply.err(None, &ApiError::internal("no supervisor is running")),

@@ -66,6 +66,18 @@ pub fn build_args(
     match kind {
         AgentKind::Claude => {
             args.extend(["-p", "--output-format", "stream-json", "--verbose"].map(String::from));
+            if options.asks_approval() {
+                // The prompt and the permission answers go on stdin (see `control`).
+                args.extend(
+                    [
+                        "--input-format",
+                        "stream-json",
+                        "--permission-prompt-tool",
+                        "stdio",
+                    ]
+                    .map(String::from),
+                );
+            }
             if let Some(id) = resume {
                 args.push(format!("--resume={id}"));
             }
@@ -99,10 +111,17 @@ pub fn build_args(
             for d in &options.add_dirs {
                 args.push(format!("--add-dir={d}"));
             }
-            args.push("--".into());
-            args.push(prompt.into());
+            if !options.asks_approval() {
+                args.push("--".into());
+                args.push(prompt.into());
+            }
         }
         AgentKind::Codex => {
+            if options.asks_approval() {
+                return Err(ApiError::validation(
+                    "option 'approvals' is not supported by the codex agent: `codex exec` never asks for permission, its 'sandbox' option alone decides what it may do",
+                ));
+            }
             for (set, name) in [
                 (options.permission_mode.is_some(), "permission_mode"),
                 (!options.allowed_tools.is_empty(), "allowed_tools"),
@@ -229,6 +248,30 @@ mod tests {
             ..Default::default()
         };
         assert!(build_args(AgentKind::Codex, &o, None, "hi").is_err());
+    }
+
+    #[test]
+    fn approvals_put_claude_on_the_control_protocol_and_are_refused_for_codex() {
+        let o = RunOptions {
+            approvals: Some(true),
+            ..Default::default()
+        };
+        let a = build_args(AgentKind::Claude, &o, None, "hi").unwrap();
+        assert_eq!(
+            a,
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--input-format",
+                "stream-json",
+                "--permission-prompt-tool",
+                "stdio"
+            ]
+        );
+        let e = build_args(AgentKind::Codex, &o, None, "hi").unwrap_err();
+        assert!(e.error.contains("sandbox"), "{}", e.error);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! failed, so a crash never leaks an agent.
 
 pub mod agent;
+pub mod control;
 pub mod lines;
 pub mod process;
 
@@ -38,7 +39,20 @@ pub struct RunSpec {
     pub cwd: PathBuf,
     pub timeout: Option<Duration>,
     pub grace: Duration,
+    /// The first line for the agent's stdin; with it, stdin stays open for [`WriteStdin`]
+    /// until [`CloseStdin`] (otherwise it is `/dev/null`).
+    pub stdin: Option<String>,
 }
+
+/// One more line for the agent's stdin (dropped when stdin is not open).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WriteStdin(pub String);
+
+/// Closes the agent's stdin.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseStdin;
 
 /// Output for the project.
 #[derive(Message)]
@@ -85,6 +99,8 @@ pub struct ExecutorActor {
     streams_done: bool,
     stop: Option<StopReason>,
     reported: bool,
+    /// Lines for the agent's stdin; dropping it closes stdin.
+    stdin: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     guard: ChildGuard,
 }
 
@@ -100,6 +116,7 @@ impl ExecutorActor {
             streams_done: false,
             stop: None,
             reported: false,
+            stdin: None,
             guard,
         }
     }
@@ -163,8 +180,9 @@ impl Actor for ExecutorActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let spec = &self.spec;
+        let pipe = spec.stdin.is_some();
         let mut child =
-            match process::spawn_agent(&spec.program, &spec.args, &spec.cwd, &spec.run_id) {
+            match process::spawn_agent(&spec.program, &spec.args, &spec.cwd, &spec.run_id, pipe) {
                 Ok(c) => c,
                 Err(e) => {
                     log::error!(run = spec.run_id.as_str(); "could not start the agent: {e}");
@@ -184,6 +202,12 @@ impl Actor for ExecutorActor {
         self.pgid = pid;
         log::info!(run = spec.run_id.as_str(), project = spec.project_id.as_str(), pid = pid.unwrap_or(0); "agent started");
 
+        if let (Some(first), Some(pipe)) = (self.spec.stdin.clone(), child.stdin.take()) {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let _ = tx.send(first);
+            self.stdin = Some(tx);
+            actix_rt::spawn(feed_stdin(pipe, rx));
+        }
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let project = self.project.clone();
@@ -253,6 +277,39 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
         if project.send(out).await.is_err() {
             break;
         }
+    }
+}
+
+/// Writes lines to the agent's stdin until the sender is dropped (then stdin closes) or the
+/// agent stops reading.
+async fn feed_stdin(
+    mut pipe: tokio::process::ChildStdin,
+    mut lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use tokio::io::AsyncWriteExt;
+    while let Some(mut line) = lines.recv().await {
+        line.push('\n');
+        if pipe.write_all(line.as_bytes()).await.is_err() || pipe.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+impl Handler<WriteStdin> for ExecutorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WriteStdin, _: &mut Self::Context) {
+        if let Some(tx) = &self.stdin {
+            let _ = tx.send(msg.0);
+        }
+    }
+}
+
+impl Handler<CloseStdin> for ExecutorActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseStdin, _: &mut Self::Context) {
+        self.stdin = None;
     }
 }
 

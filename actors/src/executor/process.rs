@@ -36,19 +36,24 @@ pub fn become_subreaper() -> std::io::Result<()> {
     }
 }
 
-/// Starts an agent: own process group, stdin closed, stdout and stderr piped, marked with the
-/// run id, and killed by the kernel if the daemon dies.
+/// Starts an agent: own process group, stdin closed (or a pipe when `stdin_pipe`), stdout and
+/// stderr piped, marked with the run id, and killed by the kernel if the daemon dies.
 pub fn spawn_agent(
     program: &Path,
     args: &[String],
     cwd: &Path,
     run_id: &str,
+    stdin_pipe: bool,
 ) -> std::io::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .current_dir(cwd)
         .env(RUN_ID_ENV, run_id)
-        .stdin(Stdio::null())
+        .stdin(if stdin_pipe {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)

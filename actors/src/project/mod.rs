@@ -2,11 +2,13 @@
 //! queue and history log. Every change to a project is a message handled here, one at a time —
 //! which is what lets a join replay history and then subscribe without a gap or a lock.
 
+mod approvals;
 mod changes;
 mod events;
 mod requests;
 mod runs;
 
+pub use approvals::{Answer, Decision};
 pub use requests::{ProjectOp, ProjectRequest};
 pub use runs::Shutdown;
 
@@ -45,6 +47,8 @@ pub struct ProjectActor {
     storage_failing: bool,
     /// Snapshots of recent runs, for `run_diff`.
     changes: changes::ChangeLog,
+    /// Permission requests of the runs that ask for approvals.
+    approvals: approvals::Approvals,
     guard: ChildGuard,
 }
 
@@ -108,6 +112,7 @@ pub fn spawn_project(
         staged: None,
         storage_failing: false,
         changes: changes::ChangeLog::default(),
+        approvals: approvals::Approvals::default(),
     };
     // Before the actor is registered, not in `started`: `/ready` and `project_list` must never
     // show a run that died with the daemon as still executing.

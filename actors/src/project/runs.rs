@@ -34,6 +34,8 @@ pub struct ActiveRun {
     seen: Observed,
     /// The work tree when the run started (git projects only).
     tree_before: Option<String>,
+    /// The run asks the clients before tool calls (`approvals: true`).
+    asks_approval: bool,
 }
 
 /// What the agent's own output said about the run.
@@ -183,6 +185,7 @@ impl ProjectActor {
             stop: None,
             seen: Observed::default(),
             tree_before: None,
+            asks_approval: next.options.asks_approval(),
         });
         match self.engine.run_slots.clone().try_acquire_owned() {
             Ok(permit) => self.launch(next, permit, ctx),
@@ -235,6 +238,10 @@ impl ProjectActor {
         if let Some(active) = self.active.as_mut() {
             active.permit = Some(permit);
         }
+        let stdin = run
+            .options
+            .asks_approval()
+            .then(|| crate::executor::control::user_message(&run.prompt));
         // The agent starts once the work tree is recorded, so the snapshot holds none of its
         // changes. A run stopped meanwhile has already been closed and is not started.
         self.snapshot_then(ctx, move |act, tree, ctx| {
@@ -242,7 +249,7 @@ impl ProjectActor {
                 return;
             };
             active.tree_before = tree;
-            act.start_executor(&run_id, program, args, ctx);
+            act.start_executor(&run_id, program, args, stdin, ctx);
         });
     }
 
@@ -251,6 +258,7 @@ impl ProjectActor {
         run_id: &str,
         program: std::path::PathBuf,
         args: Vec<String>,
+        stdin: Option<String>,
         ctx: &mut Context<Self>,
     ) {
         self.engine
@@ -265,6 +273,7 @@ impl ProjectActor {
             cwd: self.meta.path.clone(),
             timeout: self.engine.config.run_timeout,
             grace: self.engine.config.kill_grace,
+            stdin,
         };
         let exec = ExecutorActor::new(spec, ctx.address(), self.supervisor.clone()).start();
         if let Some(active) = self.active.as_mut() {
@@ -274,7 +283,7 @@ impl ProjectActor {
     }
 
     /// Handles one stdout line: notes what matters, then stores and broadcasts it.
-    fn on_stdout(&mut self, run_id: &str, line: Vec<u8>, cut: bool) {
+    fn on_stdout(&mut self, run_id: &str, line: Vec<u8>, cut: bool, ctx: &mut Context<Self>) {
         let text = match String::from_utf8(line) {
             Ok(t) => t,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -292,6 +301,17 @@ impl ProjectActor {
         // as a message like any other (whether it is valid JSON at all is checked below).
         if let Ok(head) = serde_json::from_str::<AgentLine>(trimmed) {
             self.observe(&head);
+            if self.asks_approval(run_id) {
+                match head.kind.as_deref() {
+                    // Control lines are the protocol, not output: they become permission
+                    // requests.
+                    Some("control_request") => {
+                        return self.on_control_request(run_id, trimmed, ctx)
+                    }
+                    Some("result") => self.close_agent_stdin(),
+                    _ => {}
+                }
+            }
         }
         // A line that parses as JSON and starts with `{` is one JSON object: out unchanged.
         match RawValue::from_string(trimmed.to_string()) {
@@ -312,6 +332,13 @@ impl ProjectActor {
             }
             Err(_) => self.emit_raw(run_id, &text, false),
         }
+    }
+
+    /// Whether `run_id` is the active run and asks for approvals.
+    fn asks_approval(&self, run_id: &str) -> bool {
+        self.active
+            .as_ref()
+            .is_some_and(|r| r.run_id == run_id && r.asks_approval)
     }
 
     /// A stdout line that is not a JSON object: `{run_id, raw}`, plus `cut: true` when the line
@@ -396,6 +423,9 @@ impl ProjectActor {
         error: Option<String>,
         ctx: &mut Context<Self>,
     ) {
+        if self.active.as_ref().is_some_and(|r| r.run_id == run_id) {
+            self.deny_open_requests(run_id, "run_ended", ctx);
+        }
         let Some(run) = self.active.take().filter(|r| r.run_id == run_id) else {
             return;
         };
@@ -485,6 +515,16 @@ impl ProjectActor {
         why_unstarted: &str,
         ctx: &mut Context<Self>,
     ) {
+        let Some(run_id) = self.active.as_ref().map(|r| r.run_id.clone()) else {
+            return;
+        };
+        // The agent hears the denials and sees its stdin close before the signals come.
+        let by = match reason {
+            StopReason::Shutdown => "shutdown",
+            _ => "run_stopped",
+        };
+        self.deny_open_requests(&run_id, by, ctx);
+        self.close_agent_stdin();
         let Some(run) = self.active.as_mut() else {
             return;
         };
@@ -549,7 +589,7 @@ impl Handler<SlotReady> for ProjectActor {
 impl Handler<RunOutput> for ProjectActor {
     type Result = ();
 
-    fn handle(&mut self, msg: RunOutput, _: &mut Self::Context) {
+    fn handle(&mut self, msg: RunOutput, ctx: &mut Self::Context) {
         self.batch(|act| {
             for line in msg.lines {
                 if msg.stderr {
@@ -560,7 +600,7 @@ impl Handler<RunOutput> for ProjectActor {
                         &json!({"run_id": msg.run_id, "line": text}),
                     );
                 } else {
-                    act.on_stdout(&msg.run_id, line.bytes, line.cut);
+                    act.on_stdout(&msg.run_id, line.bytes, line.cut, ctx);
                 }
             }
         });

@@ -73,6 +73,14 @@ pub enum Request {
         run_id: String,
         path: Option<String>,
     },
+    /// An answer to a run's permission request.
+    PermissionRespond {
+        project_id: String,
+        request_id: String,
+        allow: bool,
+        message: Option<String>,
+        remember: bool,
+    },
     HealthCheck,
     Ping,
     Auth {
@@ -102,6 +110,7 @@ impl Request {
             Request::AgentKill { .. } => "agent_kill",
             Request::GetMessages { .. } => "get_messages",
             Request::RunDiff { .. } => "run_diff",
+            Request::PermissionRespond { .. } => "permission_respond",
             Request::HealthCheck => "health_check",
             Request::Ping => "ping",
             Request::Auth { .. } => "auth",
@@ -304,6 +313,51 @@ struct RunDiffData {
 }
 
 #[derive(Deserialize)]
+struct RespondData {
+    request_id: String,
+    decision: String,
+    message: Option<String>,
+    #[serde(default)]
+    remember: bool,
+}
+
+/// The longest denial message a client may give the agent.
+const MAX_DENY_MESSAGE: usize = 4096;
+
+fn permission_respond(project_id: String, d: RespondData) -> Result<Request, ApiError> {
+    if d.request_id.is_empty() || d.request_id.len() > MAX_ID_BYTES {
+        return Err(ApiError::validation(
+            "'request_id' must be a non-empty string of at most 128 bytes",
+        ));
+    }
+    let allow = match d.decision.as_str() {
+        "allow" => true,
+        "deny" => false,
+        _ => return Err(ApiError::validation("'decision' must be 'allow' or 'deny'")),
+    };
+    if d.remember && !allow {
+        return Err(ApiError::validation(
+            "'remember' only goes with 'decision': 'allow'",
+        ));
+    }
+    if d.message
+        .as_ref()
+        .is_some_and(|m| m.len() > MAX_DENY_MESSAGE || m.contains('\0'))
+    {
+        return Err(ApiError::validation(
+            "'message' must be at most 4 KiB of text",
+        ));
+    }
+    Ok(Request::PermissionRespond {
+        project_id,
+        request_id: d.request_id,
+        allow,
+        message: d.message,
+        remember: d.remember,
+    })
+}
+
+#[derive(Deserialize)]
 struct AuthData {
     token: String,
 }
@@ -386,6 +440,10 @@ fn typed(
                 run_id: d.run_id,
                 path: d.path,
             }
+        }
+        "permission_respond" => {
+            let project_id = need_project(kind, project_id)?;
+            permission_respond(project_id, fields(kind, data)?)?
         }
         "health_check" => Request::HealthCheck,
         "ping" => Request::Ping,

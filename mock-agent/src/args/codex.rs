@@ -122,6 +122,8 @@ pub fn parse_exec(args: &[String]) -> Result<Command, Failure> {
         flavour: Flavour::Codex,
         prompt,
         resume,
+        stdin_json: false,
+        permission_prompt_tool: None,
         skip_git_repo_check,
     }))
 }
