@@ -330,3 +330,50 @@ async fn only_an_authenticated_client_can_answer() {
     );
     assert_eq!(c.finished(&run).await["data"]["status"], "completed");
 }
+
+#[tokio::test]
+async fn a_project_default_applies_unless_execute_says_otherwise() {
+    let d = daemon("1m");
+    let mut c = d.client().await;
+    let dir = d.project_dir("p");
+    let project = c
+        .create_project_with(json!({"path": dir, "approvals": true}))
+        .await;
+    assert_eq!(project["approvals"], true, "{project}");
+    let p = project["id"].as_str().unwrap().to_string();
+
+    let run = c.execute(&p, "mock:ask").await;
+    let id = request_of(&mut c, &run).await["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    respond(&mut c, &p, &id, json!({"decision": "allow"})).await;
+    assert_eq!(tool_result(&mut c, &run).await, ("approved".into(), false));
+    assert_eq!(c.finished(&run).await["data"]["status"], "completed");
+
+    // `approvals: false` on the run: no one is asked, and Claude Code denies on its own.
+    let r = c
+        .call(
+            "execute",
+            json!({"project_id": p, "prompt": "mock:ask", "options": {"approvals": false}}),
+        )
+        .await;
+    let run = r["data"]["run_id"].as_str().unwrap().to_string();
+    let (text, is_error) = tool_result(&mut c, &run).await;
+    assert!(is_error && text.contains("haven't granted"), "{text}");
+    let stored = c.messages(&p, json!({"limit": 1000})).await;
+    let asked = stored
+        .iter()
+        .filter(|m| m["type"] == "permission_request")
+        .count();
+    assert_eq!(asked, 1, "only the first run asked");
+
+    let dir = d.project_dir("cx");
+    let r = c
+        .call(
+            "project_create",
+            json!({"path": dir, "agent": "codex", "approvals": true}),
+        )
+        .await;
+    assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
+}

@@ -36,6 +36,9 @@ impl RegistryActor {
             Some(a) => AgentKind::parse(a)
                 .ok_or_else(|| ApiError::validation("'agent' must be 'claude' or 'codex'"))?,
         };
+        if msg.approvals && agent == AgentKind::Codex {
+            return Err(crate::executor::agent::codex_approvals_refused());
+        }
         if let Some(name) = &msg.name {
             if name.len() > 256 || name.chars().any(char::is_control) {
                 return Err(ApiError::validation(
@@ -76,6 +79,7 @@ impl RegistryActor {
             last_active: now,
             state: ProjectState::Idle,
             active_run: None,
+            approvals: msg.approvals,
         };
         let dir = project_dir(&cfg.data_dir, &id);
         let stored = std::fs::create_dir_all(&dir).and_then(|()| meta.save(&cfg.data_dir));
@@ -135,6 +139,7 @@ pub struct CreateProject {
     pub path: String,
     pub name: Option<String>,
     pub agent: Option<String>,
+    pub approvals: bool,
 }
 
 impl Handler<CreateProject> for RegistryActor {

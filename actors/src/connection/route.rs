@@ -84,12 +84,18 @@ impl ConnectionActor {
                 None,
                 &serde_json::json!({ "projects": engine.directory.project_views() }),
             ),
-            Request::ProjectCreate { path, name, agent } => match engine.directory.registry() {
+            Request::ProjectCreate {
+                path,
+                name,
+                agent,
+                approvals,
+            } => match engine.directory.registry() {
                 Some(r) => r.do_send(CreateProject {
                     reply,
                     path,
                     name,
                     agent,
+                    approvals,
                 }),
                 None => reply.err(
                     None,

@@ -49,6 +49,13 @@ pub fn not_found(kind: AgentKind) -> ApiError {
     )
 }
 
+/// Why Codex runs cannot ask for approvals.
+pub fn codex_approvals_refused() -> ApiError {
+    ApiError::validation(
+        "option 'approvals' is not supported by the codex agent: `codex exec` never asks for permission, its 'sandbox' option alone decides what it may do",
+    )
+}
+
 /// The arguments for one run.
 pub fn build_args(
     kind: AgentKind,
@@ -118,9 +125,7 @@ pub fn build_args(
         }
         AgentKind::Codex => {
             if options.asks_approval() {
-                return Err(ApiError::validation(
-                    "option 'approvals' is not supported by the codex agent: `codex exec` never asks for permission, its 'sandbox' option alone decides what it may do",
-                ));
+                return Err(codex_approvals_refused());
             }
             for (set, name) in [
                 (options.permission_mode.is_some(), "permission_mode"),

@@ -91,9 +91,12 @@ impl ProjectActor {
         &mut self,
         reply: &ReplyTo,
         prompt: String,
-        options: RunOptions,
+        mut options: RunOptions,
         ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
+        if options.approvals.is_none() && self.meta.approvals {
+            options.approvals = Some(true);
+        }
         // A request still in flight when shutdown began must not start an agent that shutdown
         // has already stopped waiting for.
         if self.engine.lifecycle() == crate::engine::Lifecycle::ShuttingDown {

@@ -39,6 +39,8 @@ pub enum Request {
         path: String,
         name: Option<String>,
         agent: Option<String>,
+        /// The project's runs ask for approvals unless `execute` says otherwise.
+        approvals: bool,
     },
     ProjectList,
     ProjectDelete {
@@ -278,6 +280,8 @@ struct CreateData {
     path: String,
     name: Option<String>,
     agent: Option<String>,
+    #[serde(default)]
+    approvals: bool,
 }
 
 #[derive(Deserialize)]
@@ -381,6 +385,7 @@ fn typed(
                 path: d.path,
                 name: d.name,
                 agent: d.agent,
+                approvals: d.approvals,
             }
         }
         "project_list" => Request::ProjectList,
