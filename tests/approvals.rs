@@ -30,6 +30,17 @@ async fn start(c: &mut Client, project: &str, prompt: &str) -> String {
     r["data"]["run_id"].as_str().unwrap().to_string()
 }
 
+/// Starts `prompt` with approvals on and waits for its first permission request; returns the
+/// run id and the request id.
+async fn ask(c: &mut Client, project: &str, prompt: &str) -> (String, String) {
+    let run = start(c, project, prompt).await;
+    let id = request_of(c, &run).await["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (run, id)
+}
+
 async fn request_of(c: &mut Client, run: &str) -> Value {
     c.recv_where(|m| m["type"] == "permission_request" && m["data"]["run_id"] == run)
         .await["data"]
@@ -107,11 +118,7 @@ async fn a_denied_tool_call_tells_the_agent_why() {
     let d = daemon("1m");
     let mut c = d.client().await;
     let p = c.create_project(&d.project_dir("p")).await;
-    let run = start(&mut c, &p, "mock:ask").await;
-    let id = request_of(&mut c, &run).await["request_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (run, id) = ask(&mut c, &p, "mock:ask").await;
     let why = "not on the production box";
     let r = respond(&mut c, &p, &id, json!({"decision": "deny", "message": why})).await;
     assert_eq!(r["type"], "permission_responded", "{r}");
@@ -127,11 +134,7 @@ async fn an_unanswered_request_is_denied_when_it_expires() {
     let d = daemon("1s");
     let mut c = d.client().await;
     let p = c.create_project(&d.project_dir("p")).await;
-    let run = start(&mut c, &p, "mock:ask").await;
-    let id = request_of(&mut c, &run).await["request_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (run, id) = ask(&mut c, &p, "mock:ask").await;
     let res = resolved(&mut c, &id).await;
     assert_eq!(res["decision"], "deny", "{res}");
     assert_eq!(res["by"], "timeout", "{res}");
@@ -155,11 +158,7 @@ async fn the_first_of_two_clients_to_answer_wins() {
     let mut b = d.client().await;
     let p = a.create_project(&d.project_dir("p")).await;
     b.join(&p).await;
-    let run = start(&mut a, &p, "mock:ask").await;
-    let id = request_of(&mut a, &run).await["request_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (run, id) = ask(&mut a, &p, "mock:ask").await;
     assert_eq!(request_of(&mut b, &run).await["request_id"], id.as_str());
 
     let first = respond(&mut b, &p, &id, json!({"decision": "deny"})).await;
@@ -179,11 +178,7 @@ async fn remember_allows_the_same_call_for_the_rest_of_the_session() {
     let d = daemon("1m");
     let mut c = d.client().await;
     let p = c.create_project(&d.project_dir("p")).await;
-    let run = start(&mut c, &p, "mock:ask count=3").await;
-    let id = request_of(&mut c, &run).await["request_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (run, id) = ask(&mut c, &p, "mock:ask count=3").await;
     let r = respond(
         &mut c,
         &p,
@@ -218,11 +213,7 @@ async fn killing_a_waiting_run_denies_its_request() {
     let d = daemon("1m");
     let mut c = d.client().await;
     let p = c.create_project(&d.project_dir("p")).await;
-    let run = start(&mut c, &p, "mock:ask").await;
-    let id = request_of(&mut c, &run).await["request_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (run, id) = ask(&mut c, &p, "mock:ask").await;
     c.kill(&p).await;
     let res = resolved(&mut c, &id).await;
     assert_eq!(res["decision"], "deny", "{res}");
@@ -238,11 +229,7 @@ async fn a_shutdown_denies_waiting_requests_and_history_says_so() {
     let mut d = daemon("1m");
     let mut c = d.client().await;
     let p = c.create_project(&d.project_dir("p")).await;
-    let run = start(&mut c, &p, "mock:ask").await;
-    let id = request_of(&mut c, &run).await["request_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (run, id) = ask(&mut c, &p, "mock:ask").await;
     assert!(d.stop().success(), "the daemon exits cleanly");
     assert!(run_leftovers(&run, WAIT).await.is_empty());
     d.restart();
@@ -308,11 +295,7 @@ async fn only_an_authenticated_client_can_answer() {
     let auth = format!("Bearer {TOKEN}");
     let mut c = d.client_with(&[("authorization", &auth)]).await;
     let p = c.create_project(&d.project_dir("p")).await;
-    let run = start(&mut c, &p, "mock:ask").await;
-    let id = request_of(&mut c, &run).await["request_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (run, id) = ask(&mut c, &p, "mock:ask").await;
 
     let mut stranger = d.client().await;
     stranger

@@ -57,6 +57,17 @@ fn user_state(dir: &Path) -> Vec<String> {
     ]
 }
 
+/// A daemon with a project in a fresh repository; returns the repository's state as the user
+/// left it, for comparing afterwards.
+async fn repo_project(d: &Daemon) -> (Client, String, std::path::PathBuf, Vec<String>) {
+    let dir = d.project_dir("repo");
+    make_repo(&dir);
+    let before = user_state(&dir);
+    let mut c = d.client().await;
+    let p = c.create_project(&dir).await;
+    (c, p, dir, before)
+}
+
 async fn diff(c: &mut Client, project: &str, run: &str, path: Option<&str>) -> Value {
     let mut data = json!({"project_id": project, "run_id": run});
     if let Some(p) = path {
@@ -70,11 +81,7 @@ async fn diff(c: &mut Client, project: &str, run: &str, path: Option<&str>) -> V
 #[tokio::test]
 async fn a_run_that_edits_adds_and_deletes_is_summarised_and_diffed() {
     let d = Daemon::start();
-    let dir = d.project_dir("repo");
-    make_repo(&dir);
-    let before = user_state(&dir);
-    let mut c = d.client().await;
-    let p = c.create_project(&dir).await;
+    let (mut c, p, dir, before) = repo_project(&d).await;
 
     let fin = c.run(&p, "mock:edit").await;
     assert_eq!(fin["data"]["status"], "completed", "{fin}");
@@ -119,11 +126,7 @@ async fn a_run_that_edits_adds_and_deletes_is_summarised_and_diffed() {
 #[tokio::test]
 async fn a_run_that_changes_nothing_has_an_empty_diff() {
     let d = Daemon::start();
-    let dir = d.project_dir("repo");
-    make_repo(&dir);
-    let before = user_state(&dir);
-    let mut c = d.client().await;
-    let p = c.create_project(&dir).await;
+    let (mut c, p, dir, before) = repo_project(&d).await;
 
     let fin = c.run(&p, "mock:success").await;
     let data = &fin["data"];
