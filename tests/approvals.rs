@@ -209,6 +209,40 @@ async fn remember_allows_the_same_call_for_the_rest_of_the_session() {
 }
 
 #[tokio::test]
+async fn remember_holds_for_later_runs_of_the_session_only() {
+    let d = daemon("1m");
+    let mut c = d.client().await;
+    let p = c.create_project(&d.project_dir("p")).await;
+    let (run, id) = ask(&mut c, &p, "mock:ask").await;
+    respond(
+        &mut c,
+        &p,
+        &id,
+        json!({"decision": "allow", "remember": true}),
+    )
+    .await;
+    assert_eq!(c.finished(&run).await["data"]["status"], "completed");
+
+    // The next run resumes the session: the remembered rule is passed, no one is asked.
+    let run = start(&mut c, &p, "mock:ask").await;
+    assert_eq!(tool_result(&mut c, &run).await, ("approved".into(), false));
+    assert_eq!(c.finished(&run).await["data"]["status"], "completed");
+
+    // A new session forgets it.
+    let r = c.call("agent_new_session", json!({"project_id": p})).await;
+    assert_eq!(r["type"], "session_reset", "{r}");
+    let (run, id) = ask(&mut c, &p, "mock:ask").await;
+    respond(&mut c, &p, &id, json!({"decision": "deny"})).await;
+    assert_eq!(c.finished(&run).await["data"]["status"], "completed");
+    let stored = c.messages(&p, json!({"limit": 1000})).await;
+    let asked = stored
+        .iter()
+        .filter(|m| m["type"] == "permission_request")
+        .count();
+    assert_eq!(asked, 2, "the resumed run was not asked");
+}
+
+#[tokio::test]
 async fn killing_a_waiting_run_denies_its_request() {
     let d = daemon("1m");
     let mut c = d.client().await;

@@ -67,6 +67,8 @@ pub struct Invocation {
     /// Claude only: `--permission-prompt-tool`; `stdio` hands permission
     /// decisions to the parent over stdin/stdout.
     pub permission_prompt_tool: Option<String>,
+    /// Claude only: the rules of `--allowedTools` (comma-separated).
+    pub allowed_tools: Vec<String>,
     /// Codex only: whether `--skip-git-repo-check` was given (claude never
     /// checks, so it is `true` there).
     pub skip_git_repo_check: bool,

@@ -73,6 +73,8 @@ mod tests {
             resume: Some("sid".to_owned()),
             stdin_json: false,
             permission_prompt_tool: None,
+            allowed_tools: Vec::new(),
+            allowed_tools: Vec::new(),
             skip_git_repo_check: true,
         };
         let args = vec!["-p".to_owned(), "a\\b".to_owned()];
@@ -90,6 +92,8 @@ mod tests {
             resume: None,
             stdin_json: false,
             permission_prompt_tool: None,
+            allowed_tools: Vec::new(),
+            allowed_tools: Vec::new(),
             skip_git_repo_check: false,
         };
         let line = render(&[], None, 1, &inv);

@@ -109,6 +109,7 @@ fn run() -> Result<i32, Failure> {
     };
     let mut session = Session::new(invocation.flavour, id, invocation.resume.is_some(), cwd);
     session.stdio_permissions = invocation.permission_prompt_tool.as_deref() == Some("stdio");
+    session.allowed_tools = invocation.allowed_tools.clone();
     session.pause(params.delay_ms);
     let natural = play::play(&mut session, &selection)?;
     session.flush();

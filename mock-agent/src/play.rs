@@ -89,12 +89,17 @@ fn ask(s: &mut Session, count: u64) -> Result<i32, Failure> {
     let suggestions = serde_json::json!([{"type": "addRules", "behavior": "allow",
         "destination": "session", "rules": [{"toolName": "Bash", "ruleContent": ASK_COMMAND}]}]);
     let mut rules: Vec<serde_json::Value> = Vec::new();
+    let allowed_from_start = s
+        .allowed_tools
+        .iter()
+        .any(|t| *t == format!("Bash({ASK_COMMAND})"));
     for _ in 0..count {
         let [tool_use, _] = events::tool_call(s.flavour, &s.id, ASK_COMMAND, "");
         s.emit(&tool_use);
-        let verdict = if rules
-            .iter()
-            .any(|r| control::rule_allows(r, "Bash", ASK_COMMAND))
+        let verdict = if allowed_from_start
+            || rules
+                .iter()
+                .any(|r| control::rule_allows(r, "Bash", ASK_COMMAND))
         {
             Verdict::Allow {
                 input: input.clone(),

@@ -24,6 +24,8 @@ pub struct Session {
     pub cwd: Option<String>,
     /// Permission requests go to the parent (`--permission-prompt-tool stdio`).
     pub stdio_permissions: bool,
+    /// Permission rules given with `--allowedTools`.
+    pub allowed_tools: Vec<String>,
     started: Instant,
     out: Out,
 }
@@ -36,6 +38,7 @@ impl Session {
             resumed,
             cwd,
             stdio_permissions: false,
+            allowed_tools: Vec::new(),
             started: Instant::now(),
             out: Out::new(),
         }

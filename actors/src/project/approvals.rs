@@ -23,6 +23,8 @@ use crate::protocol::Direction;
 const MAX_OPEN_PER_RUN: usize = 32;
 /// How many answered request ids are kept to explain a late answer.
 const REMEMBERED_ANSWERS: usize = 256;
+/// The most rules `remember` keeps for a session.
+const MAX_REMEMBERED_RULES: usize = 64;
 
 /// An answer to a permission request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +56,37 @@ struct Closed {
 pub struct Approvals {
     open: HashMap<String, Open>,
     closed: VecDeque<(String, Closed)>,
+    /// Rules allowed with `remember`, as `--allowedTools` entries, and the agent session they
+    /// belong to: later runs that resume that session start with them.
+    remembered: Option<(String, Vec<String>)>,
+}
+
+/// The `--allowedTools` entries of the CLI's "allow from now on" suggestions
+/// (`{"type":"addRules","behavior":"allow","rules":[{"toolName":…,"ruleContent":…}]}`); entries
+/// that could not be passed safely as one are left out.
+fn allow_rules(suggestions: &Value) -> Vec<String> {
+    let Some(list) = suggestions.as_array() else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter(|s| s["type"] == "addRules" && s["behavior"] == "allow")
+        .filter_map(|s| s["rules"].as_array())
+        .flatten()
+        .filter_map(|r| {
+            let tool = r["toolName"].as_str()?;
+            Some(match r["ruleContent"].as_str() {
+                Some(c) => format!("{tool}({c})"),
+                None => tool.to_string(),
+            })
+        })
+        .filter(|t| {
+            !t.is_empty()
+                && t.len() <= 256
+                && !t.starts_with('-')
+                && !t.contains(',')
+                && !t.chars().any(char::is_control)
+        })
+        .collect()
 }
 
 /// An answer as a client or the daemon gives it.
@@ -220,6 +253,9 @@ impl ProjectActor {
             ),
         };
         self.to_agent(line);
+        if remember {
+            self.remember_rules(&open.suggestions);
+        }
         let at = crate::time::now_rfc3339();
         let mut data = json!({
             "run_id": open.run_id, "request_id": request_id, "decision": answer.decision,
@@ -241,6 +277,30 @@ impl ProjectActor {
         self.approvals
             .closed
             .push_back((request_id.to_string(), closed));
+    }
+
+    /// Keeps the rules of a `remember` for later runs of the current agent session.
+    fn remember_rules(&mut self, suggestions: &Value) {
+        let Some(session) = self.meta.session_id.clone() else {
+            return;
+        };
+        let rules = match &mut self.approvals.remembered {
+            Some((s, rules)) if *s == session => rules,
+            other => &mut other.insert((session, Vec::new())).1,
+        };
+        for rule in allow_rules(suggestions) {
+            if !rules.contains(&rule) && rules.len() < MAX_REMEMBERED_RULES {
+                rules.push(rule);
+            }
+        }
+    }
+
+    /// The rules remembered for the session the next run resumes.
+    pub(super) fn remembered_rules(&self) -> &[String] {
+        match (&self.approvals.remembered, &self.meta.session_id) {
+            (Some((s, rules)), Some(current)) if s == current => rules,
+            _ => &[],
+        }
     }
 
     /// Denies every open request of a run (it is stopping or has ended); `by` says why.
@@ -313,6 +373,19 @@ mod tests {
             summarize(&req("Bash", json!({"command": "a\nb"}))),
             "Run: a?b"
         );
+    }
+
+    #[test]
+    fn suggestions_become_allowed_tools_entries() {
+        let s = json!([
+            {"type": "addRules", "behavior": "allow", "destination": "session",
+             "rules": [{"toolName": "Bash", "ruleContent": "npm test:*"}, {"toolName": "Read"}]},
+            {"type": "addRules", "behavior": "deny", "rules": [{"toolName": "Write"}]},
+            {"type": "addRules", "behavior": "allow", "rules": [{"toolName": "Bash", "ruleContent": "a,b"}]},
+            {"type": "setMode", "mode": "acceptEdits"}
+        ]);
+        assert_eq!(allow_rules(&s), ["Bash(npm test:*)", "Read"]);
+        assert!(allow_rules(&json!("x")).is_empty());
     }
 
     #[test]

@@ -214,7 +214,14 @@ impl ProjectActor {
             self.finish(&run.run_id, "failed", None, Some(err), ctx);
             return;
         };
-        let args = match build_args(kind, &run.options, resume.as_deref(), &run.prompt) {
+        // Rules a client allowed with `remember` hold for the rest of the session.
+        let mut options = run.options.clone();
+        for rule in self.remembered_rules() {
+            if !options.allowed_tools.contains(rule) {
+                options.allowed_tools.push(rule.clone());
+            }
+        }
+        let args = match build_args(kind, &options, resume.as_deref(), &run.prompt) {
             Ok(a) => a,
             Err(e) => {
                 self.finish(&run.run_id, "failed", None, Some(e.error), ctx);

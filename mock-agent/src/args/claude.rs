@@ -45,8 +45,6 @@ pub const NO_PROMPT: &str =
 const IGNORED_VALUE_OPTIONS: &[&str] = &[
     "--model",
     "--permission-mode",
-    "--allowedTools",
-    "--allowed-tools",
     "--disallowedTools",
     "--disallowed-tools",
     "--max-turns",
@@ -68,6 +66,7 @@ pub fn parse(args: &[String]) -> Result<Command, Failure> {
     let mut resume: Option<String> = None;
     let mut input: Option<String> = None;
     let mut permission_prompt_tool: Option<String> = None;
+    let mut allowed_tools: Vec<String> = Vec::new();
     let mut words: Vec<&str> = Vec::new();
 
     let mut argv = Argv::new(args);
@@ -88,6 +87,11 @@ pub fn parse(args: &[String]) -> Result<Command, Failure> {
             "--output-format" => format = Some(take_value(&mut argv, name, inline)?.to_owned()),
             "-r" | "--resume" => resume = Some(take_value(&mut argv, name, inline)?.to_owned()),
             "--input-format" => input = Some(take_value(&mut argv, name, inline)?.to_owned()),
+            "--allowedTools" | "--allowed-tools" => allowed_tools.extend(
+                take_value(&mut argv, name, inline)?
+                    .split(',')
+                    .map(|t| t.trim().to_owned()),
+            ),
             "--permission-prompt-tool" => {
                 permission_prompt_tool = Some(take_value(&mut argv, name, inline)?.to_owned())
             }
@@ -170,6 +174,7 @@ pub fn parse(args: &[String]) -> Result<Command, Failure> {
         resume,
         stdin_json,
         permission_prompt_tool,
+        allowed_tools,
         skip_git_repo_check: true,
     }))
 }

@@ -124,6 +124,7 @@ pub fn parse_exec(args: &[String]) -> Result<Command, Failure> {
         resume,
         stdin_json: false,
         permission_prompt_tool: None,
+        allowed_tools: Vec::new(),
         skip_git_repo_check,
     }))
 }
