@@ -74,7 +74,6 @@ mod tests {
             stdin_json: false,
             permission_prompt_tool: None,
             allowed_tools: Vec::new(),
-            allowed_tools: Vec::new(),
             skip_git_repo_check: true,
         };
         let args = vec!["-p".to_owned(), "a\\b".to_owned()];
@@ -92,7 +91,6 @@ mod tests {
             resume: None,
             stdin_json: false,
             permission_prompt_tool: None,
-            allowed_tools: Vec::new(),
             allowed_tools: Vec::new(),
             skip_git_repo_check: false,
         };
