@@ -209,6 +209,24 @@ mod tests {
     }
 
     #[test]
+    fn stream_json_input_takes_the_prompt_from_stdin() {
+        let stdio = [
+            "--input-format",
+            "stream-json",
+            "--permission-prompt-tool",
+            "stdio",
+        ];
+        let inv = run(&stdio).unwrap();
+        assert!(inv.stdin_json);
+        assert_eq!(inv.permission_prompt_tool.as_deref(), Some("stdio"));
+        assert!(run(&["--input-format", "stream-json", "--", "hi"]).is_err());
+        assert!(run(&["--permission-prompt-tool", "stdio", "--", "hi"]).is_err());
+        assert!(run(&["--input-format", "xml", "--", "hi"]).is_err());
+        let inv = run(&["--allowedTools=Read,Bash(echo approved)", "--", "hi"]).unwrap();
+        assert_eq!(inv.allowed_tools, ["Read", "Bash(echo approved)"]);
+    }
+
+    #[test]
     fn prompt_after_double_dash() {
         let inv = run(&["--", "hello", "world"]).unwrap();
         assert_eq!(inv.prompt, "hello world");
