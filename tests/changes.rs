@@ -178,3 +178,31 @@ async fn run_diff_refuses_paths_outside_the_repository() {
     let r = c.call("run_diff", json!({"project_id": p})).await;
     assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
 }
+
+#[tokio::test]
+async fn programs_git_runs_for_the_repository_never_see_the_daemons_token() {
+    const TOKEN: &str = "a-long-enough-test-token-0123456789";
+    let d = Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start();
+    let dir = d.project_dir("repo");
+    make_repo(&dir);
+    // A clean filter, as an agent could configure one, that records its environment.
+    let spy = dir.join("spy.log");
+    let filter = format!("env > '{}'; cat", spy.display());
+    git(&dir, &["config", "filter.spy.clean", &filter]);
+    std::fs::write(dir.join(".gitattributes"), "*.txt filter=spy\n").unwrap();
+    let auth = format!("Bearer {TOKEN}");
+    let mut c = d.client_with(&[("authorization", &auth)]).await;
+    let p = c.create_project(&dir).await;
+    let fin = c.run(&p, "mock:edit").await;
+    assert_eq!(fin["data"]["status"], "completed", "{fin}");
+    assert!(
+        fin["data"]["changes"]["files_changed"].as_u64() >= Some(3),
+        "{fin}"
+    );
+    let seen = std::fs::read_to_string(&spy).expect("git ran the filter");
+    assert!(!seen.contains(TOKEN), "the filter saw the token");
+    assert!(
+        !seen.contains("AGENTVISOR_"),
+        "the filter saw the daemon's settings"
+    );
+}

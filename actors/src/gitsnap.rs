@@ -49,8 +49,13 @@ struct GitOutput {
 /// could not be started or did not finish in time.
 async fn git(dir: &Path, args: &[&str], index: Option<&Path>, max: usize) -> Option<GitOutput> {
     let mut cmd = tokio::process::Command::new("git");
-    // Repository settings that could run programs or slow things down are switched off: the
-    // daemon runs git on a directory an agent has just been writing to.
+    // The daemon runs git on a directory an agent has just been writing to: repository settings
+    // that could run programs are switched off where git allows it, and whatever git still runs
+    // (a clean filter an agent configured, say) gets none of the daemon's environment (its
+    // token), only what finding programs and the user's git settings need.
+    let keep = ["PATH", "HOME"]
+        .into_iter()
+        .filter_map(|k| Some((k, std::env::var_os(k)?)));
     cmd.args([
         "-c",
         "core.fsmonitor=false",
@@ -59,10 +64,11 @@ async fn git(dir: &Path, args: &[&str], index: Option<&Path>, max: usize) -> Opt
     ])
     .args(args)
     .current_dir(dir)
+    .env_clear()
+    .envs(keep)
+    .env("LC_ALL", "C")
     .env("GIT_OPTIONAL_LOCKS", "0")
     .env("GIT_TERMINAL_PROMPT", "0")
-    .env_remove("GIT_DIR")
-    .env_remove("GIT_WORK_TREE")
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::null())
