@@ -36,6 +36,15 @@ pub struct ActiveRun {
     tree_before: Option<String>,
     /// The run asks the clients before tool calls (`approvals: true`).
     asks_approval: bool,
+    /// How the run ended, while the end snapshot is being taken.
+    ending: Option<Ending>,
+}
+
+/// How a run ended, kept while the end snapshot is taken.
+struct Ending {
+    status: &'static str,
+    exit_code: Option<i32>,
+    error: Option<String>,
 }
 
 /// What the agent's own output said about the run.
@@ -189,6 +198,7 @@ impl ProjectActor {
             seen: Observed::default(),
             tree_before: None,
             asks_approval: next.options.asks_approval(),
+            ending: None,
         });
         match self.engine.run_slots.clone().try_acquire_owned() {
             Ok(permit) => self.launch(next, permit, ctx),
@@ -482,6 +492,19 @@ impl ProjectActor {
         self.start_next(ctx);
     }
 
+    /// Finishes a run that ended while its end snapshot was being taken (now, or when shutdown
+    /// cannot wait for git).
+    fn finish_ending(&mut self, run_id: &str, ctx: &mut Context<Self>) {
+        let ending = self
+            .active
+            .as_mut()
+            .filter(|r| r.run_id == run_id)
+            .and_then(|r| r.ending.take());
+        if let Some(e) = ending {
+            self.finish(run_id, e.status, e.exit_code, e.error, ctx);
+        }
+    }
+
     pub(super) fn kill(
         &mut self,
         reply: &ReplyTo,
@@ -572,7 +595,11 @@ impl ProjectActor {
             self.emit_state();
         }
         let why = "the server shut down before the run could start";
-        self.stop_active(StopReason::Shutdown, grace, why, ctx);
+        let ending = self.active.as_ref().filter(|r| r.ending.is_some());
+        match ending.map(|r| r.run_id.clone()) {
+            Some(run_id) => self.finish_ending(&run_id, ctx),
+            None => self.stop_active(StopReason::Shutdown, grace, why, ctx),
+        }
     }
 }
 
@@ -659,14 +686,24 @@ impl Handler<RunExited> for ProjectActor {
         };
         let run_id = msg.run_id.clone();
         // Shutdown does not wait for git: the run is closed at once.
-        match run.tree_before.clone() {
-            Some(before) if stop != Some(StopReason::Shutdown) => {
-                self.changes_then(run_id.clone(), before, ctx, move |act, ctx| {
-                    act.finish(&run_id, status, msg.exit_code, error, ctx)
-                })
-            }
-            _ => self.finish(&run_id, status, msg.exit_code, error, ctx),
+        let before = run
+            .tree_before
+            .clone()
+            .filter(|_| stop != Some(StopReason::Shutdown));
+        let Some(before) = before else {
+            self.finish(&run_id, status, msg.exit_code, error, ctx);
+            return;
+        };
+        if let Some(run) = self.active.as_mut() {
+            run.ending = Some(Ending {
+                status,
+                exit_code: msg.exit_code,
+                error,
+            });
         }
+        self.changes_then(run_id.clone(), before, ctx, move |act, ctx| {
+            act.finish_ending(&run_id, ctx)
+        });
     }
 }
 
