@@ -80,7 +80,7 @@ async fn diff(c: &mut Client, project: &str, run: &str, path: Option<&str>) -> V
 
 #[tokio::test]
 async fn a_run_that_edits_adds_and_deletes_is_summarised_and_diffed() {
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     let (mut c, p, dir, before) = repo_project(&d).await;
 
     let fin = c.run(&p, "mock:edit").await;
@@ -121,6 +121,12 @@ async fn a_run_that_edits_adds_and_deletes_is_summarised_and_diffed() {
         std::fs::read_to_string(dir.join("keep.txt")).unwrap(),
         "kept\nstaged\nunstaged\n"
     );
+
+    // After a restart the snapshots are found through the stored run_finished.
+    assert!(d.stop().success());
+    d.restart();
+    let mut c = d.client().await;
+    assert_eq!(diff(&mut c, &p, run, None).await["diff"], whole["diff"]);
 }
 
 #[tokio::test]

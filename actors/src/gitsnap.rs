@@ -24,7 +24,7 @@ pub const GIT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const MAX_DIFF_BYTES: usize = 1 << 20;
 
 /// What a run changed, in numbers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ChangeSummary {
     pub files_changed: u64,
     pub insertions: u64,

@@ -12,6 +12,8 @@ use super::ProjectActor;
 use crate::connection::ReplyTo;
 use crate::error::ApiError;
 use crate::gitsnap::{self, ChangeSummary};
+use crate::protocol::request::{Cursor, HistoryQuery, MAX_PAGE};
+use crate::protocol::Direction;
 
 /// How many finished runs' snapshots `run_diff` can still find.
 const REMEMBERED_RUNS: usize = 256;
@@ -19,7 +21,7 @@ const REMEMBERED_RUNS: usize = 256;
 const MAX_PATH_BYTES: usize = 4096;
 
 /// The snapshots around one run, and what changed between them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunChanges {
     pub tree_before: String,
     pub tree_after: String,
@@ -48,6 +50,9 @@ impl ChangeLog {
             .map(|(_, c)| c)
     }
 }
+
+/// How many pages of `system` history `run_diff` reads back to find an older run.
+const MAX_HISTORY_PAGES: usize = 50;
 
 /// A `run_diff` path: relative to the repository's top, without `..` or NUL.
 fn check_path(path: &str) -> Result<(), ApiError> {
@@ -112,6 +117,43 @@ impl ProjectActor {
         self.changes.find(run_id)
     }
 
+    /// A run's snapshots as its stored `run_finished` names them, for runs the in-memory log no
+    /// longer (or never, before a restart) had; the newest history is read first, a bounded
+    /// number of pages back.
+    fn stored_changes(&self, run_id: &str) -> Option<RunChanges> {
+        let mut cursor = Cursor::Latest;
+        for _ in 0..MAX_HISTORY_PAGES {
+            let q = HistoryQuery {
+                cursor,
+                limit: MAX_PAGE,
+                direction: Some(Direction::System),
+            };
+            let page = self.history.query(&q).ok()?;
+            let found = page.records.iter().rev().find_map(|r| {
+                // Most records are not it: only a likely one is parsed.
+                let text = r.get();
+                if !text.contains(run_id) || !text.contains("\"run_finished\"") {
+                    return None;
+                }
+                let v: serde_json::Value = serde_json::from_str(text).ok()?;
+                let d = &v["data"];
+                (v["type"] == "run_finished" && d["run_id"] == run_id)
+                    .then(|| serde_json::from_value::<RunChanges>(d.clone()).ok())
+            });
+            if let Some(changes) = found {
+                return changes;
+            }
+            let oldest = page.records.first().and_then(|r| {
+                serde_json::from_str::<serde_json::Value>(r.get()).ok()?["seq"].as_u64()
+            });
+            match oldest {
+                Some(seq) if page.has_more => cursor = Cursor::BeforeSeq(seq),
+                _ => return None,
+            }
+        }
+        None
+    }
+
     /// `run_diff`: the unified diff of what a run changed. A run without snapshots (outside
     /// git, or too long ago) answers `diff: null`, not an error.
     pub(super) fn run_diff(
@@ -124,7 +166,8 @@ impl ProjectActor {
         if let Some(p) = &path {
             check_path(p)?;
         }
-        let Some(c) = self.changes.find(&run_id).cloned() else {
+        let found = self.changes.find(&run_id).cloned();
+        let Some(c) = found.or_else(|| self.stored_changes(&run_id)) else {
             let data = json!({"run_id": run_id, "path": path, "diff": null, "truncated": false});
             reply.ok("run_diff", Some(&self.id), &data);
             return Ok(());
