@@ -1,6 +1,7 @@
 //! The agentvisor daemon: configuration, HTTP, signals and shutdown around the engine in
 //! `agentvisor-actors`.
 
+mod client;
 mod config;
 mod console;
 mod http;
@@ -16,14 +17,55 @@ use actix_web::{web, App, HttpServer};
 use agentvisor_actors::engine::{Engine, Lifecycle};
 use agentvisor_actors::executor::process;
 use agentvisor_actors::supervisor::{install_panic_hook, Supervisor};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Exit code for configuration errors.
 const EXIT_CONFIG: i32 = 2;
 /// Exit code when the daemon cannot start (the address is taken, …).
 const EXIT_START: i32 = 1;
 
+/// Drive AI coding agents remotely and together, over WebSocket. Without a subcommand,
+/// `agentvisor` runs the daemon.
+#[derive(Parser, Debug)]
+#[command(
+    name = "agentvisor",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(flatten)]
+    daemon: config::Args,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon (the same as no subcommand).
+    Serve(Box<config::Args>),
+    #[command(flatten)]
+    Client(client::Command),
+}
+
 fn main() {
+    client::run_if_asked();
+    let args = match Cli::parse() {
+        Cli {
+            command: Some(Command::Client(c)),
+            ..
+        } => std::process::exit(client::main(c)),
+        Cli {
+            command: Some(Command::Serve(a)),
+            ..
+        } => *a,
+        Cli { daemon, .. } => daemon,
+    };
+    serve(args)
+}
+
+/// The daemon.
+fn serve(args: config::Args) -> ! {
     // First of all: from here on SIGTERM and SIGINT stop the daemon cleanly, whenever they come.
     let signals = match shutdown::StopSignals::install() {
         Ok(s) => s,
@@ -33,7 +75,7 @@ fn main() {
         }
     };
     readiness::claim_pm2_channel();
-    let config = match config::Args::parse().validate() {
+    let config = match args.validate() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("agentvisor: configuration error: {e}");

@@ -57,6 +57,12 @@ pub async fn events(
         ProjectRoute::Down(why) => {
             return error_response(StatusCode::SERVICE_UNAVAILABLE, &ApiError::internal(why))
         }
+        ProjectRoute::Restarting => {
+            let e = ApiError::retryable(format!(
+                "project {project} is restarting after a crash; try again shortly"
+            ));
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, &e);
+        }
     };
     let permit = match engine.limiter.try_acquire(ip) {
         Ok(p) => p,
@@ -399,11 +405,7 @@ fn join(
     since_seq: Option<u64>,
 ) {
     addr.do_send(ProjectRequest {
-        reply: ReplyTo {
-            conn,
-            recipient,
-            id: None,
-        },
+        reply: ReplyTo::new(conn, recipient, None),
         op: ProjectOp::Join { since_seq },
     });
 }

@@ -78,7 +78,10 @@ pub struct Directory {
 /// Where a project request should go.
 pub enum ProjectRoute {
     Up(Addr<ProjectActor>),
+    /// Errored: down until an `actor_reset` or a daemon restart.
     Down(String),
+    /// Crashed and waiting for its restart (or not registered yet).
+    Restarting,
     Missing,
 }
 
@@ -116,11 +119,10 @@ impl Directory {
             Some(ProjectEntry { addr: Some(a), .. }) if a.connected() => {
                 ProjectRoute::Up(a.clone())
             }
-            Some(e) => ProjectRoute::Down(
-                e.down
-                    .clone()
-                    .unwrap_or_else(|| "the project's actor is restarting".into()),
-            ),
+            Some(ProjectEntry {
+                down: Some(why), ..
+            }) => ProjectRoute::Down(why.clone()),
+            Some(_) => ProjectRoute::Restarting,
         }
     }
 

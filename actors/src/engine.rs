@@ -11,6 +11,7 @@ use crate::auth::AuthThrottle;
 use crate::config::EngineConfig;
 use crate::connection::ConnectionLimiter;
 use crate::directory::Directory;
+use crate::idempotency::IdempotencyStore;
 
 /// Where the daemon is in its life, as `/ready` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct Engine {
     /// The latest health sample, as JSON, published by the health actor so that a health call
     /// never waits on anything.
     pub health: RwLock<serde_json::Value>,
+    /// Stored replies of requests with an `idempotency_key`.
+    pub idempotency: Arc<IdempotencyStore>,
 }
 
 impl Engine {
@@ -51,13 +54,14 @@ impl Engine {
         Arc::new(Engine {
             limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
             auth_throttle: AuthThrottle::default(),
-            config,
             directory: Directory::default(),
             stats: Stats::default(),
             run_slots: Arc::new(Semaphore::new(slots)),
             started: Instant::now(),
             lifecycle: AtomicU8::new(Lifecycle::Starting as u8),
             health: RwLock::new(serde_json::json!({"status": "starting"})),
+            idempotency: Arc::new(IdempotencyStore::open(&config.data_dir)),
+            config,
         })
     }
 

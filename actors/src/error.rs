@@ -101,6 +101,12 @@ impl ApiError {
     pub fn internal(what: impl Into<String>) -> Self {
         Self::new(Code::InternalError, what)
     }
+
+    /// An `INTERNAL_ERROR` for a request that was not carried out and may be sent again as it
+    /// is (with its `idempotency_key`, if it had one): `details.retryable` tells programs so.
+    pub fn retryable(what: impl Into<String>) -> Self {
+        Self::internal(what).with_details(serde_json::json!({ "retryable": true }))
+    }
 }
 
 impl std::fmt::Display for ApiError {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod executor;
 pub mod gitsnap;
 pub mod health;
+pub mod idempotency;
 pub mod logfmt;
 pub mod metrics;
 pub mod paths;

@@ -6,6 +6,7 @@
 //! heartbeat, the last seq seen per project (which drops duplicates between replay and live
 //! events), and a bounded outbound queue.
 
+mod answer;
 mod limits;
 mod outbox;
 mod route;
@@ -144,8 +145,15 @@ impl ConnectionActor {
             ctx.add_stream(stream);
             let (outbox, writer) = Outbox::start(a.session, a.engine.config.max_backlog_bytes);
             let now = Instant::now();
+            // Registered now, before the 101 answer leaves, not in `started` (a later poll): a
+            // shutdown that begins once the client holds its 101 must find the connection, to
+            // close it with 1001 rather than drop it.
+            let id = a.engine.directory.next_connection_id();
+            a.engine
+                .directory
+                .add_connection(id, ctx.address().recipient());
             ConnectionActor {
-                id: a.engine.directory.next_connection_id(),
+                id,
                 rate: RateLimiter::new(a.engine.config.rate_limit),
                 engine: a.engine,
                 peer: a.peer,
@@ -257,8 +265,6 @@ impl Actor for ConnectionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let me = ctx.address().recipient();
-        self.engine.directory.add_connection(self.id, me);
         log::info!(conn = self.id, peer = self.peer.to_string().as_str(); "connection opened");
         self.heartbeat(ctx);
         if !self.authenticated {

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::Serialize;
 
+use super::answer::AnswerGuard;
 use super::{ConnectionActor, Deliver};
 use crate::directory::ProjectRoute;
 use crate::error::{ApiError, Code};
+use crate::idempotency::{Admission, IdempotencyKey, IdempotencyStore};
 use crate::project::{ProjectOp, ProjectRequest};
 use crate::protocol::frame::{error_frame, FrameBuilder};
 use crate::protocol::{Frame, Inbound, Request};
@@ -19,11 +21,24 @@ pub struct ReplyTo {
     pub conn: u64,
     pub recipient: Recipient<Deliver>,
     pub id: Option<String>,
+    /// Answers the request with a retryable error if every clone is dropped unanswered.
+    answer: Arc<AnswerGuard>,
 }
 
 impl ReplyTo {
+    /// Where to answer the request `id` of connection `conn`.
+    pub fn new(conn: u64, recipient: Recipient<Deliver>, id: Option<String>) -> Self {
+        ReplyTo {
+            conn,
+            answer: Arc::new(AnswerGuard::new(recipient.clone(), id.clone())),
+            recipient,
+            id,
+        }
+    }
+
     /// Encodes a reply to this request.
     pub fn frame<D: Serialize>(&self, kind: &str, project: Option<&Arc<str>>, data: &D) -> Frame {
+        self.answer.answered();
         FrameBuilder::new(kind)
             .reply_to(self.id.as_deref())
             .project_opt(project)
@@ -31,7 +46,13 @@ impl ReplyTo {
     }
 
     pub fn send(&self, frame: Frame) {
+        self.answer.settle(&frame);
         self.recipient.do_send(Deliver::plain(frame));
+    }
+
+    /// Stores the reply under `key` before it is sent (see [`crate::idempotency`]).
+    pub(crate) fn store_answer_in(&mut self, store: Arc<IdempotencyStore>, key: IdempotencyKey) {
+        self.answer.store_in(store, key);
     }
 
     pub fn ok<D: Serialize>(&self, kind: &str, project: Option<&Arc<str>>, data: &D) {
@@ -45,11 +66,7 @@ impl ReplyTo {
 
 impl ConnectionActor {
     fn reply_to(&self, id: Option<String>, ctx: &mut Context<Self>) -> ReplyTo {
-        ReplyTo {
-            conn: self.id,
-            recipient: ctx.address().recipient(),
-            id,
-        }
+        ReplyTo::new(self.id, ctx.address().recipient(), id)
     }
 
     /// Before authentication only `auth` is accepted.
@@ -72,8 +89,14 @@ impl ConnectionActor {
     pub(super) fn route(&mut self, inbound: Inbound, ctx: &mut Context<Self>) {
         // Only the type is logged: payloads may hold tokens or long prompts.
         log::debug!(conn = self.id; "request {}", inbound.request.kind());
-        let reply = self.reply_to(inbound.id, ctx);
+        let mut reply = self.reply_to(inbound.id, ctx);
         let engine = self.engine.clone();
+        if let Some(key) = inbound.idempotency {
+            match engine.idempotency.admit(key, reply) {
+                Admission::Proceed(r) => reply = r,
+                Admission::Handled => return,
+            }
+        }
 
         match inbound.request {
             Request::Ping => reply.ok("pong", None, &serde_json::json!({})),
@@ -99,7 +122,7 @@ impl ConnectionActor {
                 }),
                 None => reply.err(
                     None,
-                    &ApiError::internal("the project registry is restarting; try again shortly"),
+                    &ApiError::retryable("the project registry is restarting; try again shortly"),
                 ),
             },
             Request::ProjectDelete { project_id } => {
@@ -167,6 +190,13 @@ impl ConnectionActor {
             ProjectRoute::Down(why) => {
                 let p: Arc<str> = Arc::from(project_id.as_str());
                 reply.err(Some(&p), &ApiError::internal(why))
+            }
+            ProjectRoute::Restarting => {
+                let p: Arc<str> = Arc::from(project_id.as_str());
+                let e = ApiError::retryable(format!(
+                    "project {p} is restarting after a crash; try again shortly"
+                ));
+                reply.err(Some(&p), &e)
             }
         }
     }

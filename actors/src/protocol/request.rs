@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::options::RunOptions;
 use crate::error::{ApiError, Code};
+use crate::idempotency::{IdempotencyKey, KEYED_REQUESTS, MAX_KEY_BYTES};
 
 /// The longest request `id` a client may use.
 pub const MAX_ID_BYTES: usize = 128;
@@ -22,6 +23,8 @@ pub const DEFAULT_PAGE: usize = 100;
 pub struct Inbound {
     pub id: Option<String>,
     pub request: Request,
+    /// The `idempotency_key` of a request that changes something.
+    pub idempotency: Option<IdempotencyKey>,
 }
 
 /// A frame that could not be decoded, with whatever could be salvaged for the reply.
@@ -150,6 +153,7 @@ struct Envelope {
     id: Option<Value>,
     project_id: Option<Value>,
     data: Option<Value>,
+    idempotency_key: Option<Value>,
 }
 
 /// Decodes one text frame. `fault_injection` says whether `fault_inject` exists on this server.
@@ -217,9 +221,53 @@ pub fn decode(text: &str, fault_injection: bool) -> Result<Inbound, DecodeError>
     };
     let project_id = resolve_project_id(envelope.project_id, data.get("project_id"))
         .map_err(|e| fail(e, None))?;
+    let idempotency = idempotency_key(
+        envelope.idempotency_key,
+        &kind,
+        project_id.as_deref(),
+        &data,
+    )
+    .map_err(|e| fail(e, project_id.clone()))?;
     let request = typed(&kind, data, project_id.clone(), fault_injection)
         .map_err(|e| fail(e, project_id.clone()))?;
-    Ok(Inbound { id, request })
+    Ok(Inbound {
+        id,
+        request,
+        idempotency,
+    })
+}
+
+/// The `idempotency_key`, on the requests that take one, with the fingerprint of the request.
+fn idempotency_key(
+    key: Option<Value>,
+    kind: &str,
+    project_id: Option<&str>,
+    data: &Map<String, Value>,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let key = match key {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_KEY_BYTES => k,
+        Some(_) => {
+            return Err(ApiError::validation(format!(
+                "'idempotency_key' must be a non-empty string of at most {MAX_KEY_BYTES} bytes"
+            )))
+        }
+    };
+    if !KEYED_REQUESTS.contains(&kind) {
+        return Err(ApiError::validation(format!(
+            "'{kind}' takes no 'idempotency_key' (only {} do)",
+            KEYED_REQUESTS.join(", ")
+        )));
+    }
+    // `project_id` may be in `data` or at the top level: the fingerprint sees it once.
+    let mut data = data.clone();
+    data.remove("project_id");
+    Ok(Some(IdempotencyKey::new(
+        key,
+        kind,
+        project_id,
+        &Value::Object(data),
+    )))
 }
 
 /// The request `id` of a frame that will not be decoded further (a refused one), so that its

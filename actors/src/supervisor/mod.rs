@@ -302,13 +302,8 @@ impl Handler<ChildExited> for Supervisor {
                     delay.as_millis()
                 );
                 if let ChildId::Project(ref id) = child {
-                    self.engine.directory.set_project_addr(
-                        id,
-                        None,
-                        Some(format!(
-                            "project {id} is restarting after a crash; try again shortly"
-                        )),
-                    );
+                    // No reason: the directory routes it as restarting (a retryable error).
+                    self.engine.directory.set_project_addr(id, None, None);
                 }
                 self.record(&child).status = Status::Restarting;
                 self.report(&child);
