@@ -130,6 +130,26 @@ async fn a_denied_tool_call_tells_the_agent_why() {
 }
 
 #[tokio::test]
+async fn an_answer_sent_again_with_its_idempotency_key_gets_the_same_reply() {
+    let d = daemon("1m");
+    let mut c = d.client().await;
+    let p = c.create_project(&d.project_dir("p")).await;
+    let (run, id) = ask(&mut c, &p, "mock:ask").await;
+    let mut replies = Vec::new();
+    for n in 0..2 {
+        let req = json!({"type": "permission_respond", "id": format!("k{n}"), "project_id": p,
+            "idempotency_key": "answer-1", "data": {"request_id": id, "decision": "allow"}});
+        c.send(&req).await;
+        let want = format!("k{n}");
+        replies.push(c.recv_where(|m| m["id"] == want.as_str()).await);
+    }
+    assert_eq!(replies[0]["type"], "permission_responded", "{}", replies[0]);
+    assert_eq!(replies[1]["type"], "permission_responded", "{}", replies[1]);
+    assert_eq!(replies[0]["data"], replies[1]["data"]);
+    assert_eq!(c.finished(&run).await["data"]["status"], "completed");
+}
+
+#[tokio::test]
 async fn an_unanswered_request_is_denied_when_it_expires() {
     let d = daemon("1s");
     let mut c = d.client().await;

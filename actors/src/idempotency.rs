@@ -33,12 +33,13 @@ pub const TTL_MS: i64 = 24 * 3600 * 1000;
 /// The most stored replies; past it the oldest are forgotten first.
 pub const MAX_ENTRIES: usize = 10_000;
 /// The request types that take a key.
-pub const KEYED_REQUESTS: [&str; 5] = [
+pub const KEYED_REQUESTS: [&str; 6] = [
     "project_create",
     "project_delete",
     "execute",
     "agent_kill",
     "agent_new_session",
+    "permission_respond",
 ];
 const FILE_NAME: &str = "idempotency.jsonl";
 
