@@ -668,3 +668,136 @@ async fn wss_with_the_daemons_certificate_and_a_sentence_for_an_untrusted_one() 
         untrusted.stderr
     );
 }
+
+/// Reads the client's lines until one starts with `prefix`; returns it.
+async fn line_starting(lines: &mut Lines, prefix: &str) -> String {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(40), lines.next_line())
+            .await
+            .expect("the client printed nothing for 40s")
+            .unwrap()
+            .expect("the client ended");
+        if line.starts_with(prefix) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_prints_a_permission_request_and_approve_or_deny_answers_it() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_APPROVAL_TIMEOUT", "1m")
+        .start();
+    let project = project_in(&d, "asks").await;
+    let url = direct(&d);
+    for (verb, expected) in [("approve", "approved"), ("deny", "not today")] {
+        let mut cmd = cli(&url);
+        cmd.args(["run", "--approvals", &project, "mock:ask"]);
+        let (mut child, mut lines) = spawn_lines(cmd);
+        let question =
+            line_starting(&mut lines, "? Bash asks for permission: Run: echo approved").await;
+        let request = question
+            .trim_end_matches(')')
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            question.contains(&format!("agentvisor approve|deny {project} {request}")),
+            "{question}"
+        );
+        let mut args = vec![verb, project.as_str(), request.as_str()];
+        if verb == "deny" {
+            args.extend(["--message", "not today"]);
+        }
+        let out = agentvisor(&url, &args).await;
+        assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+        assert!(
+            out.stdout.contains(&format!("request {request}")),
+            "{}",
+            out.stdout
+        );
+        let answered = line_starting(&mut lines, &format!("  {request}")).await;
+        assert!(
+            answered.contains(if verb == "approve" {
+                "allowed"
+            } else {
+                "denied"
+            }),
+            "{answered}"
+        );
+        let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "the run completes either way");
+        // A second answer is told the request was already resolved.
+        let late = agentvisor(&url, &["approve", &project, &request]).await;
+        assert_eq!(late.code, 1);
+        assert!(late.stderr.contains("ALREADY_RESOLVED"), "{}", late.stderr);
+        let stored = d
+            .client()
+            .await
+            .messages(&project, json!({"limit": 1000}))
+            .await;
+        let result = stored
+            .iter()
+            .rev()
+            .find(|m| m["data"]["message"]["type"] == "user")
+            .unwrap();
+        assert_eq!(
+            result["data"]["message"]["message"]["content"][0]["content"],
+            expected
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_prints_what_the_latest_or_a_named_run_changed() {
+    let d = Daemon::start();
+    let dir = d.project_dir("repo");
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    std::fs::write(dir.join("edit.txt"), "first\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "start"]);
+    let mut c = d.client().await;
+    let project = c.create_project(&dir).await;
+    let fin = c.run(&project, "mock:edit").await;
+    let run = fin["data"]["run_id"].as_str().unwrap();
+    let url = direct(&d);
+
+    let out = agentvisor(&url, &["diff", &project]).await;
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    assert!(
+        out.stdout.contains("+a line the agent added"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("added.txt"), "{}", out.stdout);
+    let out = agentvisor(&url, &["diff", &project, run, "--path", "added.txt"]).await;
+    assert!(
+        out.stdout.contains("+a new file") && !out.stdout.contains("edit.txt"),
+        "{}",
+        out.stdout
+    );
+
+    let plain = project_in(&d, "plain").await;
+    c.run(&plain, "mock:success").await;
+    let out = agentvisor(&url, &["diff", &plain]).await;
+    assert_eq!(out.code, 0, "outside git is not an error: {}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert!(out.stderr.contains("no recorded changes"), "{}", out.stderr);
+}

@@ -18,6 +18,10 @@ pub struct RunArgs {
     /// The model to use.
     #[arg(long)]
     model: Option<String>,
+    /// Ask before tool calls the permission mode does not allow (Claude Code): each request is
+    /// printed with the `approve`/`deny` commands that answer it.
+    #[arg(long)]
+    approvals: bool,
     /// Print the events as JSON lines.
     #[arg(long)]
     json: bool,
@@ -42,9 +46,16 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         s.follow(&id, project["last_seq"].as_u64().unwrap_or(0))
             .await?;
     }
-    let mut data = json!({ "prompt": prompt });
+    let mut options = json!({});
     if let Some(m) = &args.model {
-        data["options"] = json!({ "model": m });
+        options["model"] = json!(m);
+    }
+    if args.approvals {
+        options["approvals"] = json!(true);
+    }
+    let mut data = json!({ "prompt": prompt });
+    if options != json!({}) {
+        data["options"] = options;
     }
     let accepted = s.call("execute", Some(&id), data, true).await?;
     let run_id = accepted["data"]["run_id"]
