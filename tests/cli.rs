@@ -801,3 +801,82 @@ async fn diff_prints_what_the_latest_or_a_named_run_changed() {
     assert!(out.stdout.is_empty());
     assert!(out.stderr.contains("no recorded changes"), "{}", out.stderr);
 }
+
+/// Runs `agentvisor <args>` on a terminal (util-linux `script`), answers the first question with
+/// `answer` once it is asked, and returns the client's exit code.
+async fn on_a_terminal(url: &str, args: &str, answer: &str) -> i32 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_agentvisor"));
+    let mut script = Command::new("script");
+    script
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("AGENTVISOR_URL", url)
+        .env("AGENTVISOR_GIVE_UP", "20s")
+        .env_remove("AGENTVISOR_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = script.spawn().expect("util-linux script");
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("Allow? [y]es, [n]o, [a]lways") {
+        let n = tokio::time::timeout(Duration::from_secs(40), out.read(&mut buf))
+            .await
+            .expect("no question on the terminal within 40s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the client ended before asking: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{answer}\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::spawn(async move { while out.read(&mut buf).await.is_ok_and(|n| n > 0) {} });
+    let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
+        .await
+        .expect("the client did not end")
+        .unwrap();
+    drop(stdin);
+    status.code().unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_on_a_terminal_asks_y_n_a_and_answers() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_APPROVAL_TIMEOUT", "1m")
+        .start();
+    let project = project_in(&d, "tty").await;
+    let url = direct(&d);
+    for (answer, decision, remember) in [
+        ("y", "allow", false),
+        ("n", "deny", false),
+        ("a", "allow", true),
+    ] {
+        let code =
+            on_a_terminal(&url, &format!("run --approvals {project} mock:ask"), answer).await;
+        assert_eq!(code, 0, "answer {answer}");
+        let stored = d
+            .client()
+            .await
+            .messages(&project, json!({"limit": 1000}))
+            .await;
+        let res = stored
+            .iter()
+            .rev()
+            .find(|m| m["type"] == "permission_resolved")
+            .unwrap();
+        assert_eq!(res["data"]["decision"], decision, "{res}");
+        assert_eq!(res["data"]["remember"], remember, "{res}");
+        assert!(
+            res["data"]["by"].as_str().unwrap().starts_with("client:"),
+            "{res}"
+        );
+    }
+}
