@@ -250,15 +250,20 @@ fn spawn_lines(mut cmd: Command) -> (tokio::process::Child, Lines) {
     (child, lines)
 }
 
+/// The client's next line (it must print one within 40 s).
+async fn next_line(lines: &mut Lines) -> String {
+    tokio::time::timeout(Duration::from_secs(40), lines.next_line())
+        .await
+        .expect("the client printed nothing for 40s")
+        .unwrap()
+        .expect("the client ended")
+}
+
 /// Reads the client's JSON lines up to the `run_finished` of `run_id`.
 async fn read_until_finished(lines: &mut Lines, run_id: &str) -> Vec<Value> {
     let mut seen = Vec::new();
     loop {
-        let line = tokio::time::timeout(Duration::from_secs(40), lines.next_line())
-            .await
-            .expect("the client printed nothing for 40s")
-            .unwrap()
-            .expect("the client ended");
+        let line = next_line(lines).await;
         let v: Value = serde_json::from_str(&line).unwrap();
         let done = v["type"] == "run_finished" && v["data"]["run_id"] == run_id;
         seen.push(v);
@@ -669,14 +674,24 @@ async fn wss_with_the_daemons_certificate_and_a_sentence_for_an_untrusted_one() 
     );
 }
 
+/// The newest stored record of a project for which `pred` holds.
+async fn newest_stored(d: &Daemon, project: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let stored = d
+        .client()
+        .await
+        .messages(project, json!({"limit": 1000}))
+        .await;
+    stored
+        .into_iter()
+        .rev()
+        .find(|m| pred(m))
+        .unwrap_or_else(|| panic!("no such record in project {project}"))
+}
+
 /// Reads the client's lines until one starts with `prefix`; returns it.
 async fn line_starting(lines: &mut Lines, prefix: &str) -> String {
     loop {
-        let line = tokio::time::timeout(Duration::from_secs(40), lines.next_line())
-            .await
-            .expect("the client printed nothing for 40s")
-            .unwrap()
-            .expect("the client ended");
+        let line = next_line(lines).await;
         if line.starts_with(prefix) {
             return line;
         }
@@ -685,9 +700,7 @@ async fn line_starting(lines: &mut Lines, prefix: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_prints_a_permission_request_and_approve_or_deny_answers_it() {
-    let d = Daemon::builder()
-        .env("AGENTVISOR_APPROVAL_TIMEOUT", "1m")
-        .start();
+    let d = Daemon::start();
     let project = project_in(&d, "asks").await;
     let url = direct(&d);
     for (verb, expected) in [("approve", "approved"), ("deny", "not today")] {
@@ -735,16 +748,7 @@ async fn run_prints_a_permission_request_and_approve_or_deny_answers_it() {
         let late = agentvisor(&url, &["approve", &project, &request]).await;
         assert_eq!(late.code, 1);
         assert!(late.stderr.contains("ALREADY_RESOLVED"), "{}", late.stderr);
-        let stored = d
-            .client()
-            .await
-            .messages(&project, json!({"limit": 1000}))
-            .await;
-        let result = stored
-            .iter()
-            .rev()
-            .find(|m| m["data"]["message"]["type"] == "user")
-            .unwrap();
+        let result = newest_stored(&d, &project, |m| m["data"]["message"]["type"] == "user").await;
         assert_eq!(
             result["data"]["message"]["message"]["content"][0]["content"],
             expected
@@ -849,9 +853,7 @@ async fn on_a_terminal(url: &str, args: &str, answer: &str) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_on_a_terminal_asks_y_n_a_and_answers() {
-    let d = Daemon::builder()
-        .env("AGENTVISOR_APPROVAL_TIMEOUT", "1m")
-        .start();
+    let d = Daemon::start();
     let project = project_in(&d, "tty").await;
     let url = direct(&d);
     for (answer, decision, remember) in [
@@ -862,16 +864,7 @@ async fn run_on_a_terminal_asks_y_n_a_and_answers() {
         let code =
             on_a_terminal(&url, &format!("run --approvals {project} mock:ask"), answer).await;
         assert_eq!(code, 0, "answer {answer}");
-        let stored = d
-            .client()
-            .await
-            .messages(&project, json!({"limit": 1000}))
-            .await;
-        let res = stored
-            .iter()
-            .rev()
-            .find(|m| m["type"] == "permission_resolved")
-            .unwrap();
+        let res = newest_stored(&d, &project, |m| m["type"] == "permission_resolved").await;
         assert_eq!(res["data"]["decision"], decision, "{res}");
         assert_eq!(res["data"]["remember"], remember, "{res}");
         assert!(
