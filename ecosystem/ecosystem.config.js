@@ -71,8 +71,10 @@ module.exports = {
         AGENTVISOR_SHUTDOWN_TIMEOUT: env('AGENTVISOR_SHUTDOWN_TIMEOUT', '10s'),
         AGENTVISOR_LOG_FORMAT: env('AGENTVISOR_LOG_FORMAT', 'text'),
         AGENTVISOR_LOG_LEVEL: env('AGENTVISOR_LOG_LEVEL', 'info'),
-        // nginx on the same host: believe its X-Forwarded-For.
-        AGENTVISOR_TRUSTED_PROXIES: env('AGENTVISOR_TRUSTED_PROXIES', '127.0.0.1,::1'),
+        // No proxy is trusted unless you say so: with nginx on this host, set this to
+        // '127.0.0.1,::1' (every local process can then name any client address in
+        // X-Forwarded-For, so do it only where the local users are trusted).
+        AGENTVISOR_TRUSTED_PROXIES: env('AGENTVISOR_TRUSTED_PROXIES', ''),
         // Keep the ping interval below nginx's proxy_read_timeout (90s in ecosystem/nginx.conf).
         AGENTVISOR_PING_INTERVAL: env('AGENTVISOR_PING_INTERVAL', '30s'),
         AGENTVISOR_BACKOFF_INITIAL: env('AGENTVISOR_BACKOFF_INITIAL', '100ms'),

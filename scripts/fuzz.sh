@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the protocol decoder and project path validation with cargo-fuzz (libFuzzer).
+# Fuzzes the protocol decoder, every request field, and project path validation with cargo-fuzz
+# (libFuzzer).
 # FUZZ_SECONDS sets the time per target (CI uses a short run; see docs/security.md for a long one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
 fi
 # cargo-fuzz passes unstable compiler flags; the stable toolchain accepts them this way.
 export RUSTC_BOOTSTRAP=1
-for target in decode project_path; do
+for target in decode project_path request_fields; do
   echo "fuzzing $target for ${seconds}s"
   # Work on a copy of the seed corpus so that a run leaves the repository unchanged.
   work="fuzz/target/corpus/$target"

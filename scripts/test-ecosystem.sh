@@ -184,6 +184,8 @@ export AGENTVISOR_CLAUDE_BIN="$MOCK"
 export AGENTVISOR_CODEX_BIN="$MOCK"
 export AGENTVISOR_PM2_LOG_DIR="$T/logs"
 export AGENTVISOR_STATS_INTERVAL=0
+# nginx below proxies from loopback: trust it explicitly (the shipped files trust no proxy).
+export AGENTVISOR_TRUSTED_PROXIES=127.0.0.1,::1
 DAEMON_LOG=
 DAEMON_PORT=
 

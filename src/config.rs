@@ -27,6 +27,10 @@ pub struct Args {
     /// Codex executable (a path, or a name looked up on PATH).
     #[arg(long, env = "AGENTVISOR_CODEX_BIN", default_value = "codex")]
     pub codex_bin: String,
+    /// Comma-separated extra variables an agent may see (`NAME`, or `PREFIX*`); no
+    /// `AGENTVISOR_*` variable ever passes (see docs/security.md).
+    #[arg(long, env = "AGENTVISOR_AGENT_ENV", default_value = "")]
+    pub agent_env: String,
     /// Most projects the server keeps.
     #[arg(long, env = "AGENTVISOR_MAX_PROJECTS", default_value_t = 100)]
     pub max_projects: usize,
@@ -36,6 +40,14 @@ pub struct Args {
     /// Most connections from one client address [default: the connection limit].
     #[arg(long, env = "AGENTVISOR_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// Most connections that have not authenticated yet [default: a quarter of the connection
+    /// limit]; they count toward the connection limit too.
+    #[arg(long, env = "AGENTVISOR_MAX_UNAUTHENTICATED")]
+    pub max_unauthenticated: Option<usize>,
+    /// Most connections from one address that have not authenticated yet [default: a quarter of
+    /// the unauthenticated limit].
+    #[arg(long, env = "AGENTVISOR_MAX_UNAUTHENTICATED_PER_IP")]
+    pub max_unauthenticated_per_ip: Option<usize>,
     /// Messages per second per connection (bursts of twice that); 0 = unlimited.
     #[arg(long, env = "AGENTVISOR_RATE_LIMIT", default_value_t = 100)]
     pub rate_limit: u32,
@@ -271,6 +283,10 @@ impl Args {
             _ => return Err("TLS needs both --tls-cert and --tls-key".into()),
         };
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        let unauthenticated = self
+            .max_unauthenticated
+            .unwrap_or(self.max_connections / 4)
+            .clamp(1, self.max_connections);
         Ok(Config {
             listen: self.listen,
             tls,
@@ -284,12 +300,24 @@ impl Args {
                 project_roots: roots,
                 claude_bin: self.claude_bin,
                 codex_bin: self.codex_bin,
+                agent_env: self
+                    .agent_env
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(String::from)
+                    .collect(),
                 max_projects: self.max_projects,
                 max_connections: self.max_connections,
                 max_connections_per_ip: self
                     .max_connections_per_ip
                     .unwrap_or(self.max_connections)
                     .max(1),
+                max_unauthenticated: unauthenticated,
+                max_unauthenticated_per_ip: self
+                    .max_unauthenticated_per_ip
+                    .unwrap_or(unauthenticated / 4)
+                    .clamp(1, unauthenticated),
                 rate_limit: self.rate_limit,
                 max_message_bytes: self.max_message_bytes as usize,
                 ping_interval: self.ping_interval,
@@ -331,6 +359,13 @@ impl Args {
             },
         })
     }
+}
+
+/// Whether the token was given as a flag: the command line of a process is readable by every
+/// local user, unlike its environment or a file.
+pub fn token_on_command_line(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.filter_map(|a| a.into_string().ok())
+        .any(|a| a == "--token" || a.starts_with("--token="))
 }
 
 fn home_dir() -> Option<PathBuf> {

@@ -9,7 +9,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use agentvisor_actors::auth::{bearer, token_matches};
 use agentvisor_actors::config::EngineConfig;
-use agentvisor_actors::connection::{client_addr, close_reason, Accepted, ConnectionActor};
+use agentvisor_actors::connection::{
+    client_addr, close_reason, Accepted, ConnectionActor, ConnectionPermit, Refusal as LimitRefusal,
+};
 use agentvisor_actors::engine::{Engine, Lifecycle};
 use agentvisor_actors::metrics::METRICS;
 use agentvisor_actors::supervisor::Supervisor;
@@ -65,11 +67,12 @@ pub(crate) fn client_ip(req: &HttpRequest, cfg: &EngineConfig) -> IpAddr {
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let forwarded = req
+    let forwarded: Vec<&str> = req
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    client_addr(peer, forwarded, &cfg.trusted_proxies)
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    client_addr(peer, &forwarded, &cfg.trusted_proxies)
 }
 
 /// The token of an `Authorization: Bearer` header, if any.
@@ -125,6 +128,20 @@ fn is_loopback_host(host: &str) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A place under the connection limits, and, for a client that has not authenticated yet, one
+/// under the much smaller unauthenticated limits too.
+fn admit(
+    engine: &Engine,
+    ip: IpAddr,
+    authenticated: bool,
+) -> Result<(ConnectionPermit, Option<ConnectionPermit>), LimitRefusal> {
+    let pending = match authenticated {
+        true => None,
+        false => Some(engine.unauthenticated.try_acquire(ip)?),
+    };
+    Ok((engine.limiter.try_acquire(ip)?, pending))
+}
+
 async fn ws(
     req: HttpRequest,
     body: web::Payload,
@@ -173,17 +190,17 @@ async fn ws(
             metric: "shutting_down",
         });
     }
-    let permit = match refusal {
-        Some(_) => None,
-        None => match engine.limiter.try_acquire(ip) {
-            Ok(p) => Some(p),
+    let (permit, pending_auth) = match refusal {
+        Some(_) => (None, None),
+        None => match admit(&engine, ip, authenticated) {
+            Ok((p, pending)) => (Some(p), pending),
             Err(r) => {
                 refusal = Some(Refusal {
                     code: 1013,
                     reason: r.reason(),
                     metric: r.label(),
                 });
-                None
+                (None, None)
             }
         },
     };
@@ -199,6 +216,7 @@ async fn ws(
                 peer: ip,
                 authenticated,
                 permit,
+                pending_auth,
             });
             METRICS.connections_opened.inc();
         }

@@ -87,6 +87,9 @@ fn serve(args: config::Args) -> ! {
     if let Err(e) = process::become_subreaper() {
         log::warn!("could not become a child subreaper ({e}); escaped agent processes are still swept by run id");
     }
+    if config::token_on_command_line(std::env::args_os()) {
+        log::warn!("the token was given with --token on the command line, where every local user can read it (ps, /proc/<pid>/cmdline): use AGENTVISOR_TOKEN_FILE instead");
+    }
     if config.engine.fault_injection {
         log::warn!("FAULT INJECTION IS ENABLED: any client can crash actors with fault_inject. Never use this in production.");
     }

@@ -1307,7 +1307,7 @@ async fn every_json_object_line_is_forwarded_whatever_its_fields() {
         scratch.path(),
         r#"for prompt; do :; done
 if [ "$prompt" = "env" ]; then
-  printf '{"type":"env","key":"%s"}\n' "$AGENTVISOR_TEST_API_KEY"
+  printf '{"type":"env","key":"%s"}\n' "$ANTHROPIC_API_KEY"
   exit 0
 fi
 if [ "$prompt" = "odd result" ]; then
@@ -1323,7 +1323,7 @@ printf 'no newline at the end'"#,
     );
     let (_s, mut c, p) = start_with_project(&[
         ("AGENTVISOR_CLAUDE_BIN", &agent.display().to_string()),
-        ("AGENTVISOR_TEST_API_KEY", "sk-test-123"),
+        ("ANTHROPIC_API_KEY", "sk-test-123"),
     ])
     .await;
     let run = execute(&mut c, &p, "hello", None).await;
@@ -1362,7 +1362,7 @@ printf 'no newline at the end'"#,
     assert!(f.get("cost_usd").is_none(), "{f}");
     assert_eq!(run.agent_lines()[0]["total_cost_usd"], "free");
 
-    // The agent inherits the daemon's environment (API keys, HOME, …).
+    // The agent gets its API keys (and never the daemon's own AGENTVISOR_* settings).
     let run = execute(&mut c, &p, "env", None).await;
     assert_eq!(run.agent_lines()[0]["key"], "sk-test-123");
 }

@@ -35,6 +35,9 @@ pub struct ProjectShared {
     pub meta: Mutex<ProjectMeta>,
     pub last_seq: AtomicU64,
     pub queue_len: AtomicUsize,
+    /// The project's metadata writer. It outlives the project's actor, so that a background
+    /// write of a crashed actor can never land after a newer one of its successor.
+    pub meta_writer: Arc<crate::storage::metadata::MetaWriter>,
 }
 
 impl ProjectShared {
@@ -43,6 +46,7 @@ impl ProjectShared {
             meta: Mutex::new(meta),
             last_seq: AtomicU64::new(last_seq),
             queue_len: AtomicUsize::new(0),
+            meta_writer: Arc::default(),
         })
     }
 }

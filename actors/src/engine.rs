@@ -39,6 +39,8 @@ pub struct Engine {
     pub run_slots: Arc<Semaphore>,
     pub started: Instant,
     pub limiter: Arc<ConnectionLimiter>,
+    /// Connections that have not authenticated yet: a small share of `limiter`'s.
+    pub unauthenticated: Arc<ConnectionLimiter>,
     pub auth_throttle: AuthThrottle,
     lifecycle: AtomicU8,
     /// The latest health sample, as JSON, published by the health actor so that a health call
@@ -53,6 +55,10 @@ impl Engine {
         let slots = config.max_concurrent_runs.max(1);
         Arc::new(Engine {
             limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
+            unauthenticated: ConnectionLimiter::unauthenticated(
+                config.max_unauthenticated,
+                config.max_unauthenticated_per_ip,
+            ),
             auth_throttle: AuthThrottle::default(),
             directory: Directory::default(),
             stats: Stats::default(),

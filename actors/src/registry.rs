@@ -82,7 +82,12 @@ impl RegistryActor {
             approvals: msg.approvals,
         };
         let dir = project_dir(&cfg.data_dir, &id);
-        let stored = std::fs::create_dir_all(&dir).and_then(|()| meta.save(&cfg.data_dir));
+        // The projects/ directory is synced too, so the new project's entry survives a crash.
+        let stored = std::fs::create_dir_all(&dir)
+            .and_then(|()| meta.save(&cfg.data_dir))
+            .and_then(|()| {
+                crate::storage::atomic::sync_dir(&crate::storage::projects_dir(&cfg.data_dir))
+            });
         if let Err(e) = stored {
             log::error!(project = id.as_str(); "could not store a new project: {e}");
             let _ = std::fs::remove_dir_all(&dir);

@@ -116,12 +116,15 @@ pub fn claude_tool_result(session_id: &str, output: &str, is_error: bool) -> Str
     )
 }
 
-/// The `env` scenario's report.
-pub fn env_report(run_id: Option<&str>, cwd: Option<&str>) -> String {
+/// The `env` scenario's report: the run id, the directory, and every variable as `NAME=value`
+/// (so a test can tell exactly what an agent is given).
+pub fn env_report(run_id: Option<&str>, cwd: Option<&str>, vars: &[String]) -> String {
+    let vars: Vec<String> = vars.iter().map(|v| json::string(v)).collect();
     format!(
-        r#"{{"type":"mock_env","run_id":{},"cwd":{}}}"#,
+        r#"{{"type":"mock_env","run_id":{},"cwd":{},"vars":[{}]}}"#,
         json::string_or_null(run_id),
-        json::string_or_null(cwd)
+        json::string_or_null(cwd),
+        vars.join(",")
     )
 }
 
@@ -198,12 +201,12 @@ mod tests {
     #[test]
     fn env_and_grandchild_lines() {
         assert_eq!(
-            env_report(Some("r\"1"), Some("/w")),
-            r#"{"type":"mock_env","run_id":"r\"1","cwd":"/w"}"#
+            env_report(Some("r\"1"), Some("/w"), &["A=1".into(), "B=".into()]),
+            r#"{"type":"mock_env","run_id":"r\"1","cwd":"/w","vars":["A=1","B="]}"#
         );
         assert_eq!(
-            env_report(None, None),
-            r#"{"type":"mock_env","run_id":null,"cwd":null}"#
+            env_report(None, None, &[]),
+            r#"{"type":"mock_env","run_id":null,"cwd":null,"vars":[]}"#
         );
         assert_eq!(grandchild(12), r#"{"type":"mock_grandchild","pid":12}"#);
     }

@@ -12,7 +12,7 @@
 //!   names none.
 //! - `MOCK_AGENT_ARGV_LOG`: append one JSON line describing the invocation.
 //! - `MOCK_AGENT_PIDFILE`: where `escape` records its grandchild's pid.
-//! - `AGENTVISOR_RUN_ID`: reported by the `env` scenario.
+//! - `AGENTVISOR_RUN_ID`: reported by the `env` scenario (with every other variable).
 //!
 //! stdin is read only with `--input-format stream-json` (Claude): the prompt,
 //! then the answers to permission requests (`--permission-prompt-tool stdio`),

@@ -59,7 +59,10 @@ pub fn play(s: &mut Session, selection: &Selection) -> Result<i32, Failure> {
             s.emit(&init);
             let run_id = env::var_os("AGENTVISOR_RUN_ID");
             let run_id = run_id.as_ref().map(|v| v.to_string_lossy());
-            let report = events::env_report(run_id.as_deref(), s.cwd.as_deref());
+            let vars: Vec<String> = env::vars_os()
+                .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+                .collect();
+            let report = events::env_report(run_id.as_deref(), s.cwd.as_deref(), &vars);
             s.emit(&report);
             let result = s.success_result();
             s.emit(&result);

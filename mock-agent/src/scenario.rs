@@ -36,7 +36,7 @@ pub enum Scenario {
     NonJson,
     /// Start a grandchild in its own session, then hang (or exit).
     Escape,
-    /// Report `AGENTVISOR_RUN_ID` and the cwd.
+    /// Report `AGENTVISOR_RUN_ID`, the cwd and the whole environment.
     Env,
     /// Change the working directory (append to `edit.txt`, write `added.txt`, remove
     /// `remove.txt`), then replay the successful run.

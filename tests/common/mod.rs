@@ -68,6 +68,7 @@ pub fn daemon_command(port: u16, data_dir: &Path, root: &Path, log: &Path) -> Co
         .env("AGENTVISOR_PROJECT_ROOTS", root)
         .env("AGENTVISOR_CLAUDE_BIN", mock_agent())
         .env("AGENTVISOR_CODEX_BIN", mock_agent())
+        .env("AGENTVISOR_AGENT_ENV", "MOCK_AGENT_*")
         .env("AGENTVISOR_STATS_INTERVAL", "0")
         .env("AGENTVISOR_LOG_LEVEL", "debug")
         .stdin(Stdio::null())
@@ -472,11 +473,17 @@ impl Client {
         let mut req = format!("ws://127.0.0.1:{port}/ws")
             .into_client_request()
             .unwrap();
+        // A header given once replaces the default; a name given again is sent again (several
+        // `X-Forwarded-For` headers, as a chain of proxies writes them).
+        let mut given = std::collections::HashSet::new();
         for (k, v) in headers {
-            req.headers_mut().insert(
-                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            if given.insert(name.clone()) {
+                req.headers_mut().insert(name, v.parse().unwrap());
+            } else {
+                req.headers_mut().append(name, v.parse().unwrap());
+            }
         }
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
             max_message_size: Some(256 << 20),
@@ -502,6 +509,41 @@ impl Client {
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
         self.ws.send(Message::Binary(bytes)).await.expect("send");
+    }
+
+    /// Queues WebSocket ping frames (control frames, not the protocol's `ping` request) and
+    /// sends them; returns how many were sent before the connection failed.
+    pub async fn send_ws_pings(&mut self, count: usize, payload: &[u8]) -> usize {
+        for i in 0..count {
+            if self.ws.feed(Message::Ping(payload.to_vec())).await.is_err() {
+                return i;
+            }
+        }
+        if self.ws.flush().await.is_err() {
+            return 0;
+        }
+        count
+    }
+
+    /// Reads up to the answer to request `id`; returns how many pongs came before it.
+    pub async fn pongs_before(&mut self, id: &str) -> usize {
+        let mut pongs = 0;
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no answer to {id} within {WAIT:?}"));
+            match frame {
+                Some(Ok(Message::Pong(_))) => pongs += 1,
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).expect("JSON");
+                    if v["id"] == id {
+                        return pongs;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("connection ended while waiting for {id}: {other:?}"),
+            }
+        }
     }
 
     pub async fn send(&mut self, v: &Value) {

@@ -9,8 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Counts open connections, in total and per address.
+/// Counts open connections, in total and per address. The engine keeps two: one for every
+/// connection, and a much smaller one for connections that have not authenticated yet, so that
+/// clients without the token can never take the places of those with it.
 pub struct ConnectionLimiter {
+    /// Counts connections waiting to authenticate (its refusals say so).
+    unauthenticated: bool,
     max_total: usize,
     max_per_ip: usize,
     total: AtomicUsize,
@@ -22,6 +26,8 @@ pub struct ConnectionLimiter {
 pub enum Refusal {
     TooManyConnections,
     TooManyFromAddress,
+    TooManyUnauthenticated,
+    TooManyUnauthenticatedFromAddress,
 }
 
 impl Refusal {
@@ -31,6 +37,12 @@ impl Refusal {
             Refusal::TooManyFromAddress => {
                 "too many connections from this address, try again later"
             }
+            Refusal::TooManyUnauthenticated => {
+                "too many connections waiting to authenticate, try again later"
+            }
+            Refusal::TooManyUnauthenticatedFromAddress => {
+                "too many connections from this address waiting to authenticate, try again later"
+            }
         }
     }
 
@@ -38,6 +50,8 @@ impl Refusal {
         match self {
             Refusal::TooManyConnections => "limit",
             Refusal::TooManyFromAddress => "per_address_limit",
+            Refusal::TooManyUnauthenticated => "unauthenticated_limit",
+            Refusal::TooManyUnauthenticatedFromAddress => "unauthenticated_per_address_limit",
         }
     }
 }
@@ -50,7 +64,17 @@ pub struct ConnectionPermit {
 
 impl ConnectionLimiter {
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+        Self::build(false, max_total, max_per_ip)
+    }
+
+    /// The limiter for connections that have not authenticated yet.
+    pub fn unauthenticated(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+        Self::build(true, max_total, max_per_ip)
+    }
+
+    fn build(unauthenticated: bool, max_total: usize, max_per_ip: usize) -> Arc<Self> {
         Arc::new(ConnectionLimiter {
+            unauthenticated,
             max_total,
             max_per_ip,
             total: AtomicUsize::new(0),
@@ -64,12 +88,19 @@ impl ConnectionLimiter {
 
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refusal> {
         let mut per_ip = crate::directory::lock_ignoring_poison(&self.per_ip);
+        let (all, one) = match self.unauthenticated {
+            false => (Refusal::TooManyConnections, Refusal::TooManyFromAddress),
+            true => (
+                Refusal::TooManyUnauthenticated,
+                Refusal::TooManyUnauthenticatedFromAddress,
+            ),
+        };
         if self.total.load(Ordering::Relaxed) >= self.max_total {
-            return Err(Refusal::TooManyConnections);
+            return Err(all);
         }
         let n = per_ip.entry(ip).or_insert(0);
         if *n >= self.max_per_ip {
-            return Err(Refusal::TooManyFromAddress);
+            return Err(one);
         }
         *n += 1;
         self.total.fetch_add(1, Ordering::Relaxed);
@@ -130,16 +161,16 @@ impl RateLimiter {
     }
 }
 
-/// The client's address: the peer, or — only when the peer is a trusted proxy — the last
-/// address in `X-Forwarded-For` that is not itself a trusted proxy.
-pub fn client_addr(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+/// The client's address: the peer, or, only when the peer is a trusted proxy, the right-most
+/// address of `X-Forwarded-For` (all its headers, in order, as one list) that is not itself a
+/// trusted proxy. Everything left of that address was written by the client and proves nothing;
+/// a hop that is not an address ends the search at the peer.
+pub fn client_addr(peer: IpAddr, forwarded_for: &[&str], trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer) {
         return peer;
     }
-    let Some(header) = forwarded_for else {
-        return peer;
-    };
-    for hop in header.rsplit(',') {
+    let hops = forwarded_for.iter().rev().flat_map(|h| h.rsplit(','));
+    for hop in hops {
         match hop.trim().parse::<IpAddr>() {
             Ok(ip) if trusted.contains(&ip) => continue,
             Ok(ip) => return ip,
@@ -162,6 +193,12 @@ mod tests {
         let p1 = l.try_acquire(a).unwrap();
         let _p2 = l.try_acquire(a).unwrap();
         assert_eq!(l.try_acquire(a).err(), Some(Refusal::TooManyFromAddress));
+        let u = ConnectionLimiter::unauthenticated(2, 1);
+        let _u1 = u.try_acquire(a).unwrap();
+        assert_eq!(
+            u.try_acquire(a).err(),
+            Some(Refusal::TooManyUnauthenticatedFromAddress)
+        );
         let _p3 = l.try_acquire(b).unwrap();
         assert_eq!(l.try_acquire(b).err(), Some(Refusal::TooManyConnections));
         drop(p1);
@@ -181,16 +218,21 @@ mod tests {
         let proxy: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         let trusted = [proxy];
-        assert_eq!(client_addr(other, Some("1.2.3.4"), &trusted), other);
+        assert_eq!(client_addr(other, &["1.2.3.4"], &trusted), other);
         assert_eq!(
-            client_addr(proxy, Some("1.2.3.4"), &trusted).to_string(),
+            client_addr(proxy, &["1.2.3.4"], &trusted).to_string(),
             "1.2.3.4"
         );
         assert_eq!(
-            client_addr(proxy, Some("9.9.9.9, 1.2.3.4, 127.0.0.1"), &trusted).to_string(),
+            client_addr(proxy, &["9.9.9.9, 1.2.3.4, 127.0.0.1"], &trusted).to_string(),
             "1.2.3.4"
         );
-        assert_eq!(client_addr(proxy, Some("junk"), &trusted), proxy);
-        assert_eq!(client_addr(proxy, None, &trusted), proxy);
+        // A second header counts as the list's continuation: its last hop is the right-most.
+        assert_eq!(
+            client_addr(proxy, &["1.2.3.4", "5.6.7.8, 127.0.0.1"], &trusted).to_string(),
+            "5.6.7.8"
+        );
+        assert_eq!(client_addr(proxy, &["junk"], &trusted), proxy);
+        assert_eq!(client_addr(proxy, &[], &trusted), proxy);
     }
 }

@@ -29,6 +29,10 @@ use crate::protocol::{decode, Frame};
 use crate::supervisor::{ChildGuard, ChildId, Supervisor};
 use outbox::Outbox;
 
+/// The largest first message of a client that has not authenticated (an `auth` message is far
+/// smaller): anything bigger is closed with 1008 without being parsed.
+const MAX_AUTH_MESSAGE_BYTES: usize = 4096;
+
 /// Frames for this connection, with what they mean for the per-project seq tracking.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
@@ -113,6 +117,8 @@ pub struct Accepted {
     pub peer: IpAddr,
     pub authenticated: bool,
     pub permit: ConnectionPermit,
+    /// The place under the unauthenticated cap, held until the client authenticates.
+    pub pending_auth: Option<ConnectionPermit>,
 }
 
 pub struct ConnectionActor {
@@ -129,6 +135,7 @@ pub struct ConnectionActor {
     seen: HashMap<Arc<str>, u64>,
     supervisor: Option<Addr<Supervisor>>,
     _permit: ConnectionPermit,
+    pending_auth: Option<ConnectionPermit>,
     _guard: ChildGuard,
 }
 
@@ -164,6 +171,7 @@ impl ConnectionActor {
                 last_ping: now,
                 seen: HashMap::new(),
                 _permit: a.permit,
+                pending_auth: a.pending_auth,
                 _guard: ChildGuard::new(ChildId::Connection, a.supervisor.clone()),
                 supervisor: a.supervisor,
             }
@@ -181,7 +189,13 @@ impl ConnectionActor {
             .messages_out
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         crate::metrics::METRICS.bytes_out.inc_by(frame.len() as u64);
-        if self.outbox.text(frame.text.clone()).is_err() {
+        let queued = self.outbox.text(frame.text.clone());
+        self.check_backlog(queued, ctx);
+    }
+
+    /// Closes the connection with 4008 when a frame did not fit under the backlog bound.
+    fn check_backlog(&mut self, queued: Result<(), outbox::Overflow>, ctx: &mut Context<Self>) {
+        if queued.is_err() {
             crate::metrics::METRICS.slow_clients.inc();
             log::warn!(
                 conn = self.id, peer = self.peer.to_string().as_str(), backlog = self.outbox.backlog();
@@ -212,12 +226,26 @@ impl ConnectionActor {
             }
             if now.duration_since(act.last_ping) >= cfg.ping_interval {
                 act.last_ping = now;
-                act.outbox.ping();
+                let queued = act.outbox.ping();
+                act.check_backlog(queued, ctx);
             }
         });
     }
 
+    /// Answers a client's ping, unless the client is over its message rate (pings count like
+    /// messages) or has not authenticated (then nothing but `auth` does any work).
+    fn on_ping(&mut self, payload: bytes::Bytes, ctx: &mut Context<Self>) {
+        if self.authenticated && self.rate.allow(Instant::now()) {
+            let queued = self.outbox.pong(payload);
+            self.check_backlog(queued, ctx);
+        }
+    }
+
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        if !self.authenticated && text.len() > MAX_AUTH_MESSAGE_BYTES {
+            self.close(1008, "authentication required", ctx);
+            return;
+        }
         self.engine
             .stats
             .messages_in
@@ -304,6 +332,9 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for ConnectionActor
         self.last_seen = Instant::now();
         match msg {
             Ok(AggregatedMessage::Text(text)) => self.on_text(&text, ctx),
+            Ok(AggregatedMessage::Binary(_)) if !self.authenticated => {
+                self.close(1008, "authentication required", ctx)
+            }
             Ok(AggregatedMessage::Binary(_)) => {
                 let err = crate::error::ApiError::new(
                     crate::error::Code::InvalidMessage,
@@ -311,7 +342,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for ConnectionActor
                 );
                 self.send(&error_frame(None, None, &err), ctx);
             }
-            Ok(AggregatedMessage::Ping(p)) => self.outbox.pong(p),
+            Ok(AggregatedMessage::Ping(p)) => self.on_ping(p, ctx),
             Ok(AggregatedMessage::Pong(_)) => {}
             Ok(AggregatedMessage::Close(_)) => self.close(1000, "", ctx),
             Err(ProtocolError::Overflow) => self.close(1009, "message too big", ctx),

@@ -2,9 +2,11 @@
 //!
 //! The connection actor pushes encoded frames; a writer task drains them into the WebSocket,
 //! waiting whenever the socket does (actix-ws' session channel is bounded, and the HTTP layer
-//! stops taking frames while its write buffer is full). The queue counts unsent bytes; when a
-//! client stops reading and the count passes the limit, the queue is emptied and replaced by a
-//! close frame (4008), so a slow client can never grow the server's memory without bound.
+//! stops taking frames while its write buffer is full). The queue counts the unsent bytes of
+//! every frame in it, pings and pongs included (each frame also costs [`FRAME_COST`] for its
+//! bookkeeping); when a client stops reading and the count passes the limit, the queue is
+//! emptied and replaced by a close frame (4008), so a slow client can never grow the server's
+//! memory without bound, whatever kind of frame it makes the server queue.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,6 +22,21 @@ pub enum Out {
     Ping,
     Pong(bytes::Bytes),
     Close(CloseReason),
+}
+
+/// What a queued frame costs besides its payload: the queue entry and the frame header.
+pub const FRAME_COST: usize = 32;
+
+impl Out {
+    /// The bytes this frame holds while it waits.
+    fn cost(&self) -> usize {
+        FRAME_COST
+            + match self {
+                Out::Text(t) => t.len(),
+                Out::Pong(p) => p.len(),
+                Out::Ping | Out::Close(_) => 0,
+            }
+    }
 }
 
 #[derive(Default)]
@@ -66,35 +83,38 @@ impl Outbox {
         self.shared.notify.notify_one();
     }
 
+    /// Queues a frame under the byte bound (a closed queue quietly takes nothing).
+    fn push_counted(&self, out: Out) -> Result<(), Overflow> {
+        if self.is_closed() {
+            return Ok(());
+        }
+        let len = out.cost();
+        let before = self.shared.backlog.fetch_add(len, Ordering::AcqRel);
+        if before + len > self.max_backlog && before > 0 {
+            self.shared.backlog.fetch_sub(len, Ordering::AcqRel);
+            return Err(Overflow);
+        }
+        self.push(out);
+        Ok(())
+    }
+
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Queues a text frame, or reports that the client is too far behind.
     pub fn text(&self, text: ByteString) -> Result<(), Overflow> {
-        if self.is_closed() {
-            return Ok(());
-        }
-        let len = text.len();
-        let before = self.shared.backlog.fetch_add(len, Ordering::AcqRel);
-        if before + len > self.max_backlog && before > 0 {
-            self.shared.backlog.fetch_sub(len, Ordering::AcqRel);
-            return Err(Overflow);
-        }
-        self.push(Out::Text(text));
-        Ok(())
+        self.push_counted(Out::Text(text))
     }
 
-    pub fn ping(&self) {
-        if !self.is_closed() {
-            self.push(Out::Ping);
-        }
+    /// Queues a heartbeat ping, or reports that the client is too far behind.
+    pub fn ping(&self) -> Result<(), Overflow> {
+        self.push_counted(Out::Ping)
     }
 
-    pub fn pong(&self, payload: bytes::Bytes) {
-        if !self.is_closed() {
-            self.push(Out::Pong(payload));
-        }
+    /// Queues the answer to a client's ping, or reports that the client is too far behind.
+    pub fn pong(&self, payload: bytes::Bytes) -> Result<(), Overflow> {
+        self.push_counted(Out::Pong(payload))
     }
 
     /// Closes after what is already queued.
@@ -144,18 +164,10 @@ async fn next(shared: &Shared) -> Out {
 
 async fn write_loop(mut session: Session, shared: Arc<Shared>) {
     loop {
-        let sent = match next(&shared).await {
-            Out::Text(t) => {
-                let len = t.len();
-                let r = session.text(t).await;
-                // `abort` may have reset the count meanwhile: never wrap below zero.
-                let _ = shared
-                    .backlog
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                        Some(b.saturating_sub(len))
-                    });
-                r
-            }
+        let out = next(&shared).await;
+        let len = out.cost();
+        let sent = match out {
+            Out::Text(t) => session.text(t).await,
             Out::Ping => session.ping(b"").await,
             Out::Pong(p) => session.pong(&p).await,
             Out::Close(reason) => {
@@ -163,6 +175,12 @@ async fn write_loop(mut session: Session, shared: Arc<Shared>) {
                 return;
             }
         };
+        // `abort` may have reset the count meanwhile: never wrap below zero.
+        let _ = shared
+            .backlog
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_sub(len))
+            });
         if sent.is_err() {
             return;
         }

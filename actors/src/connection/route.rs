@@ -75,6 +75,7 @@ impl ConnectionActor {
         match inbound.request {
             Request::Auth { token } if crate::auth::token_matches(&token, &expected) => {
                 self.authenticated = true;
+                self.pending_auth = None;
                 log::info!(conn = self.id; "client authenticated");
                 let reply = self.reply_to(inbound.id, ctx);
                 reply.ok("authenticated", None, &serde_json::json!({}));

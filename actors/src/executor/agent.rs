@@ -56,8 +56,50 @@ pub fn codex_approvals_refused() -> ApiError {
     )
 }
 
-/// The arguments for one run.
+/// The longest single argument the kernel passes to a program (`MAX_ARG_STRLEN`, 128 KiB,
+/// counting the terminating NUL). A longer one makes `execve` fail, so the run could never start.
+pub const MAX_ARG_BYTES: usize = 128 * 1024 - 1;
+
+/// Refuses what no command line can carry: a NUL (it would end the argument early) or an
+/// argument over [`MAX_ARG_BYTES`]. `what` names the argument for the client.
+fn check_arg(what: &str, arg: &str) -> Result<(), ApiError> {
+    if arg.contains('\0') {
+        return Err(ApiError::validation(format!(
+            "{what} must not contain a NUL character"
+        )));
+    }
+    if arg.len() > MAX_ARG_BYTES {
+        return Err(ApiError::validation(format!(
+            "{what} is {} bytes; the agent's command line takes at most {MAX_ARG_BYTES} bytes in one argument",
+            arg.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The arguments for one run; refused with `VALIDATION_FAILED` when an option is not supported
+/// or any argument cannot be passed to a program.
 pub fn build_args(
+    kind: AgentKind,
+    options: &RunOptions,
+    resume: Option<&str>,
+    prompt: &str,
+) -> Result<Vec<String>, ApiError> {
+    // With approvals the prompt goes on stdin, where any length and any character will do.
+    let prompt_in_argv = !options.asks_approval();
+    if prompt_in_argv {
+        check_arg("'prompt'", prompt)?;
+    }
+    let args = agent_args(kind, options, resume, prompt)?;
+    let flags = &args[..args.len() - usize::from(prompt_in_argv)];
+    for arg in flags {
+        let flag = crate::logfmt::sanitize(arg.split('=').next().unwrap_or_default(), 64);
+        check_arg(&format!("the argument {flag}"), arg)?;
+    }
+    Ok(args)
+}
+
+fn agent_args(
     kind: AgentKind,
     options: &RunOptions,
     resume: Option<&str>,
@@ -277,6 +319,20 @@ mod tests {
         );
         let e = build_args(AgentKind::Codex, &o, None, "hi").unwrap_err();
         assert!(e.error.contains("sandbox"), "{}", e.error);
+    }
+
+    #[test]
+    fn arguments_no_program_can_take_are_refused() {
+        let o = RunOptions::default();
+        let longest = "a".repeat(MAX_ARG_BYTES);
+        assert!(build_args(AgentKind::Claude, &o, None, &longest).is_ok());
+        for prompt in [format!("{longest}a"), "a\0b".to_string()] {
+            let e = build_args(AgentKind::Codex, &o, None, &prompt).unwrap_err();
+            assert_eq!(e.code, Code::ValidationFailed);
+            assert!(e.error.contains("'prompt'"), "{}", e.error);
+        }
+        let e = build_args(AgentKind::Claude, &o, Some("s\0"), "hi").unwrap_err();
+        assert!(e.error.contains("--resume"), "{}", e.error);
     }
 
     #[test]

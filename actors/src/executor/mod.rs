@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod control;
+pub mod environment;
 pub mod lines;
 pub mod process;
 
@@ -37,6 +38,8 @@ pub struct RunSpec {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub cwd: PathBuf,
+    /// The agent's whole environment (see [`environment`]).
+    pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     pub timeout: Option<Duration>,
     pub grace: Duration,
     /// The first line for the agent's stdin; with it, stdin stays open for [`WriteStdin`]
@@ -180,23 +183,21 @@ impl Actor for ExecutorActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let spec = &self.spec;
-        let pipe = spec.stdin.is_some();
-        let mut child =
-            match process::spawn_agent(&spec.program, &spec.args, &spec.cwd, &spec.run_id, pipe) {
-                Ok(c) => c,
-                Err(e) => {
-                    log::error!(run = spec.run_id.as_str(); "could not start the agent: {e}");
-                    let why = match e.kind() {
-                        std::io::ErrorKind::NotFound => "the agent executable was not found",
-                        std::io::ErrorKind::PermissionDenied => {
-                            "the agent executable could not be run (permission denied)"
-                        }
-                        _ => "the agent could not be started",
-                    };
-                    self.report(Some(why.into()), ctx);
-                    return;
-                }
-            };
+        let mut child = match process::spawn_agent(spec) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!(run = spec.run_id.as_str(); "could not start the agent: {e}");
+                let why = match e.kind() {
+                    std::io::ErrorKind::NotFound => "the agent executable was not found",
+                    std::io::ErrorKind::PermissionDenied => {
+                        "the agent executable could not be run (permission denied)"
+                    }
+                    _ => "the agent could not be started",
+                };
+                self.report(Some(why.into()), ctx);
+                return;
+            }
+        };
         self.spawned_at = Some(Instant::now());
         let pid = child.id().map(|p| p as i32);
         self.pgid = pid;
@@ -223,11 +224,13 @@ impl Actor for ExecutorActor {
             act.streams_done = true;
             act.maybe_finish(ctx);
         }));
+        let run_id_reaped = self.spec.run_id.clone();
         let wait = async move {
             let status = child.wait().await;
             if let Some(pid) = pid {
                 process::forget_managed(pid);
             }
+            process::leader_reaped(&run_id_reaped);
             status
         };
         ctx.spawn(wait.into_actor(self).map(|status, act, ctx| {
@@ -319,8 +322,11 @@ impl Drop for ExecutorActor {
             return;
         }
         // The actor died without finishing its run (a panic): the run's processes go with it.
+        // A group whose leader was reaped is never signalled (its number may be reused).
         if let Some(pgid) = self.pgid {
-            process::signal_group(pgid, libc::SIGKILL);
+            if self.status.is_none() {
+                process::signal_group(pgid, libc::SIGKILL);
+            }
             process::sweep(&self.spec.run_id, pgid);
         }
         process::forget_run(&self.spec.run_id);

@@ -10,7 +10,6 @@
 //! pid tokio manages is registered in [`MANAGED`] and the orphan reaper leaves it alone.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,20 +35,18 @@ pub fn become_subreaper() -> std::io::Result<()> {
     }
 }
 
-/// Starts an agent: own process group, stdin closed (or a pipe when `stdin_pipe`), stdout and
-/// stderr piped, marked with the run id, and killed by the kernel if the daemon dies.
-pub fn spawn_agent(
-    program: &Path,
-    args: &[String],
-    cwd: &Path,
-    run_id: &str,
-    stdin_pipe: bool,
-) -> std::io::Result<tokio::process::Child> {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env(RUN_ID_ENV, run_id)
-        .stdin(if stdin_pipe {
+/// Starts an agent: own process group, stdin closed (a pipe with approvals), stdout and stderr piped, exactly the
+/// environment of its spec (which carries the run id), and killed by the kernel if the daemon
+/// dies.
+pub fn spawn_agent(spec: &super::RunSpec) -> std::io::Result<tokio::process::Child> {
+    let run_id = &spec.run_id;
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        // A pipe only for a run that talks to its agent on stdin (approvals).
+        .stdin(if spec.stdin.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -106,6 +103,14 @@ pub fn forget_managed(pid: i32) {
     }
 }
 
+/// The run's leader has been reaped: its group number may be reused from now on, so the group
+/// is never signalled again (what is left is found by [`sweep`]).
+pub fn leader_reaped(run_id: &str) {
+    if let Some(pgid) = lock(&LIVE_RUNS).as_mut().and_then(|m| m.get_mut(run_id)) {
+        *pgid = 0;
+    }
+}
+
 /// The run is over.
 pub fn forget_run(run_id: &str) {
     if let Some(m) = lock(&LIVE_RUNS).as_mut() {
@@ -159,11 +164,37 @@ fn carries_run_id(pid: i32, marker: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-/// Kills every process left of a run: its group (when `pgid > 0`) and anything carrying its id.
-/// Returns how many were killed.
+/// Passes of a sweep at most: each pass catches what the previous one's victims forked while
+/// they were being killed; a sweep ends with the first pass that finds nothing.
+const SWEEP_PASSES: usize = 50;
+
+/// Kills every process left of a run: its group (when `pgid > 0`) and anything carrying its id,
+/// pass after pass until nothing is left. A group member is killed only when it descends from
+/// the daemon: once the group's leader is reaped its number can be reused, and a stranger that
+/// got it is never signalled. Returns how many were killed.
 pub fn sweep(run_id: &str, pgid: i32) -> usize {
-    let me = std::process::id() as i32;
     let marker = format!("{RUN_ID_ENV}={run_id}").into_bytes();
+    let mut killed = 0;
+    for _ in 0..SWEEP_PASSES {
+        let now = sweep_pass(&marker, pgid);
+        if now == 0 {
+            break;
+        }
+        killed += now;
+        // Give the kernel a moment to turn them into zombies we can reap.
+        std::thread::sleep(Duration::from_millis(5));
+        reap_orphans();
+    }
+    if killed > 0 {
+        log::info!(run = run_id; "swept {killed} leftover process(es) of the run");
+    }
+    reap_orphans();
+    killed
+}
+
+/// One pass of [`sweep`]: SIGKILL to every live process of the run; returns how many.
+fn sweep_pass(marker: &[u8], pgid: i32) -> usize {
+    let me = std::process::id() as i32;
     let mut killed = 0;
     for pid in all_pids() {
         if pid == me {
@@ -173,7 +204,8 @@ pub fn sweep(run_id: &str, pgid: i32) -> usize {
         if info.zombie {
             continue;
         }
-        if (pgid > 0 && info.pgrp == pgid) || carries_run_id(pid, &marker) {
+        let in_group = pgid > 0 && info.pgrp == pgid && descends_from(pid, me);
+        if in_group || carries_run_id(pid, marker) {
             // SAFETY: kill(2) on a pid; no memory is involved.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
@@ -181,13 +213,19 @@ pub fn sweep(run_id: &str, pgid: i32) -> usize {
             killed += 1;
         }
     }
-    if killed > 0 {
-        log::info!(run = run_id; "swept {killed} leftover process(es) of the run");
-        // Give the kernel a moment to turn them into zombies we can reap.
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    reap_orphans();
     killed
+}
+
+/// Whether `ancestor` is an ancestor of `pid` (the parent chain in /proc).
+fn descends_from(mut pid: i32, ancestor: i32) -> bool {
+    for _ in 0..4096 {
+        match proc_info(pid) {
+            Some(info) if info.ppid == ancestor => return true,
+            Some(info) if info.ppid > 1 => pid = info.ppid,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Reaps zombies re-parented to the daemon (it is a subreaper), leaving tokio's own alone.
@@ -214,7 +252,9 @@ pub fn kill_all_runs() {
         .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
         .unwrap_or_default();
     for (run, pgid) in runs {
-        signal_group(pgid, libc::SIGKILL);
+        if pgid > 0 {
+            signal_group(pgid, libc::SIGKILL);
+        }
         sweep(&run, pgid);
     }
 }

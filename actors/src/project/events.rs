@@ -122,33 +122,71 @@ impl ProjectActor {
         );
     }
 
-    /// A run that was active when the daemon (or this actor) died is closed as failed, so that
-    /// clients waiting for it get an answer and the state is true again.
+    /// Every run that was accepted and never finished when the daemon (or this actor) died is
+    /// closed now (see [`super::recovery`]), so that clients waiting for it get an answer and
+    /// the state is true again: a run that had started as `failed` (the project goes to
+    /// `ERROR`), one that was queued or waiting for a slot as `interrupted`.
     pub(super) fn recover_interrupted_run(&mut self) {
-        let Some(run_id) = self.meta.active_run.clone() else {
-            if self.meta.state == ProjectState::Executing {
-                let _ = self.update_meta(|m| m.state = ProjectState::Error);
+        // The queue did not survive: nothing waits in it any more.
+        self.shared
+            .queue_len
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        let mut runs = super::recovery::open_runs(&self.history).unwrap_or_else(|e| {
+            log::error!(project = &*self.id; "could not read history to close interrupted runs: {e}");
+            Vec::new()
+        });
+        let active = self.meta.active_run.clone();
+        if let Some(a) = &active {
+            if !runs.iter().any(|r| &r.run_id == a) {
+                runs.insert(
+                    0,
+                    super::recovery::OpenRun {
+                        run_id: a.clone(),
+                        started: true,
+                    },
+                );
             }
-            return;
+        }
+        let mut any_started = false;
+        for run in &runs {
+            let started = run.started || active.as_ref() == Some(&run.run_id);
+            any_started |= started;
+            self.close_interrupted(&run.run_id, started);
+        }
+        if any_started || self.meta.state == ProjectState::Executing {
+            let _ = self.update_meta(|m| {
+                m.active_run = None;
+                m.state = ProjectState::Error;
+            });
+            self.emit_state();
+        }
+    }
+
+    fn close_interrupted(&mut self, run_id: &str, started: bool) {
+        log::warn!(project = &*self.id, run = run_id; "closing a run interrupted by a crash or restart");
+        let (status, error) = if started {
+            // Tools that escaped the agent's process group survive even a kill -9 of the
+            // daemon; they still carry the run's id, so they can be found and stopped now.
+            crate::executor::process::sweep(run_id, 0);
+            (
+                "failed",
+                "the run was interrupted: the daemon or the project's actor stopped during it",
+            )
+        } else {
+            (
+                "interrupted",
+                "the run was interrupted before it started: the daemon or the project's actor stopped while it waited; send the prompt again to run it",
+            )
         };
-        log::warn!(project = &*self.id, run = run_id.as_str(); "closing a run interrupted by a crash or restart");
-        // Tools that escaped the agent's process group survive even a kill -9 of the daemon;
-        // they still carry the run's id, so they can be found and stopped now.
-        crate::executor::process::sweep(&run_id, 0);
         let data = serde_json::json!({
             "run_id": run_id,
-            "status": "failed",
+            "status": status,
             "exit_code": null,
             "duration_ms": null,
             "session_id": self.meta.session_id,
-            "error": "the run was interrupted: the daemon or the project's actor stopped during it",
+            "error": error,
         });
         self.emit("run_finished", Direction::System, &data);
-        crate::metrics::run_finished(&self.engine, "failed", None);
-        let _ = self.update_meta(|m| {
-            m.active_run = None;
-            m.state = ProjectState::Error;
-        });
-        self.emit_state();
+        crate::metrics::run_finished(&self.engine, status, None);
     }
 }

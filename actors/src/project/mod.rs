@@ -5,6 +5,7 @@
 mod approvals;
 mod changes;
 mod events;
+mod recovery;
 mod requests;
 mod runs;
 
@@ -95,6 +96,7 @@ pub fn spawn_project(
     shared
         .last_seq
         .store(history.last_seq(), std::sync::atomic::Ordering::Relaxed);
+    let meta_writer = shared.meta_writer.clone();
     let mut actor = ProjectActor {
         engine: engine.clone(),
         guard: ChildGuard::new(ChildId::Project(meta.id.clone()), supervisor.clone()),
@@ -107,7 +109,7 @@ pub fn spawn_project(
         pending: None,
         supervisor,
         sync_in_flight: false,
-        meta_writer: Arc::new(MetaWriter::default()),
+        meta_writer,
         meta_version: 0,
         staged: None,
         storage_failing: false,
@@ -127,13 +129,19 @@ pub fn spawn_project(
 impl ProjectActor {
     /// Applies a change to the metadata, publishes it to the directory and stores it durably
     /// before returning.
+    /// The change is applied in memory only once it is on disk: when the write fails, the
+    /// project keeps the state that is stored.
     fn update_meta(&mut self, change: impl FnOnce(&mut ProjectMeta)) -> std::io::Result<()> {
-        let version = self.change_meta(change);
+        let mut next = self.meta.clone();
+        change(&mut next);
+        let version = self.meta_writer.next_version();
         self.meta_writer
-            .write(version, &self.meta, &self.engine.config.data_dir)
+            .write(version, &next, &self.engine.config.data_dir)
             .inspect_err(|e| {
                 log::error!(project = &*self.id; "could not store metadata: {e}");
-            })
+            })?;
+        self.set_meta(next, version);
+        Ok(())
     }
 
     /// Applies a change to the metadata, publishes it, and stores it off the actor's thread.
@@ -163,10 +171,18 @@ impl ProjectActor {
 
     /// Applies a change in memory and in the directory; returns the new state's version.
     fn change_meta(&mut self, change: impl FnOnce(&mut ProjectMeta)) -> u64 {
-        change(&mut self.meta);
-        *crate::directory::lock_ignoring_poison(&self.shared.meta) = self.meta.clone();
-        self.meta_version += 1;
-        self.meta_version
+        let mut next = self.meta.clone();
+        change(&mut next);
+        let version = self.meta_writer.next_version();
+        self.set_meta(next, version);
+        version
+    }
+
+    /// Makes `meta` (state number `version`) the project's, here and in the directory.
+    fn set_meta(&mut self, meta: ProjectMeta, version: u64) {
+        *crate::directory::lock_ignoring_poison(&self.shared.meta) = meta.clone();
+        self.meta = meta;
+        self.meta_version = version;
     }
 
     fn view(&self) -> serde_json::Value {

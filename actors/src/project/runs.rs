@@ -120,20 +120,8 @@ impl ProjectActor {
         }
         // Build the command once now, so a bad option is refused before anything is queued.
         build_args(kind, &options, None, &prompt)?;
-        // Extra directories follow the project rules: inside the roots, away from the data
-        // directory and from every other project.
-        let others = self.engine.directory.project_paths();
-        for d in &options.add_dirs {
-            let dir = crate::paths::validate_project_path(d, &self.engine.config.project_roots)?;
-            crate::paths::check_outside_data_dir(&dir, &self.engine.config.data_dir)?;
-            crate::paths::check_not_nested(
-                &dir,
-                others
-                    .iter()
-                    .filter(|(id, _)| id.as_str() != &*self.id)
-                    .map(|(id, p)| (id.as_str(), p.as_path())),
-            )?;
-        }
+        // The agent gets the directories in the form that was checked.
+        options.add_dirs = self.checked_add_dirs(&options.add_dirs)?;
         let position = self.queue.len() + usize::from(self.active.is_some());
         if position > 0 && self.queue.len() >= self.engine.config.max_queue {
             return Err(ApiError::new(
@@ -167,6 +155,46 @@ impl ProjectActor {
         reply.ok("execute_accepted", Some(&self.id), &accepted);
         self.start_next(ctx);
         Ok(())
+    }
+
+    /// Extra directories follow the project rules: inside the roots, away from the data
+    /// directory and from every other project. Returns their canonical forms (symlinks
+    /// resolved), which are what was checked.
+    fn checked_add_dirs(&self, dirs: &[String]) -> Result<Vec<String>, ApiError> {
+        let others = self.engine.directory.project_paths();
+        let cfg = &self.engine.config;
+        dirs.iter()
+            .map(|d| {
+                let dir = crate::paths::validate_project_path(d, &cfg.project_roots)?;
+                crate::paths::check_outside_data_dir(&dir, &cfg.data_dir)?;
+                crate::paths::check_not_nested(
+                    &dir,
+                    others
+                        .iter()
+                        .filter(|(id, _)| id.as_str() != &*self.id)
+                        .map(|(id, p)| (id.as_str(), p.as_path())),
+                )?;
+                dir.into_os_string().into_string().map_err(|_| {
+                    ApiError::new(Code::InvalidPath, "invalid project path: not valid UTF-8")
+                })
+            })
+            .collect()
+    }
+
+    /// Checks a queued run's extra directories again as it starts: they may have changed (or
+    /// become symlinks) while it waited.
+    fn recheck_add_dirs(&self, dirs: &[String]) -> Result<(), String> {
+        match self.checked_add_dirs(dirs) {
+            Ok(now) if now == dirs => Ok(()),
+            Ok(_) => Err(
+                "an add_dirs directory changed while the run waited (it now resolves elsewhere)"
+                    .into(),
+            ),
+            Err(e) => Err(format!(
+                "add_dirs no longer passes the path rules: {}",
+                e.error
+            )),
+        }
     }
 
     fn agent_bin(&self, kind: AgentKind) -> &str {
@@ -243,6 +271,10 @@ impl ProjectActor {
             self.finish(&run.run_id, "failed", None, Some(why), ctx);
             return;
         }
+        if let Err(why) = self.recheck_add_dirs(&run.options.add_dirs) {
+            self.finish(&run.run_id, "failed", None, Some(why), ctx);
+            return;
+        }
         let run_id = run.run_id.clone();
         self.update_meta_soon(ctx, |m| {
             m.state = ProjectState::Executing;
@@ -291,6 +323,7 @@ impl ProjectActor {
             program,
             args,
             cwd: self.meta.path.clone(),
+            env: crate::executor::environment::for_run(run_id, &self.engine.config.agent_env),
             timeout: self.engine.config.run_timeout,
             grace: self.engine.config.kill_grace,
             stdin,

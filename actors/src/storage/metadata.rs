@@ -89,14 +89,24 @@ impl ProjectMeta {
 
 /// Writes one project's metadata from several threads (the actor's own, and background writes
 /// of the run path) so that the newest state always wins: writes are serialised, and a write of
-/// a state older than the one already on disk is skipped.
+/// a state older than the one already on disk is skipped. Versions are handed out here, so they
+/// keep growing across restarts of the project's actor.
 #[derive(Default)]
 pub struct MetaWriter {
     /// The version of the state on disk.
     on_disk: std::sync::Mutex<u64>,
+    /// The last version handed out.
+    issued: std::sync::atomic::AtomicU64,
 }
 
 impl MetaWriter {
+    /// A version newer than every one handed out before.
+    pub fn next_version(&self) -> u64 {
+        self.issued
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1
+    }
+
     /// Whether the state on disk is older than `version`.
     pub fn is_behind(&self, version: u64) -> bool {
         *crate::directory::lock(&self.on_disk) < version
@@ -175,6 +185,24 @@ mod tests {
         w.write(1, &meta("a", "2026-01-01T00:00:00.000Z"), d.path())
             .unwrap();
         assert_eq!(ProjectMeta::load(d.path(), "a").unwrap(), newer);
+    }
+
+    #[test]
+    fn a_crashed_actors_late_write_never_lands_after_its_successors() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(project_dir(d.path(), "a")).unwrap();
+        // One writer per project, kept across actor restarts: the successor's versions are
+        // newer than any the crashed actor handed out, even one whose write is still pending.
+        let w = MetaWriter::default();
+        let pending = w.next_version();
+        let successor = w.next_version();
+        let mut recovered = meta("a", "2026-01-01T00:00:00.000Z");
+        recovered.state = ProjectState::Error;
+        w.write(successor, &recovered, d.path()).unwrap();
+        let mut stale = meta("a", "2026-01-01T00:00:00.000Z");
+        stale.state = ProjectState::Executing;
+        w.write(pending, &stale, d.path()).unwrap();
+        assert_eq!(ProjectMeta::load(d.path(), "a").unwrap(), recovered);
     }
 
     #[test]

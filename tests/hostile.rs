@@ -1,0 +1,445 @@
+//! The review's classes of weakness, each proved against the real binary: secrets kept from
+//! agents, prompts the CLI cannot take, hostile clients before and after authentication, runs
+//! lost to a crash, and the smaller guarantees of `docs/security.md`.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "a-long-enough-test-token-0123456789";
+
+/// A daemon with a token and a client authenticated to it, and one project.
+async fn authed(d: &Daemon) -> (Client, String) {
+    let auth = format!("Bearer {TOKEN}");
+    let mut c = d.client_with(&[("authorization", &auth)]).await;
+    let dir = d.project_dir("p");
+    let p = c.create_project(&dir).await;
+    c.join(&p).await;
+    (c, p)
+}
+
+/// The agent lines (`data.message`) of `run_id` up to its `run_finished`.
+async fn agent_lines_of(c: &mut Client, run_id: &str) -> Vec<Value> {
+    let mut lines = Vec::new();
+    loop {
+        let m = c.recv().await;
+        if m["data"]["run_id"] != run_id {
+            continue;
+        }
+        match m["type"].as_str() {
+            Some("agent_message") => lines.push(m["data"]["message"].clone()),
+            Some("run_finished") => return lines,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_agent_gets_its_keys_but_never_the_daemons_secrets() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_TOKEN", TOKEN)
+        .env("ANTHROPIC_API_KEY", "sk-ant-for-the-agent")
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .env("DATABASE_PASSWORD", "not-for-agents")
+        .start();
+    let (mut c, p) = authed(&d).await;
+    let run = c.execute(&p, "mock:env").await;
+    let lines = agent_lines_of(&mut c, &run).await;
+    let report = lines
+        .iter()
+        .find(|l| l["type"] == "mock_env")
+        .expect("env report");
+    let vars: Vec<&str> = report["vars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let has = |name: &str| vars.iter().any(|v| v.split('=').next() == Some(name));
+    for kept in [
+        "PATH",
+        "ANTHROPIC_API_KEY",
+        "OPENAI_BASE_URL",
+        "AGENTVISOR_RUN_ID",
+    ] {
+        assert!(has(kept), "{kept} missing from {vars:?}");
+    }
+    assert!(vars.contains(&format!("AGENTVISOR_RUN_ID={run}").as_str()));
+    assert!(!has("DATABASE_PASSWORD"), "{vars:?}");
+    let daemon_vars: Vec<&&str> = vars
+        .iter()
+        .filter(|v| v.starts_with("AGENTVISOR_") && !v.starts_with("AGENTVISOR_RUN_ID="))
+        .collect();
+    assert!(daemon_vars.is_empty(), "{daemon_vars:?}");
+    assert!(!vars.iter().any(|v| v.contains(TOKEN)), "{vars:?}");
+}
+
+#[tokio::test]
+async fn prompts_no_command_line_can_carry_are_refused_before_anything_is_stored() {
+    let d = Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start();
+    let (mut c, p) = authed(&d).await;
+    let before = c.project(&p).await["last_seq"].clone();
+    let too_long = "a".repeat(128 * 1024);
+    for prompt in [too_long.as_str(), "run this\0and that"] {
+        let r = c
+            .call("execute", json!({"project_id": p, "prompt": prompt}))
+            .await;
+        assert_eq!(r["type"], "error", "{r}");
+        assert_eq!(r["data"]["code"], "VALIDATION_FAILED", "{r}");
+        assert!(
+            r["data"]["error"].as_str().unwrap().contains("'prompt'"),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        c.project(&p).await["last_seq"],
+        before,
+        "something was stored"
+    );
+    assert!(c.messages(&p, json!({})).await.is_empty());
+
+    // The longest prompt a command line carries still runs.
+    let longest = "a".repeat(128 * 1024 - 1);
+    let done = c.run(&p, &longest).await;
+    assert_eq!(done["data"]["status"], "completed", "{done}");
+}
+
+/// A connection from the client address `xff` (the daemon trusts loopback as its proxy here).
+async fn from(d: &Daemon, xff: &str, auth: bool) -> Client {
+    let bearer = format!("Bearer {TOKEN}");
+    let mut headers = vec![("x-forwarded-for", xff)];
+    if auth {
+        headers.push(("authorization", bearer.as_str()));
+    }
+    d.client_with(&headers).await
+}
+
+/// Whether the connection stays open and answers.
+async fn usable(c: &mut Client) -> bool {
+    let r = c.request("ping", json!({})).await;
+    matches!(c.next_message(WAIT).await, Ok(m) if m["id"] == r.as_str())
+}
+
+#[tokio::test]
+async fn unauthenticated_connections_have_a_cap_of_their_own() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_TOKEN", TOKEN)
+        .env("AGENTVISOR_TRUSTED_PROXIES", "127.0.0.1")
+        .env("AGENTVISOR_MAX_CONNECTIONS", "8")
+        .env("AGENTVISOR_MAX_UNAUTHENTICATED", "3")
+        .env("AGENTVISOR_MAX_UNAUTHENTICATED_PER_IP", "2")
+        .start();
+    // Per address: two waiting connections from one address, the third is refused.
+    let mut waiting = vec![
+        from(&d, "10.0.0.1", false).await,
+        from(&d, "10.0.0.1", false).await,
+    ];
+    let mut third = from(&d, "10.0.0.1", false).await;
+    assert_eq!(third.closed(WAIT).await, Closed::Code(1013));
+    // In total: one more from elsewhere fills the cap.
+    waiting.push(from(&d, "10.0.0.2", false).await);
+    let mut over = from(&d, "10.0.0.3", false).await;
+    assert_eq!(over.closed(WAIT).await, Closed::Code(1013));
+
+    // Clients with the token still get in, from any address, the crowded one included.
+    for addr in ["10.0.0.1", "10.0.0.4"] {
+        let mut ok = from(&d, addr, true).await;
+        assert!(usable(&mut ok).await, "{addr} with the token was refused");
+    }
+    // Authenticating frees the place for someone else.
+    let r = waiting[0].call("auth", json!({"token": TOKEN})).await;
+    assert_eq!(r["type"], "authenticated", "{r}");
+    let mut next = from(&d, "10.0.0.5", false).await;
+    let r = next.call("auth", json!({"token": TOKEN})).await;
+    assert_eq!(r["type"], "authenticated", "{r}");
+    let (_, metrics) = d.http_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"reason="unauthenticated_per_address_limit"} 1"#)
+            && metrics.contains(r#"reason="unauthenticated_limit"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_auth_throttle_follows_the_right_most_untrusted_forwarded_address() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_TOKEN", TOKEN)
+        .env("AGENTVISOR_TRUSTED_PROXIES", "127.0.0.1")
+        .start();
+    // The client wrote the first header (naming a victim); the proxy appended a second header
+    // with the address it saw. Failures are counted against that one.
+    let wrong = "Bearer wrong-wrong-wrong-wrong-wrong";
+    for _ in 0..12 {
+        let mut c = d
+            .client_with(&[
+                ("x-forwarded-for", "10.1.1.1"),
+                ("x-forwarded-for", "10.2.2.2"),
+                ("authorization", wrong),
+            ])
+            .await;
+        assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+    }
+    let mut victim = from(&d, "10.1.1.1", true).await;
+    assert!(
+        usable(&mut victim).await,
+        "the forged address was throttled"
+    );
+    let mut attacker = from(&d, "10.2.2.2", true).await;
+    assert_eq!(attacker.closed(WAIT).await, Closed::Code(1008));
+}
+
+#[tokio::test]
+async fn without_configured_proxies_forwarded_for_is_ignored() {
+    let d = Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start();
+    for _ in 0..12 {
+        let mut c = d
+            .client_with(&[
+                ("x-forwarded-for", "10.3.3.3"),
+                ("authorization", "Bearer wrong-wrong-wrong-wrong-wrong"),
+            ])
+            .await;
+        assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+    }
+    // The failures were counted against the real peer, whatever the header said.
+    let mut c = from(&d, "10.4.4.4", true).await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+}
+
+#[test]
+fn the_shipped_service_files_trust_no_proxy_by_default() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let unit = std::fs::read_to_string(format!("{root}/ecosystem/agentvisor.service")).unwrap();
+    let set = unit
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .any(|l| l.contains("AGENTVISOR_TRUSTED_PROXIES"));
+    assert!(!set, "agentvisor.service trusts proxies by default");
+    let pm2 = std::fs::read_to_string(format!("{root}/ecosystem/ecosystem.config.js")).unwrap();
+    let line = pm2
+        .lines()
+        .find(|l| l.trim_start().starts_with("AGENTVISOR_TRUSTED_PROXIES"))
+        .expect("ecosystem.config.js passes AGENTVISOR_TRUSTED_PROXIES through");
+    assert!(
+        line.contains("env('AGENTVISOR_TRUSTED_PROXIES', '')"),
+        "ecosystem.config.js trusts proxies by default: {line}"
+    );
+}
+
+#[tokio::test]
+async fn pongs_count_against_the_backlog_of_a_client_that_does_not_read() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_MAX_BACKLOG_BYTES", "64KiB")
+        .env("AGENTVISOR_RATE_LIMIT", "0")
+        .start();
+    let mut c = Client::connect_with_recv_buffer(d.port, 4096).await;
+    // 100 000 pings of 125 bytes ask for ~13 MB of pongs: far more than the socket buffers and
+    // the backlog bound hold while the client reads nothing.
+    // Once the daemon has given up on the client it stops reading it, so sending may stall.
+    let pings = c.send_ws_pings(100_000, &[7u8; 125]);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), pings).await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(4008));
+}
+
+#[tokio::test]
+async fn pings_are_rate_limited_like_messages() {
+    let d = Daemon::builder().env("AGENTVISOR_RATE_LIMIT", "10").start();
+    let mut c = d.client().await;
+    assert_eq!(c.send_ws_pings(300, b"p").await, 300);
+    let id = c.request("health_check", json!({})).await;
+    let pongs = c.pongs_before(&id).await;
+    // A burst of 20, plus what refilled at 10 per second meanwhile.
+    assert!((1..=60).contains(&pongs), "{pongs} pongs for 300 pings");
+}
+
+#[tokio::test]
+async fn before_authentication_only_auth_does_any_work() {
+    let d = Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start();
+    // Pings are not answered until the client has authenticated.
+    let mut c = d.client().await;
+    assert_eq!(c.send_ws_pings(50, b"p").await, 50);
+    let id = c.request("auth", json!({"token": TOKEN})).await;
+    assert_eq!(c.pongs_before(&id).await, 0);
+
+    // A binary frame, or a first message too big to be an `auth`, closes at once.
+    let mut c = d.client().await;
+    c.send_binary(vec![0u8; 16]).await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+    let mut c = d.client().await;
+    let padding = "x".repeat(8192);
+    c.request("auth", json!({"token": TOKEN, "padding": padding}))
+        .await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+}
+
+/// The `run_finished` events stored for each run of a project.
+async fn finishes(c: &mut Client, project: &str) -> Vec<(String, String)> {
+    c.messages(project, json!({"direction": "system", "limit": 1000}))
+        .await
+        .iter()
+        .filter(|m| m["type"] == "run_finished")
+        .map(|m| {
+            let d = &m["data"];
+            (
+                d["run_id"].as_str().unwrap().into(),
+                d["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that each run has exactly one `run_finished`, with the given status.
+fn assert_finished_once(all: &[(String, String)], expected: &[(&str, &str)]) {
+    for (run, status) in expected {
+        let of_run: Vec<&String> = all
+            .iter()
+            .filter(|(r, _)| r == run)
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(of_run, [status], "run {run}: {all:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_accepted_run_ends_exactly_once_across_a_kill_9_and_a_crash() {
+    let mut d = Daemon::builder()
+        .env("AGENTVISOR_MAX_CONCURRENT_RUNS", "1")
+        .env("AGENTVISOR_FAULT_INJECTION", "1")
+        .start();
+    let mut c = d.client().await;
+    let a = c.create_project(&d.project_dir("a")).await;
+    let b = c.create_project(&d.project_dir("b")).await;
+    c.join(&a).await;
+    let running = c.start_run(&a, "mock:hang").await;
+    let queued = [c.execute(&a, "one").await, c.execute(&a, "two").await];
+    // `b` waits for the only run slot.
+    let waiting = c.execute(&b, "three").await;
+    assert_eq!(c.project(&a).await["queue_len"], 2);
+
+    d.kill9();
+    d.restart();
+    let mut c = d.client().await;
+    let expected = [
+        (running.as_str(), "failed"),
+        (queued[0].as_str(), "interrupted"),
+        (queued[1].as_str(), "interrupted"),
+    ];
+    assert_finished_once(&finishes(&mut c, &a).await, &expected);
+    assert_finished_once(
+        &finishes(&mut c, &b).await,
+        &[(waiting.as_str(), "interrupted")],
+    );
+    for p in [&a, &b] {
+        assert_eq!(c.project(p).await["queue_len"], 0, "{p}");
+    }
+    assert_eq!(c.project(&b).await["state"], "IDLE");
+
+    // A second restart closes nothing twice.
+    d.kill9();
+    d.restart();
+    let mut c = d.client().await;
+    assert_finished_once(&finishes(&mut c, &a).await, &expected);
+
+    // A crash of the project's actor ends its queued run too, and the queue is empty after it.
+    c.join(&a).await;
+    let running = c.start_run(&a, "mock:hang").await;
+    let queued = c.execute(&a, "four").await;
+    let r = c
+        .call("fault_inject", json!({"actor": "project", "project_id": a}))
+        .await;
+    assert_eq!(r["type"], "fault_injected", "{r}");
+    let f = c.finished(&queued).await;
+    assert_eq!(f["data"]["status"], "interrupted", "{f}");
+    assert!(
+        f["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("send the prompt again"),
+        "{f}"
+    );
+    assert_eq!(c.project(&a).await["queue_len"], 0);
+    let all = finishes(&mut c, &a).await;
+    assert_finished_once(
+        &all,
+        &[
+            (running.as_str(), "failed"),
+            (queued.as_str(), "interrupted"),
+        ],
+    );
+    assert_eq!(c.run(&a, "hi").await["data"]["status"], "completed");
+}
+
+#[tokio::test]
+async fn a_token_on_the_command_line_is_warned_about() {
+    let d = Daemon::builder().arg("--token").arg(TOKEN).start();
+    let auth = format!("Bearer {TOKEN}");
+    let mut c = d.client_with(&[("authorization", &auth)]).await;
+    c.ping().await;
+    let log = d.log_text();
+    assert!(
+        log.contains("WARN") && log.contains("--token on the command line"),
+        "{log}"
+    );
+    assert!(!log.contains(TOKEN), "the log shows the token");
+    // From the environment, no such warning.
+    let d = Daemon::builder().env("AGENTVISOR_TOKEN", TOKEN).start();
+    d.client_with(&[("authorization", &auth)])
+        .await
+        .ping()
+        .await;
+    assert!(!d.log_text().contains("--token on the command line"));
+}
+
+/// Sends `execute` with one `add_dirs` entry; returns the accepted run's id.
+async fn execute_with_dir(c: &mut Client, p: &str, prompt: &str, dir: &std::path::Path) -> String {
+    let options = json!({"add_dirs": [dir]});
+    let r = c
+        .call(
+            "execute",
+            json!({"project_id": p, "prompt": prompt, "options": options}),
+        )
+        .await;
+    assert_eq!(r["type"], "execute_accepted", "{r}");
+    r["data"]["run_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn add_dirs_are_passed_as_checked_and_checked_again_at_start() {
+    let scratch = tempfile::tempdir().unwrap();
+    let argv_log = scratch.path().join("argv.jsonl");
+    let d = Daemon::builder()
+        .env("MOCK_AGENT_ARGV_LOG", argv_log.display().to_string())
+        .start();
+    let mut c = d.client().await;
+    let p = c.create_project(&d.project_dir("p")).await;
+    c.join(&p).await;
+    let shared = d.root.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let link = d.root.join("link");
+    std::os::unix::fs::symlink(&shared, &link).unwrap();
+    let canonical = shared.canonicalize().unwrap();
+
+    // The agent gets the directory that was checked, not the link that named it.
+    let run = execute_with_dir(&mut c, &p, "via link", &link).await;
+    assert_eq!(c.finished(&run).await["data"]["status"], "completed");
+    let logged = std::fs::read_to_string(&argv_log).unwrap();
+    let want = format!("--add-dir={}", canonical.display());
+    assert!(
+        logged.contains(&want) && !logged.contains("/link"),
+        "{logged}"
+    );
+
+    // A directory that turns into a way out of the roots while its run waits is refused then.
+    let blocker = c.start_run(&p, "mock:hang").await;
+    let queued = execute_with_dir(&mut c, &p, "later", &shared).await;
+    std::fs::remove_dir(&shared).unwrap();
+    std::os::unix::fs::symlink(scratch.path(), &shared).unwrap();
+    c.kill(&p).await;
+    c.finished(&blocker).await;
+    let f = c.finished(&queued).await;
+    assert_eq!(f["data"]["status"], "failed", "{f}");
+    assert!(
+        f["data"]["error"].as_str().unwrap().contains("add_dirs"),
+        "{f}"
+    );
+}
