@@ -319,6 +319,9 @@ mod tests {
         );
         let e = build_args(AgentKind::Codex, &o, None, "hi").unwrap_err();
         assert!(e.error.contains("sandbox"), "{}", e.error);
+        // The prompt goes on stdin: no argument limit applies to it.
+        let long = "a".repeat(MAX_ARG_BYTES + 1);
+        assert!(build_args(AgentKind::Claude, &o, None, &long).is_ok());
     }
 
     #[test]
