@@ -183,105 +183,11 @@ pub struct Config {
 impl Args {
     /// Checks everything that can be checked before start-up.
     pub fn validate(self) -> Result<Config, String> {
-        let positive = [
-            ("max-projects", self.max_projects),
-            ("max-connections", self.max_connections),
-            ("max-concurrent-runs", self.max_concurrent_runs),
-            ("workers", self.workers),
-            (
-                "history-segment-records",
-                self.history_segment_records as usize,
-            ),
-            ("max-message-bytes", self.max_message_bytes as usize),
-            ("max-backlog-bytes", self.max_backlog_bytes as usize),
-            ("history-segment-bytes", self.history_segment_bytes as usize),
-        ];
-        for (name, v) in positive {
-            if v == 0 {
-                return Err(format!("--{name} must be greater than 0"));
-            }
-        }
-        for (name, d) in [
-            ("ping-interval", self.ping_interval),
-            ("pong-timeout", self.pong_timeout),
-            ("shutdown-timeout", self.shutdown_timeout),
-            ("sse-heartbeat", self.sse_heartbeat),
-            ("backoff-initial", self.backoff_initial),
-            ("restart-window", self.restart_window),
-        ] {
-            if d.is_zero() {
-                return Err(format!("--{name} must be greater than 0"));
-            }
-        }
-        if self.backoff_max < self.backoff_initial {
-            return Err("--backoff-max must not be shorter than --backoff-initial".into());
-        }
-        if self.max_message_bytes > 64 << 20 {
-            return Err("--max-message-bytes may be at most 64MiB".into());
-        }
-        let token = match (&self.token, &self.token_file) {
-            (Some(_), Some(_)) => {
-                return Err(
-                    "give the token either with --token or with --token-file, not both".into(),
-                )
-            }
-            (Some(t), None) => Some(t.trim().to_string()),
-            (None, Some(f)) => {
-                let text = std::fs::read_to_string(f)
-                    .map_err(|e| format!("cannot read the token file {}: {e}", f.display()))?;
-                Some(text.lines().next().unwrap_or("").trim().to_string())
-            }
-            (None, None) => None,
-        };
-        if let Some(t) = &token {
-            if t.len() < 16 {
-                return Err("the token must be at least 16 characters long".into());
-            }
-        }
-        if token.is_none() && !self.listen.ip().is_loopback() {
-            return Err(format!(
-                "listening on {} (not loopback) requires a token: set AGENTVISOR_TOKEN or AGENTVISOR_TOKEN_FILE",
-                self.listen
-            ));
-        }
-        let roots: Vec<PathBuf> =
-            match &self.project_roots {
-                Some(s) => s
-                    .split(':')
-                    .filter(|p| !p.is_empty())
-                    .map(PathBuf::from)
-                    .collect(),
-                None => vec![home_dir()
-                    .ok_or("cannot tell the home directory: set AGENTVISOR_PROJECT_ROOTS")?],
-            };
-        if roots.is_empty() {
-            return Err("--project-roots names no directory".into());
-        }
-        for r in &roots {
-            if !r.is_absolute() || !r.is_dir() {
-                return Err(format!(
-                    "project root {} must be an existing absolute directory",
-                    r.display()
-                ));
-            }
-        }
-        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
-            format!(
-                "cannot create the data directory {}: {e}",
-                self.data_dir.display()
-            )
-        })?;
-        let data_dir = std::fs::canonicalize(&self.data_dir).map_err(|e| {
-            format!(
-                "cannot resolve the data directory {}: {e}",
-                self.data_dir.display()
-            )
-        })?;
-        let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(c), Some(k)) => Some(crate::tls::server_config(c, k)?),
-            (None, None) => None,
-            _ => return Err("TLS needs both --tls-cert and --tls-key".into()),
-        };
+        self.check_limits()?;
+        let token = self.token()?;
+        let roots = self.project_roots()?;
+        let data_dir = self.data_dir()?;
+        let tls = self.tls()?;
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let unauthenticated = self
             .max_unauthenticated
@@ -357,6 +263,128 @@ impl Args {
                 auth_timeout: Duration::from_secs(10),
                 disk_warn_bytes: self.disk_warn_bytes,
             },
+        })
+    }
+
+    /// Sizes, counts and intervals that must be positive, and their bounds.
+    fn check_limits(&self) -> Result<(), String> {
+        let positive = [
+            ("max-projects", self.max_projects),
+            ("max-connections", self.max_connections),
+            ("max-concurrent-runs", self.max_concurrent_runs),
+            ("workers", self.workers),
+            (
+                "history-segment-records",
+                self.history_segment_records as usize,
+            ),
+            ("max-message-bytes", self.max_message_bytes as usize),
+            ("max-backlog-bytes", self.max_backlog_bytes as usize),
+            ("history-segment-bytes", self.history_segment_bytes as usize),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("--{name} must be greater than 0"));
+            }
+        }
+        for (name, d) in [
+            ("ping-interval", self.ping_interval),
+            ("pong-timeout", self.pong_timeout),
+            ("shutdown-timeout", self.shutdown_timeout),
+            ("sse-heartbeat", self.sse_heartbeat),
+            ("backoff-initial", self.backoff_initial),
+            ("restart-window", self.restart_window),
+        ] {
+            if d.is_zero() {
+                return Err(format!("--{name} must be greater than 0"));
+            }
+        }
+        if self.backoff_max < self.backoff_initial {
+            return Err("--backoff-max must not be shorter than --backoff-initial".into());
+        }
+        if self.max_message_bytes > 64 << 20 {
+            return Err("--max-message-bytes may be at most 64MiB".into());
+        }
+        Ok(())
+    }
+
+    /// The token from `--token` or `--token-file`; required unless listening on loopback.
+    fn token(&self) -> Result<Option<String>, String> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "give the token either with --token or with --token-file, not both".into(),
+                )
+            }
+            (Some(t), None) => Some(t.trim().to_string()),
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| format!("cannot read the token file {}: {e}", f.display()))?;
+                Some(text.lines().next().unwrap_or("").trim().to_string())
+            }
+            (None, None) => None,
+        };
+        if let Some(t) = &token {
+            if t.len() < 16 {
+                return Err("the token must be at least 16 characters long".into());
+            }
+        }
+        if token.is_none() && !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "listening on {} (not loopback) requires a token: set AGENTVISOR_TOKEN or AGENTVISOR_TOKEN_FILE",
+                self.listen
+            ));
+        }
+        Ok(token)
+    }
+
+    /// The project roots: existing absolute directories, the home directory by default.
+    fn project_roots(&self) -> Result<Vec<PathBuf>, String> {
+        let roots: Vec<PathBuf> =
+            match &self.project_roots {
+                Some(s) => s
+                    .split(':')
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect(),
+                None => vec![home_dir()
+                    .ok_or("cannot tell the home directory: set AGENTVISOR_PROJECT_ROOTS")?],
+            };
+        if roots.is_empty() {
+            return Err("--project-roots names no directory".into());
+        }
+        for r in &roots {
+            if !r.is_absolute() || !r.is_dir() {
+                return Err(format!(
+                    "project root {} must be an existing absolute directory",
+                    r.display()
+                ));
+            }
+        }
+        Ok(roots)
+    }
+
+    /// The data directory, created if needed, as a canonical path.
+    fn data_dir(&self) -> Result<PathBuf, String> {
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+            format!(
+                "cannot create the data directory {}: {e}",
+                self.data_dir.display()
+            )
+        })?;
+        std::fs::canonicalize(&self.data_dir).map_err(|e| {
+            format!(
+                "cannot resolve the data directory {}: {e}",
+                self.data_dir.display()
+            )
+        })
+    }
+
+    /// The TLS settings: both files or neither.
+    fn tls(&self) -> Result<Option<rustls::ServerConfig>, String> {
+        Ok(match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some(crate::tls::server_config(c, k)?),
+            (None, None) => None,
+            _ => return Err("TLS needs both --tls-cert and --tls-key".into()),
         })
     }
 }

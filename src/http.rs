@@ -14,7 +14,7 @@ use agentvisor_actors::connection::{
 };
 use agentvisor_actors::engine::{Engine, Lifecycle};
 use agentvisor_actors::metrics::METRICS;
-use agentvisor_actors::supervisor::Supervisor;
+use agentvisor_actors::supervisor::{Supervisor, SupervisorHandle};
 
 /// What every route can see.
 pub struct AppState {
@@ -51,8 +51,12 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(METRICS.render(&state.engine))
+        .body(METRICS.render(&state.engine.gauges()))
 }
+
+/// A connection's permit and, before authentication, its place under the unauthenticated
+/// limits; or why it is refused.
+type Admitted = Result<(ConnectionPermit, Option<ConnectionPermit>), Refusal>;
 
 /// Why a WebSocket is closed right after the upgrade.
 struct Refusal {
@@ -130,7 +134,7 @@ fn is_loopback_host(host: &str) -> bool {
 
 /// A place under the connection limits, and, for a client that has not authenticated yet, one
 /// under the much smaller unauthenticated limits too.
-fn admit(
+fn take_permits(
     engine: &Engine,
     ip: IpAddr,
     authenticated: bool,
@@ -148,13 +152,51 @@ async fn ws(
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
     let engine = state.engine.clone();
-    let cfg = &engine.config;
-    let ip = client_ip(&req, cfg);
+    let ip = client_ip(&req, &engine.config);
+    let (authenticated, admitted) = admit(&req, &engine, ip);
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    match admitted {
+        Ok((permit, pending_auth)) => {
+            ConnectionActor::start(Accepted {
+                engine,
+                supervisor: Some(SupervisorHandle::of(&state.supervisor)),
+                session,
+                stream,
+                peer: ip,
+                authenticated,
+                permit,
+                pending_auth,
+            });
+            METRICS.connections_opened.inc();
+        }
+        Err(r) => refuse(&engine, ip, r, session, stream),
+    }
+    Ok(response)
+}
 
+/// Whether the upgrade request authenticated the client, and the client's permits (see
+/// [`take_permits`]) or why it is refused.
+fn admit(req: &HttpRequest, engine: &Engine, ip: IpAddr) -> (bool, Admitted) {
+    let (authenticated, refusal) = check_upgrade(req, engine, ip);
+    let admitted = match refusal {
+        Some(r) => Err(r),
+        None => take_permits(engine, ip, authenticated).map_err(|r| Refusal {
+            code: 1013,
+            reason: r.reason(),
+            metric: r.label(),
+        }),
+    };
+    (authenticated, admitted)
+}
+
+/// The checks on the upgrade request itself: its token, the auth throttle, a token in the
+/// URL, the origin, and shutdown. When several fail, the last one here is the one reported.
+fn check_upgrade(req: &HttpRequest, engine: &Engine, ip: IpAddr) -> (bool, Option<Refusal>) {
+    let cfg = &engine.config;
     let mut authenticated = cfg.token.is_none();
     let mut refusal = None;
     if let Some(expected) = &cfg.token {
-        match bearer_token(&req) {
+        match bearer_token(req) {
             Some(t) if token_matches(t, expected) => authenticated = true,
             Some(_) => {
                 refusal = Some(Refusal {
@@ -173,10 +215,10 @@ async fn ws(
             });
         }
     }
-    if token_in_url(&req) {
+    if token_in_url(req) {
         refusal = Some(Refusal { code: 1008, reason: "tokens are not accepted in the URL; use the Authorization header or an auth message", metric: "token_in_url" });
     }
-    if !origin_allowed(&req, &cfg.allowed_origins, cfg.token.is_some()) {
+    if !origin_allowed(req, &cfg.allowed_origins, cfg.token.is_some()) {
         refusal = Some(Refusal {
             code: 1008,
             reason: "origin not allowed",
@@ -190,52 +232,25 @@ async fn ws(
             metric: "shutting_down",
         });
     }
-    let (permit, pending_auth) = match refusal {
-        Some(_) => (None, None),
-        None => match admit(&engine, ip, authenticated) {
-            Ok((p, pending)) => (Some(p), pending),
-            Err(r) => {
-                refusal = Some(Refusal {
-                    code: 1013,
-                    reason: r.reason(),
-                    metric: r.label(),
-                });
-                (None, None)
-            }
-        },
-    };
+    (authenticated, refusal)
+}
 
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
-    match (refusal, permit) {
-        (None, Some(permit)) => {
-            ConnectionActor::start(Accepted {
-                engine,
-                supervisor: Some(state.supervisor.clone()),
-                session,
-                stream,
-                peer: ip,
-                authenticated,
-                permit,
-                pending_auth,
-            });
-            METRICS.connections_opened.inc();
-        }
-        (refusal, _) => {
-            let r = refusal.unwrap_or(Refusal {
-                code: 1011,
-                reason: "internal error",
-                metric: "internal",
-            });
-            if r.code == 1008 && r.metric == "auth" {
-                engine.auth_throttle.record_failure(ip);
-            }
-            METRICS.refused(r.metric);
-            log::info!(peer = ip.to_string().as_str(); "refusing a connection: {} {}", r.code, r.reason);
-            actix_rt::spawn(async move {
-                let _keep_reading = stream;
-                let _ = session.close(Some(close_reason(r.code, r.reason))).await;
-            });
-        }
+/// Closes a refused WebSocket with the refusal's code, counting it (and a bad token as a
+/// failed authentication).
+fn refuse(
+    engine: &Engine,
+    ip: IpAddr,
+    r: Refusal,
+    session: actix_ws::Session,
+    stream: actix_ws::MessageStream,
+) {
+    if r.code == 1008 && r.metric == "auth" {
+        engine.auth_throttle.record_failure(ip);
     }
-    Ok(response)
+    METRICS.refused(r.metric);
+    log::info!(peer = ip.to_string().as_str(); "refusing a connection: {} {}", r.code, r.reason);
+    actix_rt::spawn(async move {
+        let _keep_reading = stream;
+        let _ = session.close(Some(close_reason(r.code, r.reason))).await;
+    });
 }

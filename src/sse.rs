@@ -17,6 +17,7 @@ use actix::prelude::*;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
+use agentvisor_actors::api::project::{ProjectHandle, ProjectOp, ProjectRequest};
 use agentvisor_actors::auth::token_matches;
 use agentvisor_actors::broadcast::Disconnect;
 use agentvisor_actors::connection::{ConnectionPermit, ConnectionSignal, Deliver, Mark, ReplyTo};
@@ -24,7 +25,6 @@ use agentvisor_actors::directory::ProjectRoute;
 use agentvisor_actors::engine::{Engine, Lifecycle};
 use agentvisor_actors::error::{ApiError, Code};
 use agentvisor_actors::metrics::METRICS;
-use agentvisor_actors::project::{ProjectActor, ProjectOp, ProjectRequest};
 use agentvisor_actors::protocol::Frame;
 use tokio::sync::mpsc;
 
@@ -311,7 +311,7 @@ impl SseStream {
     /// Starts the stream's actor and asks the project to join it, replaying after `since_seq`.
     fn open(
         engine: Arc<Engine>,
-        project_addr: Addr<ProjectActor>,
+        project_addr: ProjectHandle,
         project: &str,
         since_seq: Option<u64>,
         queue: Queue,
@@ -398,12 +398,7 @@ impl Handler<ConnectionSignal> for SseStream {
 }
 
 /// Asks the project to (re)subscribe stream `conn`, replaying what came after `since_seq`.
-fn join(
-    addr: &Addr<ProjectActor>,
-    conn: u64,
-    recipient: Recipient<Deliver>,
-    since_seq: Option<u64>,
-) {
+fn join(addr: &ProjectHandle, conn: u64, recipient: Recipient<Deliver>, since_seq: Option<u64>) {
     addr.do_send(ProjectRequest {
         reply: ReplyTo::new(conn, recipient, None),
         op: ProjectOp::Join { since_seq },

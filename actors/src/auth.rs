@@ -40,7 +40,7 @@ impl Default for AuthThrottle {
 impl AuthThrottle {
     pub fn record_failure(&self, ip: std::net::IpAddr) {
         let now = std::time::Instant::now();
-        let mut f = crate::directory::lock(&self.failures);
+        let mut f = crate::sync::lock(&self.failures);
         if f.len() > 10_000 {
             f.retain(|_, (_, since)| now.duration_since(*since) < WINDOW);
         }
@@ -53,7 +53,7 @@ impl AuthThrottle {
     }
 
     pub fn is_blocked(&self, ip: std::net::IpAddr) -> bool {
-        let f = crate::directory::lock(&self.failures);
+        let f = crate::sync::lock(&self.failures);
         f.get(&ip)
             .is_some_and(|(n, since)| *n >= MAX_AUTH_FAILURES && since.elapsed() < WINDOW)
     }

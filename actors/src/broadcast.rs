@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::connection::{Deliver, Mark};
+pub use crate::api::broadcast::{Disconnect, Panic, ProjectGone, Publish, Subscribe, Unsubscribe};
+
+use crate::api::connection::{Deliver, Mark};
+use crate::api::supervisor::{ChildGuard, ChildId, SupervisorHandle};
 use crate::engine::Engine;
-use crate::protocol::Frame;
-use crate::supervisor::{ChildGuard, ChildId, Supervisor};
 
 type Subscriber = (u64, Recipient<Deliver>);
 
@@ -26,7 +27,7 @@ pub struct BroadcastActor {
 }
 
 impl BroadcastActor {
-    pub fn new(engine: Arc<Engine>, sup: Option<Addr<Supervisor>>) -> Self {
+    pub fn new(engine: Arc<Engine>, sup: Option<SupervisorHandle>) -> Self {
         BroadcastActor {
             engine,
             subs: HashMap::new(),
@@ -70,48 +71,6 @@ impl BroadcastActor {
 impl Actor for BroadcastActor {
     type Context = Context<Self>;
 }
-
-/// Send project events (all of one project, in order) to its subscribers.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Publish(pub Arc<[Frame]>);
-
-/// Subscribe a connection, sending it `lead` first (the join reply and the replay).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Subscribe {
-    pub project: Arc<str>,
-    pub conn: u64,
-    pub recipient: Recipient<Deliver>,
-    pub lead: Vec<Deliver>,
-}
-
-/// Unsubscribe a connection, then send it `reply`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unsubscribe {
-    pub project: Arc<str>,
-    pub conn: u64,
-    pub reply: Option<(Recipient<Deliver>, Deliver)>,
-}
-
-/// A connection closed: drop all its subscriptions.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Disconnect(pub u64);
-
-/// A project was deleted: tell its subscribers and drop them.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ProjectGone {
-    pub project: Arc<str>,
-    pub notice: Frame,
-}
-
-/// Fault injection: panic inside a handler.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Panic;
 
 impl Handler<Publish> for BroadcastActor {
     type Result = ();

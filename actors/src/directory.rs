@@ -8,27 +8,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-pub(crate) use self::lock_ignoring_poison as lock;
+use actix::Recipient;
 
-use actix::{Addr, Recipient};
-use serde::Serialize;
-
-use crate::broadcast::BroadcastActor;
-use crate::connection::ConnectionSignal;
-use crate::health::HealthActor;
-use crate::project::ProjectActor;
-use crate::registry::RegistryActor;
+use crate::api::broadcast::BroadcastHandle;
+use crate::api::connection::ConnectionSignal;
+use crate::api::health::HealthHandle;
+use crate::api::project::ProjectHandle;
+use crate::api::registry::RegistryHandle;
+use crate::api::supervisor::ActorStatus;
 use crate::storage::metadata::{ProjectMeta, ProjectState};
-
-/// How a supervised actor is doing, as `health` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ActorStatus {
-    pub name: String,
-    pub kind: &'static str,
-    pub status: &'static str,
-    pub restarts: u32,
-    pub backoff_ms: u64,
-}
+use crate::sync::{lock, read, write};
 
 /// What other actors may read of a project without asking it.
 pub struct ProjectShared {
@@ -57,16 +46,16 @@ pub struct ProjectEntry {
     pub created_at: String,
     pub shared: Arc<ProjectShared>,
     /// `None` while the project's actor is restarting or errored.
-    pub addr: Option<Addr<ProjectActor>>,
+    pub addr: Option<ProjectHandle>,
     /// Why the project cannot be reached, when `addr` is `None`.
     pub down: Option<String>,
 }
 
 #[derive(Default)]
 struct Core {
-    registry: Option<Addr<RegistryActor>>,
-    broadcast: Option<Addr<BroadcastActor>>,
-    health: Option<Addr<HealthActor>>,
+    registry: Option<RegistryHandle>,
+    broadcast: Option<BroadcastHandle>,
+    health: Option<HealthHandle>,
 }
 
 #[derive(Default)]
@@ -81,7 +70,7 @@ pub struct Directory {
 
 /// Where a project request should go.
 pub enum ProjectRoute {
-    Up(Addr<ProjectActor>),
+    Up(ProjectHandle),
     /// Errored: down until an `actor_reset` or a daemon restart.
     Down(String),
     /// Crashed and waiting for its restart (or not registered yet).
@@ -105,12 +94,7 @@ impl Directory {
         lock(&self.subscribers).remove(id);
     }
 
-    pub fn set_project_addr(
-        &self,
-        id: &str,
-        addr: Option<Addr<ProjectActor>>,
-        down: Option<String>,
-    ) {
+    pub fn set_project_addr(&self, id: &str, addr: Option<ProjectHandle>, down: Option<String>) {
         if let Some(e) = write(&self.projects).get_mut(id) {
             e.addr = addr;
             e.down = down;
@@ -139,7 +123,7 @@ impl Directory {
     }
 
     /// Every project actor that is up.
-    pub fn project_addrs(&self) -> Vec<Addr<ProjectActor>> {
+    pub fn project_addrs(&self) -> Vec<ProjectHandle> {
         read(&self.projects)
             .values()
             .filter_map(|e| e.addr.clone())
@@ -233,27 +217,27 @@ impl Directory {
 
     // --- core actors ----------------------------------------------------------------------
 
-    pub fn set_registry(&self, a: Option<Addr<RegistryActor>>) {
+    pub fn set_registry(&self, a: Option<RegistryHandle>) {
         write(&self.core).registry = a;
     }
 
-    pub fn set_broadcast(&self, a: Option<Addr<BroadcastActor>>) {
+    pub fn set_broadcast(&self, a: Option<BroadcastHandle>) {
         write(&self.core).broadcast = a;
     }
 
-    pub fn set_health(&self, a: Option<Addr<HealthActor>>) {
+    pub fn set_health(&self, a: Option<HealthHandle>) {
         write(&self.core).health = a;
     }
 
-    pub fn registry(&self) -> Option<Addr<RegistryActor>> {
+    pub fn registry(&self) -> Option<RegistryHandle> {
         read(&self.core).registry.clone().filter(|a| a.connected())
     }
 
-    pub fn broadcast(&self) -> Option<Addr<BroadcastActor>> {
+    pub fn broadcast(&self) -> Option<BroadcastHandle> {
         read(&self.core).broadcast.clone().filter(|a| a.connected())
     }
 
-    pub fn health(&self) -> Option<Addr<HealthActor>> {
+    pub fn health(&self) -> Option<HealthHandle> {
         read(&self.core).health.clone().filter(|a| a.connected())
     }
 
@@ -292,18 +276,4 @@ impl Directory {
     pub fn actor_statuses(&self) -> Vec<ActorStatus> {
         lock(&self.actors).values().cloned().collect()
     }
-}
-
-/// Locks that a panicking actor may have poisoned: the data is still consistent (every update
-/// is a single assignment), so poisoning is ignored rather than spread.
-pub(crate) fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|e| e.into_inner())
 }

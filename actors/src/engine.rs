@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
+use crate::api::idempotency::IdempotencyStore;
 use crate::auth::AuthThrottle;
 use crate::config::EngineConfig;
-use crate::connection::ConnectionLimiter;
 use crate::directory::Directory;
-use crate::idempotency::IdempotencyStore;
+use crate::limits::ConnectionLimiter;
+use crate::metrics;
 
 /// Where the daemon is in its life, as `/ready` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,23 @@ impl Engine {
 
     pub fn set_lifecycle(&self, l: Lifecycle) {
         self.lifecycle.store(l as u8, Ordering::Release);
+    }
+
+    /// Counts a finished run, in `server_stats` and in the metrics alike (see
+    /// [`metrics::run_finished`]).
+    pub fn run_finished(&self, status: &str, duration_ms: Option<u64>) {
+        self.stats.runs_total.fetch_add(1, Ordering::Relaxed);
+        metrics::run_finished(status, duration_ms);
+    }
+
+    /// The scrape-time gauges for [`metrics::Metrics::render`].
+    pub fn gauges(&self) -> metrics::Gauges {
+        metrics::Gauges {
+            connections: self.directory.connection_count(),
+            runs_active: self.stats.runs_active.load(Ordering::Relaxed),
+            queued_runs: self.directory.queued_runs(),
+            projects: self.directory.project_count(),
+        }
     }
 
     pub fn uptime_s(&self) -> u64 {

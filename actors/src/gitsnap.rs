@@ -31,6 +31,15 @@ pub struct ChangeSummary {
     pub deletions: u64,
 }
 
+/// The snapshots around one run, and what changed between them (as `run_finished` carries
+/// them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RunChanges {
+    pub tree_before: String,
+    pub tree_after: String,
+    pub changes: ChangeSummary,
+}
+
 /// A unified diff, possibly cut at [`MAX_DIFF_BYTES`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diff {

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde_json::json;
 
+use crate::agent::{resolve_program, AgentProbe};
+use crate::api::health::Panic;
+use crate::api::supervisor::{ChildGuard, ChildId, SupervisorHandle};
 use crate::engine::Engine;
-use crate::executor::agent::{resolve_program, AgentProbe};
-use crate::storage::metadata::AgentKind;
-use crate::supervisor::{ChildGuard, ChildId, Supervisor};
+use crate::procfs;
 
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 const PROBE_AGENTS_EVERY: Duration = Duration::from_secs(60);
@@ -26,7 +27,7 @@ pub struct HealthActor {
 }
 
 impl HealthActor {
-    pub fn new(engine: Arc<Engine>, sup: Option<Addr<Supervisor>>) -> Self {
+    pub fn new(engine: Arc<Engine>, sup: Option<SupervisorHandle>) -> Self {
         HealthActor {
             last_messages: (Instant::now(), 0),
             engine,
@@ -40,10 +41,10 @@ impl HealthActor {
         crate::executor::process::reap_orphans();
         let engine = self.engine.clone();
         let cfg = &engine.config;
-        let rss = proc_status_kb("VmRSS").map(|kb| kb * 1024);
-        let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).ok();
+        let rss = procfs::resident_bytes();
+        let fds = procfs::open_fds();
         let cpu_percent = self.cpu_percent();
-        let mem_available = meminfo_kb("MemAvailable").map(|kb| kb * 1024);
+        let mem_available = procfs::meminfo_kb("MemAvailable").map(|kb| kb * 1024);
         let disk_free = disk_free_bytes(&cfg.data_dir);
         let disk_ok = disk_free.is_none_or(|f| f >= cfg.disk_warn_bytes);
         let load = std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| {
@@ -93,7 +94,7 @@ impl HealthActor {
         let frame = crate::protocol::FrameBuilder::new("server_stats").encode(&data);
         self.engine
             .directory
-            .signal_connections(|| crate::connection::ConnectionSignal::Push(frame.clone()));
+            .signal_connections(|| crate::api::connection::ConnectionSignal::Push(frame.clone()));
     }
 
     fn cpu_percent(&mut self) -> Option<f64> {
@@ -111,10 +112,7 @@ impl HealthActor {
 
     fn probe_agents(&mut self, ctx: &mut Context<Self>) {
         let cfg = &self.engine.config;
-        let bins = [
-            (AgentKind::Claude, cfg.claude_bin.clone()),
-            (AgentKind::Codex, cfg.codex_bin.clone()),
-        ];
+        let bins = crate::agent::all().map(|a| (a.kind(), a.binary(cfg).to_string()));
         let fut = async move {
             let mut out = serde_json::Map::new();
             for (kind, bin) in bins {
@@ -151,31 +149,12 @@ impl Actor for HealthActor {
 }
 
 /// Fault injection: panic inside a handler.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Panic;
-
 impl Handler<Panic> for HealthActor {
     type Result = ();
 
     fn handle(&mut self, _: Panic, _: &mut Self::Context) {
         panic!("fault injected into the health actor");
     }
-}
-
-fn proc_status_kb(key: &str) -> Option<u64> {
-    field_kb(&std::fs::read_to_string("/proc/self/status").ok()?, key)
-}
-
-fn meminfo_kb(key: &str) -> Option<u64> {
-    field_kb(&std::fs::read_to_string("/proc/meminfo").ok()?, key)
-}
-
-fn field_kb(text: &str, key: &str) -> Option<u64> {
-    text.lines()
-        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }
 
 /// Free bytes on the file system holding `dir`.

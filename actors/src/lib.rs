@@ -5,6 +5,8 @@
 //! configuration, serves HTTP, and wires an [`engine::Engine`] to the actor tree that
 //! [`supervisor::Supervisor`] starts. Everything here can be exercised without a socket.
 
+pub mod agent;
+pub mod api;
 pub mod auth;
 pub mod broadcast;
 pub mod config;
@@ -12,16 +14,20 @@ pub mod connection;
 pub mod directory;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod executor;
 pub mod gitsnap;
 pub mod health;
-pub mod idempotency;
+pub mod limits;
+pub mod lines;
 pub mod logfmt;
 pub mod metrics;
 pub mod paths;
+pub mod procfs;
 pub mod project;
 pub mod protocol;
 pub mod registry;
 pub mod storage;
 pub mod supervisor;
+pub mod sync;
 pub mod time;

@@ -14,8 +14,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::engine::Engine;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabel {
     pub r#type: String,
@@ -102,153 +100,167 @@ impl Metrics {
             open_fds: Gauge::default(),
         };
         {
-            let mut r = crate::directory::lock_ignoring_poison(&m.registry);
-            r.register(
-                "connections",
-                "Open WebSocket connections",
-                m.connections.clone(),
-            );
-            r.register(
-                "connections_opened",
-                "WebSocket connections accepted",
-                m.connections_opened.clone(),
-            );
-            r.register(
-                "connections_refused",
-                "WebSocket connections refused, by reason",
-                m.connections_refused.clone(),
-            );
-            r.register(
-                "messages_received",
-                "Client messages received, by type",
-                m.messages_in.clone(),
-            );
-            r.register(
-                "messages_sent",
-                "Server messages encoded, by type",
-                m.messages_out.clone(),
-            );
-            r.register(
-                "received_bytes",
-                "Bytes of client messages received",
-                m.bytes_in.clone(),
-            );
-            r.register(
-                "sent_bytes",
-                "Bytes of server messages queued to clients",
-                m.bytes_out.clone(),
-            );
-            r.register(
-                "broadcast_deliveries",
-                "Event deliveries to subscribers",
-                m.deliveries.clone(),
-            );
-            r.register(
-                "broadcast_fanout_subscribers",
-                "Subscribers an event was fanned out to",
-                m.fanout.clone(),
-            );
-            r.register(
-                "broadcast_fanout_seconds",
-                "Time to fan one event out to its subscribers",
-                m.fanout_seconds.clone(),
-            );
-            r.register(
-                "runs_active",
-                "Agent runs in progress",
-                m.runs_active.clone(),
-            );
-            r.register(
-                "runs",
-                "Agent runs finished, by final status",
-                m.runs.clone(),
-            );
-            r.register(
-                "run_duration_seconds",
-                "Duration of finished agent runs",
-                m.run_seconds.clone(),
-            );
-            r.register(
-                "queued_runs",
-                "Runs waiting in project queues",
-                m.queued_runs.clone(),
-            );
-            r.register(
-                "history_appends",
-                "Records appended to history",
-                m.history_appends.clone(),
-            );
-            r.register(
-                "history_append_errors",
-                "History appends that failed",
-                m.history_append_errors.clone(),
-            );
-            r.register(
-                "history_fsync_seconds",
-                "Latency of history fsyncs",
-                m.fsync_seconds.clone(),
-            );
-            r.register(
-                "slow_client_disconnects",
-                "Connections closed because their backlog overflowed",
-                m.slow_clients.clone(),
-            );
-            r.register(
-                "replays",
-                "Replays on join, by whether the whole range was still stored",
-                m.replays.clone(),
-            );
-            r.register(
-                "actor_restarts",
-                "Actor crashes handled by the supervisor, by actor kind",
-                m.restarts.clone(),
-            );
-            r.register(
-                "auth_failures",
-                "Failed or missing authentications",
-                m.auth_failures.clone(),
-            );
-            r.register("projects", "Registered projects", m.projects.clone());
-            r.register(
-                "process_resident_memory_bytes",
-                "Resident memory of the daemon",
-                m.resident_bytes.clone(),
-            );
-            r.register(
-                "process_open_fds",
-                "Open file descriptors of the daemon",
-                m.open_fds.clone(),
-            );
+            let mut r = crate::sync::lock(&m.registry);
+            // Registration order is the order of the text exposition.
+            m.register_connections(&mut r);
+            m.register_broadcast(&mut r);
+            m.register_runs(&mut r);
+            m.register_history(&mut r);
+            m.register_daemon(&mut r);
         }
         m
     }
 
-    /// The text exposition, with the scrape-time gauges refreshed from `engine`.
-    pub fn render(&self, engine: &Engine) -> String {
-        use std::sync::atomic::Ordering;
-        self.connections
-            .set(engine.directory.connection_count() as i64);
-        self.runs_active
-            .set(engine.stats.runs_active.load(Ordering::Relaxed) as i64);
-        self.queued_runs.set(engine.directory.queued_runs() as i64);
-        self.projects.set(engine.directory.project_count() as i64);
-        if let Some(kb) = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|v| v.parse::<i64>().ok())
-                })
-            })
-        {
-            self.resident_bytes.set(kb * 1024);
+    /// Connections and the messages and bytes they carry.
+    fn register_connections(&self, r: &mut Registry) {
+        r.register(
+            "connections",
+            "Open WebSocket connections",
+            self.connections.clone(),
+        );
+        r.register(
+            "connections_opened",
+            "WebSocket connections accepted",
+            self.connections_opened.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "WebSocket connections refused, by reason",
+            self.connections_refused.clone(),
+        );
+        r.register(
+            "messages_received",
+            "Client messages received, by type",
+            self.messages_in.clone(),
+        );
+        r.register(
+            "messages_sent",
+            "Server messages encoded, by type",
+            self.messages_out.clone(),
+        );
+        r.register(
+            "received_bytes",
+            "Bytes of client messages received",
+            self.bytes_in.clone(),
+        );
+        r.register(
+            "sent_bytes",
+            "Bytes of server messages queued to clients",
+            self.bytes_out.clone(),
+        );
+    }
+
+    /// Fan-out of events to subscribers.
+    fn register_broadcast(&self, r: &mut Registry) {
+        r.register(
+            "broadcast_deliveries",
+            "Event deliveries to subscribers",
+            self.deliveries.clone(),
+        );
+        r.register(
+            "broadcast_fanout_subscribers",
+            "Subscribers an event was fanned out to",
+            self.fanout.clone(),
+        );
+        r.register(
+            "broadcast_fanout_seconds",
+            "Time to fan one event out to its subscribers",
+            self.fanout_seconds.clone(),
+        );
+    }
+
+    /// Agent runs: active, finished, queued.
+    fn register_runs(&self, r: &mut Registry) {
+        r.register(
+            "runs_active",
+            "Agent runs in progress",
+            self.runs_active.clone(),
+        );
+        r.register(
+            "runs",
+            "Agent runs finished, by final status",
+            self.runs.clone(),
+        );
+        r.register(
+            "run_duration_seconds",
+            "Duration of finished agent runs",
+            self.run_seconds.clone(),
+        );
+        r.register(
+            "queued_runs",
+            "Runs waiting in project queues",
+            self.queued_runs.clone(),
+        );
+    }
+
+    /// History writes.
+    fn register_history(&self, r: &mut Registry) {
+        r.register(
+            "history_appends",
+            "Records appended to history",
+            self.history_appends.clone(),
+        );
+        r.register(
+            "history_append_errors",
+            "History appends that failed",
+            self.history_append_errors.clone(),
+        );
+        r.register(
+            "history_fsync_seconds",
+            "Latency of history fsyncs",
+            self.fsync_seconds.clone(),
+        );
+    }
+
+    /// Slow clients, replays, restarts, authentication, projects and the process.
+    fn register_daemon(&self, r: &mut Registry) {
+        r.register(
+            "slow_client_disconnects",
+            "Connections closed because their backlog overflowed",
+            self.slow_clients.clone(),
+        );
+        r.register(
+            "replays",
+            "Replays on join, by whether the whole range was still stored",
+            self.replays.clone(),
+        );
+        r.register(
+            "actor_restarts",
+            "Actor crashes handled by the supervisor, by actor kind",
+            self.restarts.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Failed or missing authentications",
+            self.auth_failures.clone(),
+        );
+        r.register("projects", "Registered projects", self.projects.clone());
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the daemon",
+            self.resident_bytes.clone(),
+        );
+        r.register(
+            "process_open_fds",
+            "Open file descriptors of the daemon",
+            self.open_fds.clone(),
+        );
+    }
+
+    /// The text exposition, with the scrape-time gauges set from `gauges` and `/proc`.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        self.connections.set(gauges.connections as i64);
+        self.runs_active.set(gauges.runs_active as i64);
+        self.queued_runs.set(gauges.queued_runs as i64);
+        self.projects.set(gauges.projects as i64);
+        if let Some(b) = crate::procfs::resident_bytes() {
+            self.resident_bytes.set(b as i64);
         }
-        if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
-            self.open_fds.set(d.count() as i64);
+        if let Some(n) = crate::procfs::open_fds() {
+            self.open_fds.set(n as i64);
         }
         let mut out = String::new();
-        let r = crate::directory::lock_ignoring_poison(&self.registry);
+        let r = crate::sync::lock(&self.registry);
         if prometheus_client::encoding::text::encode(&mut out, &r).is_err() {
             out.clear();
         }
@@ -300,14 +312,9 @@ impl Metrics {
     }
 }
 
-/// Counts a finished run, in `server_stats` and in the metrics alike. `duration_ms` is `None`
-/// for a run that never ran (cancelled in the queue, or interrupted by a restart): it is counted
-/// but kept out of the duration histogram.
-pub fn run_finished(engine: &Engine, status: &str, duration_ms: Option<u64>) {
-    engine
-        .stats
-        .runs_total
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// Counts a finished run. `duration_ms` is `None` for a run that never ran (cancelled in the
+/// queue, or interrupted by a restart): it is counted but kept out of the duration histogram.
+pub fn run_finished(status: &str, duration_ms: Option<u64>) {
     METRICS
         .runs
         .get_or_create(&StatusLabel {
@@ -317,4 +324,13 @@ pub fn run_finished(engine: &Engine, status: &str, duration_ms: Option<u64>) {
     if let Some(ms) = duration_ms {
         METRICS.run_seconds.observe(ms as f64 / 1000.0);
     }
+}
+
+/// The gauges read from the engine's live state when the metrics are scraped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gauges {
+    pub connections: usize,
+    pub runs_active: u64,
+    pub queued_runs: usize,
+    pub projects: usize,
 }

@@ -63,6 +63,21 @@ pub fn check_outside_data_dir(candidate: &Path, data_dir: &Path) -> Result<(), A
     Ok(())
 }
 
+/// A directory that follows the project rules, canonical: inside a project root, away from
+/// the data directory and from every project in `others`. Used for a new project's path and
+/// for a run's extra directories alike.
+pub fn check_project_dir<'a>(
+    raw: &str,
+    roots: &[PathBuf],
+    data_dir: &Path,
+    others: impl IntoIterator<Item = (&'a str, &'a Path)>,
+) -> Result<PathBuf, ApiError> {
+    let path = validate_project_path(raw, roots)?;
+    check_outside_data_dir(&path, data_dir)?;
+    check_not_nested(&path, others)?;
+    Ok(path)
+}
+
 /// Refuses a path that equals, contains or lies inside an existing project's path.
 pub fn check_not_nested<'a>(
     candidate: &Path,

@@ -5,23 +5,24 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::connection::ReplyTo;
+pub use crate::api::registry::{CreateProject, Panic};
+
+use crate::api::supervisor::{Adopt, ChildGuard, ChildId, SupervisorHandle};
 use crate::engine::Engine;
 use crate::error::{ApiError, Code};
-use crate::paths::{check_not_nested, check_outside_data_dir, validate_project_path};
+use crate::paths::check_project_dir;
 use crate::project::spawn_project;
 use crate::storage::metadata::{AgentKind, ProjectMeta, ProjectState};
 use crate::storage::project_dir;
-use crate::supervisor::{Adopt, ChildGuard, ChildId, Supervisor};
 
 pub struct RegistryActor {
     engine: Arc<Engine>,
-    supervisor: Option<Addr<Supervisor>>,
+    supervisor: Option<SupervisorHandle>,
     _guard: ChildGuard,
 }
 
 impl RegistryActor {
-    pub fn new(engine: Arc<Engine>, supervisor: Option<Addr<Supervisor>>) -> Self {
+    pub fn new(engine: Arc<Engine>, supervisor: Option<SupervisorHandle>) -> Self {
         RegistryActor {
             engine,
             _guard: ChildGuard::new(ChildId::Registry, supervisor.clone()),
@@ -37,7 +38,7 @@ impl RegistryActor {
                 .ok_or_else(|| ApiError::validation("'agent' must be 'claude' or 'codex'"))?,
         };
         if msg.approvals && agent == AgentKind::Codex {
-            return Err(crate::executor::agent::codex_approvals_refused());
+            return Err(crate::agent::codex_approvals_refused());
         }
         if let Some(name) = &msg.name {
             if name.len() > 256 || name.chars().any(char::is_control) {
@@ -46,11 +47,11 @@ impl RegistryActor {
                 ));
             }
         }
-        let path = validate_project_path(&msg.path, &cfg.project_roots)?;
-        check_outside_data_dir(&path, &cfg.data_dir)?;
         let existing = self.engine.directory.project_paths();
-        check_not_nested(
-            &path,
+        let path = check_project_dir(
+            &msg.path,
+            &cfg.project_roots,
+            &cfg.data_dir,
             existing.iter().map(|(id, p)| (id.as_str(), p.as_path())),
         )?;
         if existing.len() >= cfg.max_projects {
@@ -136,17 +137,6 @@ impl Actor for RegistryActor {
     type Context = Context<Self>;
 }
 
-/// `project_create`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CreateProject {
-    pub reply: ReplyTo,
-    pub path: String,
-    pub name: Option<String>,
-    pub agent: Option<String>,
-    pub approvals: bool,
-}
-
 impl Handler<CreateProject> for RegistryActor {
     type Result = ();
 
@@ -166,10 +156,6 @@ impl Handler<CreateProject> for RegistryActor {
 }
 
 /// Fault injection: panic inside a handler.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Panic;
-
 impl Handler<Panic> for RegistryActor {
     type Result = ();
 

@@ -6,14 +6,12 @@
 //! heartbeat, the last seq seen per project (which drops duplicates between replay and live
 //! events), and a bounded outbound queue.
 
-mod answer;
-mod limits;
 mod outbox;
 mod route;
 
-pub use limits::{client_addr, ConnectionLimiter, ConnectionPermit, RateLimiter, Refusal};
+pub use crate::api::connection::{ConnectionSignal, Deliver, Mark, ReplyTo};
+pub use crate::limits::{client_addr, ConnectionLimiter, ConnectionPermit, RateLimiter, Refusal};
 pub use outbox::close_reason;
-pub use route::ReplyTo;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,95 +21,20 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, ProtocolError, Session};
 
+use crate::api::supervisor::{ChildGuard, ChildId, SupervisorHandle};
 use crate::engine::Engine;
 use crate::protocol::frame::error_frame;
 use crate::protocol::{decode, Frame};
-use crate::supervisor::{ChildGuard, ChildId, Supervisor};
 use outbox::Outbox;
 
 /// The largest first message of a client that has not authenticated (an `auth` message is far
 /// smaller): anything bigger is closed with 1008 without being parsed.
 const MAX_AUTH_MESSAGE_BYTES: usize = 4096;
 
-/// Frames for this connection, with what they mean for the per-project seq tracking.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct Deliver {
-    frames: Payload,
-    mark: Mark,
-}
-
-/// One frame (a reply), or a batch shared by every subscriber (a burst of events).
-#[derive(Clone)]
-enum Payload {
-    One(Frame),
-    Many(Arc<[Frame]>),
-}
-
-impl Deliver {
-    pub fn plain(frame: Frame) -> Self {
-        Self::marked(frame, Mark::None)
-    }
-
-    /// A frame that changes the subscription state before it is sent.
-    pub fn marked(frame: Frame, mark: Mark) -> Self {
-        Deliver {
-            frames: Payload::One(frame),
-            mark,
-        }
-    }
-
-    /// Events of one project, in order.
-    pub fn batch(frames: Arc<[Frame]>) -> Self {
-        Deliver {
-            frames: Payload::Many(frames),
-            mark: Mark::None,
-        }
-    }
-
-    /// The frames to send, in order.
-    pub fn frames(&self) -> &[Frame] {
-        match &self.frames {
-            Payload::One(f) => std::slice::from_ref(f),
-            Payload::Many(fs) => fs,
-        }
-    }
-
-    /// What the frames mean for the subscription (for subscribers other than WebSockets).
-    pub fn mark(&self) -> &Mark {
-        &self.mark
-    }
-}
-
-/// Subscription changes that travel in order with the frames.
-#[derive(Clone, Debug)]
-pub enum Mark {
-    None,
-    /// The client joined: what follows starts after `since`.
-    Joined {
-        project: Arc<str>,
-        since: u64,
-    },
-    /// The client is no longer subscribed.
-    Left(Arc<str>),
-}
-
-/// Signals from the rest of the daemon.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub enum ConnectionSignal {
-    /// A message for every client (`server_stats`).
-    Push(Frame),
-    /// The broadcast actor restarted: join every project again from the last seq seen.
-    Rejoin,
-    /// The daemon is shutting down: close with 1001.
-    Shutdown,
-}
-
 /// What the HTTP layer hands over when a WebSocket opens.
 pub struct Accepted {
     pub engine: Arc<Engine>,
-    pub supervisor: Option<Addr<Supervisor>>,
+    pub supervisor: Option<SupervisorHandle>,
     pub session: Session,
     pub stream: actix_ws::MessageStream,
     pub peer: IpAddr,
@@ -133,7 +56,7 @@ pub struct ConnectionActor {
     last_ping: Instant,
     /// The last seq delivered per subscribed project.
     seen: HashMap<Arc<str>, u64>,
-    supervisor: Option<Addr<Supervisor>>,
+    supervisor: Option<SupervisorHandle>,
     _permit: ConnectionPermit,
     pending_auth: Option<ConnectionPermit>,
     _guard: ChildGuard,
@@ -176,10 +99,6 @@ impl ConnectionActor {
                 supervisor: a.supervisor,
             }
         })
-    }
-
-    pub fn id(&self) -> u64 {
-        self.id
     }
 
     /// Queues a frame, closing the connection with 4008 if the client has fallen too far behind.
@@ -311,7 +230,7 @@ impl Actor for ConnectionActor {
         self._guard.stop_expected();
         self.engine.directory.remove_connection(self.id);
         if let Some(b) = self.engine.directory.broadcast() {
-            b.do_send(crate::broadcast::Disconnect(self.id));
+            b.do_send(crate::api::broadcast::Disconnect(self.id));
         }
         // A client that never reads would keep the writer waiting forever. It gets as long as
         // the heartbeat allows a silent client (the pong timeout) to take its close frame —
@@ -365,7 +284,7 @@ impl Handler<Deliver> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        match &msg.mark {
+        match msg.mark() {
             Mark::None => {}
             Mark::Joined { project, since } => {
                 self.seen.insert(project.clone(), *since);

@@ -79,7 +79,7 @@ impl Outbox {
     }
 
     fn push(&self, out: Out) {
-        crate::directory::lock_ignoring_poison(&self.shared.queue).push_back(out);
+        crate::sync::lock(&self.shared.queue).push_back(out);
         self.shared.notify.notify_one();
     }
 
@@ -127,7 +127,7 @@ impl Outbox {
     /// Drops everything unsent and closes at once (a slow consumer).
     pub fn abort(&self, code: u16, description: &str) {
         if !self.shared.closed.swap(true, Ordering::AcqRel) {
-            let mut q = crate::directory::lock_ignoring_poison(&self.shared.queue);
+            let mut q = crate::sync::lock(&self.shared.queue);
             q.clear();
             q.push_back(Out::Close(close_reason(code, description)));
             self.shared.backlog.store(0, Ordering::Release);
@@ -155,7 +155,7 @@ impl Drop for Outbox {
 
 async fn next(shared: &Shared) -> Out {
     loop {
-        if let Some(out) = crate::directory::lock_ignoring_poison(&shared.queue).pop_front() {
+        if let Some(out) = crate::sync::lock(&shared.queue).pop_front() {
             return out;
         }
         shared.notify.notified().await;

@@ -3,66 +3,15 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use serde::Serialize;
 
-use super::answer::AnswerGuard;
-use super::{ConnectionActor, Deliver};
+use super::ConnectionActor;
+use crate::api::connection::ReplyTo;
+use crate::api::idempotency::Admission;
+use crate::api::project::{ProjectOp, ProjectRequest};
+use crate::api::registry::CreateProject;
 use crate::directory::ProjectRoute;
 use crate::error::{ApiError, Code};
-use crate::idempotency::{Admission, IdempotencyKey, IdempotencyStore};
-use crate::project::{ProjectOp, ProjectRequest};
-use crate::protocol::frame::{error_frame, FrameBuilder};
-use crate::protocol::{Frame, Inbound, Request};
-use crate::registry::CreateProject;
-
-/// Where and how to answer a request: the requester's address and the request id to echo.
-#[derive(Clone)]
-pub struct ReplyTo {
-    pub conn: u64,
-    pub recipient: Recipient<Deliver>,
-    pub id: Option<String>,
-    /// Answers the request with a retryable error if every clone is dropped unanswered.
-    answer: Arc<AnswerGuard>,
-}
-
-impl ReplyTo {
-    /// Where to answer the request `id` of connection `conn`.
-    pub fn new(conn: u64, recipient: Recipient<Deliver>, id: Option<String>) -> Self {
-        ReplyTo {
-            conn,
-            answer: Arc::new(AnswerGuard::new(recipient.clone(), id.clone())),
-            recipient,
-            id,
-        }
-    }
-
-    /// Encodes a reply to this request.
-    pub fn frame<D: Serialize>(&self, kind: &str, project: Option<&Arc<str>>, data: &D) -> Frame {
-        self.answer.answered();
-        FrameBuilder::new(kind)
-            .reply_to(self.id.as_deref())
-            .project_opt(project)
-            .encode(data)
-    }
-
-    pub fn send(&self, frame: Frame) {
-        self.answer.settle(&frame);
-        self.recipient.do_send(Deliver::plain(frame));
-    }
-
-    /// Stores the reply under `key` before it is sent (see [`crate::idempotency`]).
-    pub(crate) fn store_answer_in(&mut self, store: Arc<IdempotencyStore>, key: IdempotencyKey) {
-        self.answer.store_in(store, key);
-    }
-
-    pub fn ok<D: Serialize>(&self, kind: &str, project: Option<&Arc<str>>, data: &D) {
-        self.send(self.frame(kind, project, data));
-    }
-
-    pub fn err(&self, project: Option<&Arc<str>>, e: &ApiError) {
-        self.send(error_frame(self.id.as_deref(), project, e));
-    }
-}
+use crate::protocol::{Inbound, Request};
 
 impl ConnectionActor {
     fn reply_to(&self, id: Option<String>, ctx: &mut Context<Self>) -> ReplyTo {
@@ -172,7 +121,7 @@ impl ConnectionActor {
                 self.send_to_project(project_id, op, reply)
             }
             Request::ActorReset { actor } => match &self.supervisor {
-                Some(s) => s.do_send(crate::supervisor::ResetActor { name: actor, reply }),
+                Some(s) => s.do_send(crate::api::supervisor::ResetActor { name: actor, reply }),
                 None => reply.err(None, &ApiError::internal("no supervisor is running")),
             },
             Request::FaultInject { actor, project_id } => {
@@ -239,9 +188,9 @@ impl ConnectionActor {
             }
             "broadcast" | "health" | "registry" => {
                 let sent = match actor {
-                    "broadcast" => dir.broadcast().map(|a| a.do_send(crate::broadcast::Panic)),
-                    "health" => dir.health().map(|a| a.do_send(crate::health::Panic)),
-                    _ => dir.registry().map(|a| a.do_send(crate::registry::Panic)),
+                    "broadcast" => dir.broadcast().map(|a| a.do_send(crate::api::broadcast::Panic)),
+                    "health" => dir.health().map(|a| a.do_send(crate::api::health::Panic)),
+                    _ => dir.registry().map(|a| a.do_send(crate::api::registry::Panic)),
                 };
                 match sent {
                     Some(()) => injected(&reply),

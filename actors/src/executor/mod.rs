@@ -7,95 +7,24 @@
 //! behind. If the actor itself dies, its `Drop` kills the run's processes and reports the run as
 //! failed, so a crash never leaks an agent.
 
-pub mod agent;
 pub mod control;
 pub mod environment;
-pub mod lines;
 pub mod process;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::io::BufReader;
 
-use crate::project::ProjectActor;
-use crate::supervisor::{ChildGuard, ChildId, Supervisor};
-use lines::{read_batch, Line};
+pub use crate::api::executor::{CloseStdin, Panic, RunSpec, StopReason, StopRun, WriteStdin};
 
-/// Why a run was stopped from outside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    Killed,
-    Timeout,
-    Shutdown,
-}
-
-/// Everything needed to start a run.
-pub struct RunSpec {
-    pub run_id: String,
-    pub project_id: String,
-    pub program: PathBuf,
-    pub args: Vec<String>,
-    pub cwd: PathBuf,
-    /// The agent's whole environment (see [`environment`]).
-    pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
-    pub timeout: Option<Duration>,
-    pub grace: Duration,
-    /// The first line for the agent's stdin; with it, stdin stays open for [`WriteStdin`]
-    /// until [`CloseStdin`] (otherwise it is `/dev/null`).
-    pub stdin: Option<String>,
-}
-
-/// One more line for the agent's stdin (dropped when stdin is not open).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct WriteStdin(pub String);
-
-/// Closes the agent's stdin.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CloseStdin;
-
-/// Output for the project.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RunOutput {
-    pub run_id: String,
-    pub stderr: bool,
-    pub lines: Vec<Line>,
-}
-
-/// How a run's process ended.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct RunExited {
-    pub run_id: String,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub stop: Option<StopReason>,
-    /// Set when the agent could not be started or the executor failed.
-    pub failure: Option<String>,
-    /// When the agent process started, for the overhead figures.
-    pub spawned_at: Option<Instant>,
-}
-
-/// Stop the run.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopRun {
-    pub reason: StopReason,
-    pub grace: Duration,
-}
-
-/// Fault injection: panic inside a handler.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Panic;
+use crate::api::project::{RunExited, RunOutput, RunReport};
+use crate::api::supervisor::{ChildGuard, ChildId, SupervisorHandle};
+use crate::lines::read_batch;
 
 pub struct ExecutorActor {
     spec: RunSpec,
-    project: Addr<ProjectActor>,
+    project: RunReport,
     pgid: Option<i32>,
     spawned_at: Option<Instant>,
     status: Option<std::process::ExitStatus>,
@@ -108,7 +37,7 @@ pub struct ExecutorActor {
 }
 
 impl ExecutorActor {
-    pub fn new(spec: RunSpec, project: Addr<ProjectActor>, sup: Option<Addr<Supervisor>>) -> Self {
+    pub fn new(spec: RunSpec, project: RunReport, sup: Option<SupervisorHandle>) -> Self {
         let guard = ChildGuard::new(ChildId::Executor(spec.project_id.clone()), sup);
         ExecutorActor {
             spec,
@@ -265,7 +194,7 @@ impl Actor for ExecutorActor {
 async fn pump<R: tokio::io::AsyncRead + Unpin>(
     reader: Option<R>,
     stderr: bool,
-    project: Addr<ProjectActor>,
+    project: RunReport,
     run_id: String,
 ) {
     let Some(reader) = reader else { return };

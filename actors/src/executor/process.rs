@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::directory::lock_ignoring_poison as lock;
+use crate::sync::lock;
 
 /// The variable that marks every process of a run.
 pub const RUN_ID_ENV: &str = "AGENTVISOR_RUN_ID";

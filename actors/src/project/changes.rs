@@ -5,13 +5,12 @@
 use std::collections::VecDeque;
 
 use actix::prelude::*;
-use serde::Serialize;
 use serde_json::json;
 
 use super::ProjectActor;
 use crate::connection::ReplyTo;
 use crate::error::ApiError;
-use crate::gitsnap::{self, ChangeSummary};
+use crate::gitsnap::{self, RunChanges};
 use crate::protocol::request::{Cursor, HistoryQuery, MAX_PAGE};
 use crate::protocol::Direction;
 
@@ -19,14 +18,6 @@ use crate::protocol::Direction;
 const REMEMBERED_RUNS: usize = 256;
 /// The longest path `run_diff` accepts.
 const MAX_PATH_BYTES: usize = 4096;
-
-/// The snapshots around one run, and what changed between them.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct RunChanges {
-    pub tree_before: String,
-    pub tree_after: String,
-    pub changes: ChangeSummary,
-}
 
 /// The snapshots of recent runs, newest last.
 #[derive(Default)]
@@ -223,7 +214,7 @@ mod tests {
         let c = RunChanges {
             tree_before: "a".into(),
             tree_after: "b".into(),
-            changes: ChangeSummary::default(),
+            changes: crate::gitsnap::ChangeSummary::default(),
         };
         for i in 0..REMEMBERED_RUNS + 1 {
             log.record(&format!("r{i}"), c.clone());

@@ -4,8 +4,9 @@ use actix::prelude::*;
 use serde::Serialize;
 
 use super::ProjectActor;
-use crate::broadcast::Publish;
+use crate::api::broadcast::Publish;
 use crate::error::ApiError;
+use crate::events::{self, Event, RunFinished, RunStatus};
 use crate::protocol::frame::error_frame;
 use crate::protocol::{Direction, Frame, FrameBuilder};
 use crate::storage::history::Stamp;
@@ -27,6 +28,18 @@ impl ProjectActor {
             Some(staged) => staged.push((stamp, frame)),
             None => self.store_and_publish(vec![(stamp, frame)]),
         }
+    }
+
+    /// Stores and publishes a typed event.
+    pub(super) fn emit_event<E: Event>(&mut self, event: &E) {
+        self.emit(E::KIND, E::DIRECTION, event);
+    }
+
+    /// `run_finished`, stored and broadcast, and counted; `timed` is the duration for the
+    /// histogram, `None` for a run that never ran.
+    pub(super) fn emit_run_finished(&mut self, event: RunFinished<'_>, timed: Option<u64>) {
+        self.emit_event(&event);
+        self.engine.run_finished(event.status.as_str(), timed);
     }
 
     /// Runs `f` with every event it emits stored in one history write and published as one
@@ -87,13 +100,14 @@ impl ProjectActor {
 
     /// `project_state`, stored and broadcast.
     pub(super) fn emit_state(&mut self) {
-        let data = serde_json::json!({
-            "project_id": &*self.id,
-            "state": self.meta.state,
-            "session_id": self.meta.session_id,
-            "queue_len": self.queue.len(),
+        let id = self.id.clone();
+        let session_id = self.meta.session_id.clone();
+        self.emit_event(&events::ProjectState {
+            project_id: &id,
+            queue_len: self.queue.len(),
+            session_id: session_id.as_deref(),
+            state: self.meta.state,
         });
-        self.emit("project_state", Direction::System, &data);
     }
 
     /// Batch durability: fsync what was written since the last commit, off this thread.
@@ -169,24 +183,28 @@ impl ProjectActor {
             // daemon; they still carry the run's id, so they can be found and stopped now.
             crate::executor::process::sweep(run_id, 0);
             (
-                "failed",
+                RunStatus::Failed,
                 "the run was interrupted: the daemon or the project's actor stopped during it",
             )
         } else {
             (
-                "interrupted",
+                RunStatus::Interrupted,
                 "the run was interrupted before it started: the daemon or the project's actor stopped while it waited; send the prompt again to run it",
             )
         };
-        let data = serde_json::json!({
-            "run_id": run_id,
-            "status": status,
-            "exit_code": null,
-            "duration_ms": null,
-            "session_id": self.meta.session_id,
-            "error": error,
-        });
-        self.emit("run_finished", Direction::System, &data);
-        crate::metrics::run_finished(&self.engine, status, None);
+        let session_id = self.meta.session_id.clone();
+        self.emit_run_finished(
+            RunFinished {
+                cost_usd: None,
+                duration_ms: None,
+                error: Some(error.into()),
+                exit_code: None,
+                run_id,
+                session_id: session_id.as_deref(),
+                status,
+                changes: None,
+            },
+            None,
+        );
     }
 }

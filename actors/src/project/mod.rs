@@ -9,21 +9,21 @@ mod recovery;
 mod requests;
 mod runs;
 
+pub use crate::api::project::{ProjectOp, ProjectRequest, Shutdown};
 pub use approvals::{Answer, Decision};
-pub use requests::{ProjectOp, ProjectRequest};
-pub use runs::Shutdown;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::api::project::ProjectHandle;
+use crate::api::supervisor::{ChildGuard, ChildId, SupervisorHandle};
 use crate::directory::{ProjectEntry, ProjectShared};
 use crate::engine::Engine;
 use crate::storage::history::{HistoryConfig, HistoryLog};
 use crate::storage::metadata::{MetaWriter, ProjectMeta, ProjectState};
 use crate::storage::project_dir;
-use crate::supervisor::{ChildGuard, ChildId, Supervisor};
 use runs::{ActiveRun, QueuedRun};
 
 pub struct ProjectActor {
@@ -36,7 +36,7 @@ pub struct ProjectActor {
     active: Option<ActiveRun>,
     /// The active run while it waits for a global run slot.
     pending: Option<QueuedRun>,
-    supervisor: Option<Addr<Supervisor>>,
+    supervisor: Option<SupervisorHandle>,
     sync_in_flight: bool,
     /// Serialises metadata writes so the newest state wins (see [`MetaWriter`]).
     meta_writer: Arc<MetaWriter>,
@@ -58,7 +58,7 @@ pub struct ProjectActor {
 pub fn spawn_project(
     engine: &Arc<Engine>,
     meta: ProjectMeta,
-    supervisor: Option<Addr<Supervisor>>,
+    supervisor: Option<SupervisorHandle>,
 ) -> std::io::Result<Addr<ProjectActor>> {
     let cfg = &engine.config;
     let history = HistoryLog::open(
@@ -75,7 +75,7 @@ pub fn spawn_project(
     let id_string = meta.id.clone();
     let shared = match engine.directory.project_shared(&meta.id) {
         Some(s) => {
-            *crate::directory::lock_ignoring_poison(&s.meta) = meta.clone();
+            *crate::sync::lock(&s.meta) = meta.clone();
             s
         }
         None => {
@@ -122,7 +122,7 @@ pub fn spawn_project(
     let addr = actor.start();
     engine
         .directory
-        .set_project_addr(&id_string, Some(addr.clone()), None);
+        .set_project_addr(&id_string, Some(ProjectHandle::of(&addr)), None);
     Ok(addr)
 }
 
@@ -180,7 +180,7 @@ impl ProjectActor {
 
     /// Makes `meta` (state number `version`) the project's, here and in the directory.
     fn set_meta(&mut self, meta: ProjectMeta, version: u64) {
-        *crate::directory::lock_ignoring_poison(&self.shared.meta) = meta.clone();
+        *crate::sync::lock(&self.shared.meta) = meta.clone();
         self.meta = meta;
         self.meta_version = version;
     }

@@ -4,54 +4,18 @@ use actix::prelude::*;
 use serde_json::json;
 
 use super::ProjectActor;
-use crate::broadcast::{ProjectGone, Subscribe, Unsubscribe};
-use crate::connection::{Deliver, Mark, ReplyTo};
+use crate::api::broadcast::{ProjectGone, Subscribe, Unsubscribe};
+use crate::api::connection::{Deliver, Mark, ReplyTo};
+use crate::api::project::{ProjectOp, ProjectRequest};
+use crate::api::supervisor::{ChildId, Forget};
 use crate::error::{ApiError, Code};
 use crate::protocol::request::HistoryQuery;
-use crate::protocol::{Frame, FrameBuilder, RunOptions};
+use crate::protocol::{Frame, FrameBuilder};
 use crate::storage::metadata::ProjectState;
-use crate::supervisor::{ChildId, Forget};
 
 /// The most events replayed on one join; a client further behind gets `recovered: false` and
 /// pages the rest with `get_messages`.
 pub const MAX_REPLAY: usize = 10_000;
-
-#[derive(Debug)]
-pub enum ProjectOp {
-    Join {
-        since_seq: Option<u64>,
-    },
-    Leave,
-    Execute {
-        prompt: String,
-        options: RunOptions,
-    },
-    NewSession,
-    Kill {
-        clear_queue: bool,
-    },
-    GetMessages(HistoryQuery),
-    PermissionRespond {
-        request_id: String,
-        allow: bool,
-        message: Option<String>,
-        remember: bool,
-    },
-    RunDiff {
-        run_id: String,
-        path: Option<String>,
-    },
-    Delete,
-    Panic,
-    PanicExecutor,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ProjectRequest {
-    pub reply: ReplyTo,
-    pub op: ProjectOp,
-}
 
 impl Handler<ProjectRequest> for ProjectActor {
     type Result = ();
@@ -85,30 +49,8 @@ impl Handler<ProjectRequest> for ProjectActor {
                 self.permission_respond(&reply, &request_id, answer, ctx)
             }
             ProjectOp::Delete => self.delete(&reply, ctx),
-            ProjectOp::Panic => {
-                reply.ok(
-                    "fault_injected",
-                    Some(&self.id),
-                    &json!({"actor": "project"}),
-                );
-                panic!("fault injected into project actor {}", self.id);
-            }
-            ProjectOp::PanicExecutor => match self.active.as_ref().and_then(|r| r.executor.clone())
-            {
-                Some(exec) => {
-                    exec.do_send(crate::executor::Panic);
-                    reply.ok(
-                        "fault_injected",
-                        Some(&self.id),
-                        &json!({"actor": "executor"}),
-                    );
-                    Ok(())
-                }
-                None => Err(ApiError::new(
-                    Code::NoActiveRun,
-                    "the project has no running executor to fault",
-                )),
-            },
+            ProjectOp::Panic => self.fault(&reply),
+            ProjectOp::PanicExecutor => self.fault_executor(&reply),
         };
         if let Err(e) = result {
             reply.err(Some(&self.id), &e);
@@ -140,6 +82,37 @@ fn keep_newest_within(records: &mut Vec<(u64, String)>, budget: usize) -> bool {
 impl ProjectActor {
     /// Subscribes the requester, replaying what it missed first. `since_seq: None` subscribes
     /// from now on.
+    /// `fault_inject` on the project: panics inside this handler, after replying.
+    fn fault(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
+        reply.ok(
+            "fault_injected",
+            Some(&self.id),
+            &json!({"actor": "project"}),
+        );
+        panic!("fault injected into project actor {}", self.id);
+    }
+
+    /// `fault_inject` on the project's executor: makes the running executor panic.
+    fn fault_executor(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
+        let exec = self
+            .active
+            .as_ref()
+            .and_then(|r| r.executor.clone())
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::NoActiveRun,
+                    "the project has no running executor to fault",
+                )
+            })?;
+        exec.do_send(crate::api::executor::Panic);
+        reply.ok(
+            "fault_injected",
+            Some(&self.id),
+            &json!({"actor": "executor"}),
+        );
+        Ok(())
+    }
+
     fn join(&mut self, reply: &ReplyTo, since_seq: Option<u64>) -> Result<(), ApiError> {
         let last = self.history.last_seq();
         let (replay, recovered) = match since_seq {
@@ -249,9 +222,14 @@ impl ProjectActor {
             .map_err(|_| ApiError::storage("reset the session"))?;
         let at = crate::time::now_rfc3339();
         log::info!(project = &*self.id, old_session = old.as_deref().unwrap_or("none"), at = at.as_str(); "session reset");
-        let data = json!({"project_id": &*self.id, "old_session_id": old, "reset_at": at});
-        self.emit("session_reset", crate::protocol::Direction::System, &data);
-        reply.ok("session_reset", Some(&self.id), &data);
+        let id = self.id.clone();
+        let event = crate::events::SessionReset {
+            old_session_id: old.as_deref(),
+            project_id: &id,
+            reset_at: &at,
+        };
+        self.emit_event(&event);
+        reply.ok("session_reset", Some(&self.id), &event);
         Ok(())
     }
 

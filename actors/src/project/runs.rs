@@ -4,16 +4,18 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::ProjectActor;
-use crate::connection::ReplyTo;
+use crate::agent::{self, build_args, not_found, resolve_program, AgentLine};
+use crate::api::connection::ReplyTo;
+use crate::api::executor::{RunSpec, StopReason, StopRun};
+use crate::api::project::{RunExited, RunOutput, RunReport, Shutdown};
 use crate::error::{ApiError, Code};
-use crate::executor::agent::{build_args, not_found, resolve_program};
-use crate::executor::{ExecutorActor, RunExited, RunOutput, RunSpec, StopReason, StopRun};
+use crate::events::{RunFinished, RunStarted, RunStatus};
+use crate::executor::ExecutorActor;
 use crate::protocol::{Direction, RunOptions};
 use crate::storage::metadata::{AgentKind, ProjectState};
 
@@ -42,7 +44,7 @@ pub struct ActiveRun {
 
 /// How a run ended, kept while the end snapshot is taken.
 struct Ending {
-    status: &'static str,
+    status: RunStatus,
     exit_code: Option<i32>,
     error: Option<String>,
 }
@@ -53,38 +55,6 @@ struct Observed {
     is_error: bool,
     cost_usd: Option<f64>,
     error: Option<String>,
-}
-
-/// The fields of an agent line the daemon cares about; everything else is passed through.
-/// Each field is read on its own ([`lenient`]): one field of an unexpected type must not hide
-/// the others (an `is_error: true` next to an odd `total_cost_usd` still fails the run).
-#[derive(Deserialize)]
-struct AgentLine {
-    #[serde(rename = "type", default, deserialize_with = "lenient")]
-    kind: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    subtype: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    session_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    thread_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    is_error: Option<bool>,
-    #[serde(default, deserialize_with = "lenient")]
-    total_cost_usd: Option<f64>,
-    result: Option<serde_json::Value>,
-    message: Option<serde_json::Value>,
-    error: Option<serde_json::Value>,
-}
-
-/// A field of the expected type, or `None` when it has another type.
-fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    let v = serde_json::Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).ok())
 }
 
 /// A global run slot became free for this run.
@@ -165,10 +135,10 @@ impl ProjectActor {
         let cfg = &self.engine.config;
         dirs.iter()
             .map(|d| {
-                let dir = crate::paths::validate_project_path(d, &cfg.project_roots)?;
-                crate::paths::check_outside_data_dir(&dir, &cfg.data_dir)?;
-                crate::paths::check_not_nested(
-                    &dir,
+                let dir = crate::paths::check_project_dir(
+                    d,
+                    &cfg.project_roots,
+                    &cfg.data_dir,
                     others
                         .iter()
                         .filter(|(id, _)| id.as_str() != &*self.id)
@@ -198,10 +168,7 @@ impl ProjectActor {
     }
 
     fn agent_bin(&self, kind: AgentKind) -> &str {
-        match kind {
-            AgentKind::Claude => &self.engine.config.claude_bin,
-            AgentKind::Codex => &self.engine.config.codex_bin,
-        }
+        agent::for_kind(kind).binary(&self.engine.config)
     }
 
     /// Starts the next queued run when none is active and a global slot is free (or waits for
@@ -249,7 +216,7 @@ impl ProjectActor {
         let resume = self.meta.session_id.clone();
         let Some(program) = resolve_program(self.agent_bin(kind)) else {
             let err = not_found(kind).error;
-            self.finish(&run.run_id, "failed", None, Some(err), ctx);
+            self.finish(&run.run_id, RunStatus::Failed, None, Some(err), ctx);
             return;
         };
         // Rules a client allowed with `remember` hold for the rest of the session.
@@ -262,17 +229,17 @@ impl ProjectActor {
         let args = match build_args(kind, &options, resume.as_deref(), &run.prompt) {
             Ok(a) => a,
             Err(e) => {
-                self.finish(&run.run_id, "failed", None, Some(e.error), ctx);
+                self.finish(&run.run_id, RunStatus::Failed, None, Some(e.error), ctx);
                 return;
             }
         };
         if !self.meta.path.is_dir() {
             let why = "the project directory no longer exists on the server".to_string();
-            self.finish(&run.run_id, "failed", None, Some(why), ctx);
+            self.finish(&run.run_id, RunStatus::Failed, None, Some(why), ctx);
             return;
         }
         if let Err(why) = self.recheck_add_dirs(&run.options.add_dirs) {
-            self.finish(&run.run_id, "failed", None, Some(why), ctx);
+            self.finish(&run.run_id, RunStatus::Failed, None, Some(why), ctx);
             return;
         }
         let run_id = run.run_id.clone();
@@ -282,11 +249,11 @@ impl ProjectActor {
             m.last_active = crate::time::now_rfc3339();
         });
         self.emit_state();
-        self.emit(
-            "run_started",
-            Direction::System,
-            &json!({"run_id": run_id, "prompt": run.prompt, "resumed_session_id": resume}),
-        );
+        self.emit_event(&RunStarted {
+            prompt: &run.prompt,
+            resumed_session_id: resume.as_deref(),
+            run_id: &run_id,
+        });
         if let Some(active) = self.active.as_mut() {
             active.permit = Some(permit);
         }
@@ -328,7 +295,8 @@ impl ProjectActor {
             grace: self.engine.config.kill_grace,
             stdin,
         };
-        let exec = ExecutorActor::new(spec, ctx.address(), self.supervisor.clone()).start();
+        let exec = ExecutorActor::new(spec, RunReport::of(&ctx.address()), self.supervisor.clone())
+            .start();
         if let Some(active) = self.active.as_mut() {
             active.executor = Some(exec);
             active.started = Instant::now();
@@ -405,13 +373,8 @@ impl ProjectActor {
     }
 
     fn observe(&mut self, head: &AgentLine) {
-        let session = match head.kind.as_deref() {
-            Some("system") if head.subtype.as_deref() == Some("init") => head.session_id.clone(),
-            Some("result") => head.session_id.clone(),
-            Some("thread.started") => head.thread_id.clone(),
-            _ => None,
-        };
-        if let Some(s) = session.filter(|s| !s.is_empty() && s.len() <= 256) {
+        let seen = agent::for_kind(self.meta.agent).observe(head);
+        if let Some(s) = seen.session.filter(|s| !s.is_empty() && s.len() <= 256) {
             if self.meta.session_id.as_deref() != Some(s.as_str()) {
                 log::info!(project = &*self.id, session = s.as_str(); "agent session id saved");
                 // Saved durably at once: a crash mid-run still resumes this conversation.
@@ -423,47 +386,17 @@ impl ProjectActor {
         let Some(run) = self.active.as_mut() else {
             return;
         };
-        match head.kind.as_deref() {
-            Some("result") => {
-                if let Some(c) = head.total_cost_usd {
-                    run.seen.cost_usd = Some(c);
-                }
-                if head.is_error == Some(true) {
-                    run.seen.is_error = true;
-                    let what = head
-                        .result
-                        .as_ref()
-                        .and_then(|r| r.as_str())
-                        .or(head.subtype.as_deref())
-                        .unwrap_or("unknown error");
-                    run.seen.error = Some(format!(
-                        "the agent reported an error: {}",
-                        crate::logfmt::sanitize(what, 500)
-                    ));
-                }
-            }
-            // Codex reports retries as `error` events and only gives up with `turn.failed`: an
-            // `error` alone is remembered as the likely reason, the exit code decides.
-            Some("error") | Some("turn.failed") => {
-                if head.kind.as_deref() == Some("turn.failed") {
-                    run.seen.is_error = true;
-                }
-                let what = head
-                    .message
-                    .as_ref()
-                    .and_then(|m| m.as_str().map(String::from))
-                    .or_else(|| {
-                        head.error.as_ref().and_then(|e| {
-                            e.get("message").and_then(|m| m.as_str()).map(String::from)
-                        })
-                    })
-                    .unwrap_or_else(|| "unknown error".into());
-                run.seen.error = Some(format!(
-                    "the agent reported an error: {}",
-                    crate::logfmt::sanitize(&what, 500)
-                ));
-            }
-            _ => {}
+        if let Some(c) = seen.cost_usd {
+            run.seen.cost_usd = Some(c);
+        }
+        if seen.failed {
+            run.seen.is_error = true;
+        }
+        if let Some(what) = seen.error {
+            run.seen.error = Some(format!(
+                "the agent reported an error: {}",
+                crate::logfmt::sanitize(&what, 500)
+            ));
         }
     }
 
@@ -471,7 +404,7 @@ impl ProjectActor {
     fn finish(
         &mut self,
         run_id: &str,
-        status: &str,
+        status: RunStatus,
         exit_code: Option<i32>,
         error: Option<String>,
         ctx: &mut Context<Self>,
@@ -484,30 +417,24 @@ impl ProjectActor {
         };
         let had_process = run.executor.is_some();
         let duration_ms = run.started.elapsed().as_millis() as u64;
-        let mut data = json!({
-            "run_id": run_id,
-            "status": status,
-            "exit_code": exit_code,
-            "duration_ms": duration_ms,
-            "session_id": self.meta.session_id,
-        });
-        if let Some(c) = run.seen.cost_usd {
-            data["cost_usd"] = json!(c);
-        }
-        if let Some(c) = self.changes_of(run_id) {
-            data["tree_before"] = json!(c.tree_before);
-            data["tree_after"] = json!(c.tree_after);
-            data["changes"] = json!(c.changes);
-        }
-        if status != "completed" {
-            data["error"] = json!(error.unwrap_or_else(|| "the run did not complete".into()));
-        }
-        log::info!(project = &*self.id, run = run_id, status = status, duration_ms = duration_ms; "run finished");
-        self.emit("run_finished", Direction::System, &data);
-        let state = match status {
-            "completed" | "killed" => ProjectState::Idle,
-            _ => ProjectState::Error,
-        };
+        let error = (status != RunStatus::Completed)
+            .then(|| error.unwrap_or_else(|| "the run did not complete".into()));
+        log::info!(project = &*self.id, run = run_id, status = status.as_str(), duration_ms = duration_ms; "run finished");
+        let session_id = self.meta.session_id.clone();
+        self.emit_run_finished(
+            RunFinished {
+                cost_usd: run.seen.cost_usd,
+                duration_ms: Some(duration_ms),
+                error,
+                exit_code,
+                run_id,
+                session_id: session_id.as_deref(),
+                status,
+                changes: self.changes_of(run_id).cloned(),
+            },
+            Some(duration_ms),
+        );
+        let state = status.project_state();
         self.update_meta_soon(ctx, |m| {
             m.state = state;
             m.active_run = None;
@@ -519,7 +446,6 @@ impl ProjectActor {
                 .runs_active
                 .fetch_sub(1, Ordering::Relaxed);
         }
-        crate::metrics::run_finished(&self.engine, status, Some(duration_ms));
         self.emit_state();
         drop(run.permit);
         self.start_next(ctx);
@@ -600,7 +526,13 @@ impl ProjectActor {
             None => {
                 let run_id = run.run_id.clone();
                 self.pending = None;
-                self.finish(&run_id, "killed", None, Some(why_unstarted.into()), ctx);
+                self.finish(
+                    &run_id,
+                    RunStatus::Killed,
+                    None,
+                    Some(why_unstarted.into()),
+                    ctx,
+                );
             }
         }
     }
@@ -609,12 +541,20 @@ impl ProjectActor {
         let queued: Vec<_> = self.queue.drain(..).collect();
         self.shared.queue_len.store(0, Ordering::Relaxed);
         for q in &queued {
-            let data = json!({
-                "run_id": q.run_id, "status": "killed", "exit_code": null, "duration_ms": 0,
-                "session_id": self.meta.session_id, "error": "removed from the queue before it started",
-            });
-            self.emit("run_finished", Direction::System, &data);
-            crate::metrics::run_finished(&self.engine, "killed", None);
+            let session_id = self.meta.session_id.clone();
+            self.emit_run_finished(
+                RunFinished {
+                    cost_usd: None,
+                    duration_ms: Some(0),
+                    error: Some("removed from the queue before it started".into()),
+                    exit_code: None,
+                    run_id: &q.run_id,
+                    session_id: session_id.as_deref(),
+                    status: RunStatus::Killed,
+                    changes: None,
+                },
+                None,
+            );
         }
         queued.len()
     }
@@ -688,25 +628,27 @@ impl Handler<RunExited> for ProjectActor {
         let seen_error = run.seen.error.clone();
         let is_error = run.seen.is_error;
         let (status, error) = if let Some(f) = msg.failure {
-            ("failed", Some(f))
+            (RunStatus::Failed, Some(f))
         } else {
             match stop {
-                Some(StopReason::Killed) => ("killed", Some("stopped by agent_kill".to_string())),
+                Some(StopReason::Killed) => {
+                    (RunStatus::Killed, Some("stopped by agent_kill".to_string()))
+                }
                 Some(StopReason::Shutdown) => (
-                    "killed",
+                    RunStatus::Killed,
                     Some("stopped because the server is shutting down".to_string()),
                 ),
                 Some(StopReason::Timeout) => (
-                    "timeout",
+                    RunStatus::Timeout,
                     // `Duration`'s Debug form keeps sub-second limits readable ("500ms").
                     Some(format!(
                         "the run exceeded its time limit of {:?} and was stopped",
                         self.engine.config.run_timeout.unwrap_or_default()
                     )),
                 ),
-                None if msg.exit_code == Some(0) && !is_error => ("completed", None),
+                None if msg.exit_code == Some(0) && !is_error => (RunStatus::Completed, None),
                 None => (
-                    "failed",
+                    RunStatus::Failed,
                     Some(
                         seen_error.unwrap_or_else(|| match (msg.exit_code, msg.signal) {
                             (Some(c), _) => format!("the agent exited with code {c}"),
@@ -738,13 +680,6 @@ impl Handler<RunExited> for ProjectActor {
             act.finish_ending(&run_id, ctx)
         });
     }
-}
-
-/// The daemon is shutting down: stop the run, drop the queue, flush history.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown {
-    pub grace: Duration,
 }
 
 impl Handler<Shutdown> for ProjectActor {

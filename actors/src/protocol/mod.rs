@@ -2,6 +2,7 @@
 //! ([`frame`]). Nothing else in the daemon parses or builds protocol JSON.
 
 pub mod frame;
+pub mod key;
 pub mod options;
 pub mod request;
 

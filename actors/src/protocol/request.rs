@@ -7,9 +7,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::key::{IdempotencyKey, KEYED_REQUESTS, MAX_KEY_BYTES};
 use super::options::RunOptions;
 use crate::error::{ApiError, Code};
-use crate::idempotency::{IdempotencyKey, KEYED_REQUESTS, MAX_KEY_BYTES};
 
 /// The longest request `id` a client may use.
 pub const MAX_ID_BYTES: usize = 128;

@@ -109,12 +109,12 @@ impl MetaWriter {
 
     /// Whether the state on disk is older than `version`.
     pub fn is_behind(&self, version: u64) -> bool {
-        *crate::directory::lock(&self.on_disk) < version
+        *crate::sync::lock(&self.on_disk) < version
     }
 
     /// Stores `meta` as state number `version` (versions grow with every change).
     pub fn write(&self, version: u64, meta: &ProjectMeta, data_dir: &Path) -> std::io::Result<()> {
-        let mut on_disk = crate::directory::lock(&self.on_disk);
+        let mut on_disk = crate::sync::lock(&self.on_disk);
         if *on_disk >= version {
             return Ok(());
         }

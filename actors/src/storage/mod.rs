@@ -4,7 +4,7 @@
 //! <data_dir>/projects/<project_id>/metadata.json               one file, replaced atomically
 //! <data_dir>/projects/<project_id>/history/<first_seq>.jsonl    append-only segments
 //! <data_dir>/projects/<project_id>/history/<first_seq>.idx      block index of a sealed segment
-//! <data_dir>/idempotency.jsonl                                  stored replies (crate::idempotency)
+//! <data_dir>/idempotency.jsonl                                  stored replies (crate::api::idempotency)
 //! ```
 
 pub mod atomic;

@@ -15,10 +15,12 @@
 //! process with [`EXIT_CRASH_LOOP`] so that PM2 or systemd restart the whole daemon.
 
 mod backoff;
-mod guard;
 
+pub use crate::api::supervisor::{
+    install_panic_hook, ActorStatus, Adopt, ChildExited, ChildGuard, ChildId, Forget, ResetActor,
+    SupervisorHandle,
+};
 pub use backoff::{Decision, RestartTracker};
-pub use guard::{install_panic_hook, ChildGuard};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,9 +28,11 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
+use crate::api::broadcast::BroadcastHandle;
+use crate::api::connection::ConnectionSignal;
+use crate::api::health::HealthHandle;
+use crate::api::registry::RegistryHandle;
 use crate::broadcast::BroadcastActor;
-use crate::connection::ConnectionSignal;
-use crate::directory::ActorStatus;
 use crate::engine::{Engine, Lifecycle};
 use crate::health::HealthActor;
 use crate::project::spawn_project;
@@ -37,66 +41,6 @@ use crate::storage::metadata::{self, ProjectMeta};
 
 /// The exit code when a core actor keeps crashing: distinct, so operators can tell it apart.
 pub const EXIT_CRASH_LOOP: i32 = 70;
-
-/// A supervised child.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ChildId {
-    Registry,
-    Broadcast,
-    Health,
-    Project(String),
-    /// The executor of a project's current run. It is not rebuilt (its run ends as failed), but
-    /// its crashes are counted.
-    Executor(String),
-    /// A connection's actor. Not rebuilt (the client reconnects), but counted.
-    Connection,
-}
-
-impl ChildId {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ChildId::Registry => "registry",
-            ChildId::Broadcast => "broadcast",
-            ChildId::Health => "health",
-            ChildId::Project(_) => "project",
-            ChildId::Executor(_) => "executor",
-            ChildId::Connection => "connection",
-        }
-    }
-
-    pub fn name(&self) -> String {
-        match self {
-            ChildId::Project(id) => id.clone(),
-            ChildId::Executor(id) => format!("executor:{id}"),
-            other => other.kind().to_string(),
-        }
-    }
-
-    fn is_core(&self) -> bool {
-        matches!(
-            self,
-            ChildId::Registry | ChildId::Broadcast | ChildId::Health
-        )
-    }
-}
-
-/// A child ended; `crashed` says why, or `None` for a stop on purpose.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ChildExited {
-    pub child: ChildId,
-    pub crashed: Option<String>,
-}
-
-/// A child was started by someone else (a project created by the registry).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Adopt(pub ChildId);
-
-/// A child is gone for good (a deleted project): forget its record.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Forget(pub ChildId);
 
 /// Brings a child back after its backoff delay.
 #[derive(Message)]
@@ -163,17 +107,19 @@ impl Supervisor {
 
     /// Starts (or restarts) a child. Returns an error sentence when it cannot be rebuilt.
     fn start_child(&mut self, child: &ChildId, ctx: &mut Context<Self>) -> Result<(), String> {
-        let me = Some(ctx.address());
+        let me = Some(SupervisorHandle::of(&ctx.address()));
         let engine = self.engine.clone();
         match child {
             ChildId::Registry => {
                 let a = RegistryActor::new(engine.clone(), me).start();
-                engine.directory.set_registry(Some(a));
+                engine.directory.set_registry(Some(RegistryHandle::of(&a)));
             }
             ChildId::Broadcast => {
                 engine.directory.clear_subscriber_counts();
                 let a = BroadcastActor::new(engine.clone(), me).start();
-                engine.directory.set_broadcast(Some(a));
+                engine
+                    .directory
+                    .set_broadcast(Some(BroadcastHandle::of(&a)));
                 // Subscriptions died with the old actor: every connection re-joins its projects
                 // from the last seq it saw, and replay fills the gap.
                 engine
@@ -186,7 +132,7 @@ impl Supervisor {
                 // the daemon reports ready.
                 health.sample();
                 let a = health.start();
-                engine.directory.set_health(Some(a));
+                engine.directory.set_health(Some(HealthHandle::of(&a)));
             }
             ChildId::Project(id) => {
                 let meta = ProjectMeta::load(&engine.config.data_dir, id)
@@ -246,7 +192,11 @@ impl Actor for Supervisor {
                 let n = metas.len();
                 for meta in metas {
                     let child = ChildId::Project(meta.id.clone());
-                    match spawn_project(&self.engine, meta, Some(ctx.address())) {
+                    match spawn_project(
+                        &self.engine,
+                        meta,
+                        Some(SupervisorHandle::of(&ctx.address())),
+                    ) {
                         Ok(_) => {
                             self.record(&child);
                             self.report(&child);
@@ -347,14 +297,6 @@ impl Handler<Forget> for Supervisor {
         self.children.remove(&msg.0);
         self.engine.directory.remove_actor_status(&msg.0.name());
     }
-}
-
-/// `actor_reset`: an operator brings an errored actor back.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ResetActor {
-    pub name: String,
-    pub reply: crate::connection::ReplyTo,
 }
 
 impl Handler<ResetActor> for Supervisor {

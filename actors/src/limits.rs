@@ -87,7 +87,7 @@ impl ConnectionLimiter {
     }
 
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refusal> {
-        let mut per_ip = crate::directory::lock_ignoring_poison(&self.per_ip);
+        let mut per_ip = crate::sync::lock(&self.per_ip);
         let (all, one) = match self.unauthenticated {
             false => (Refusal::TooManyConnections, Refusal::TooManyFromAddress),
             true => (
@@ -113,7 +113,7 @@ impl ConnectionLimiter {
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
-        let mut per_ip = crate::directory::lock_ignoring_poison(&self.limiter.per_ip);
+        let mut per_ip = crate::sync::lock(&self.limiter.per_ip);
         if let Some(n) = per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

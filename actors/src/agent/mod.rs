@@ -1,18 +1,61 @@
-//! The agent CLIs: finding them, probing them, and the command line for a run.
+//! The agent CLIs: one module per agent (its command line and the reading of its output) behind
+//! the [`Agent`] trait, plus finding and probing the executables.
 //!
-//! Commands follow what the CLIs actually accept (see `docs/agents.md`): Claude Code in print
-//! mode with stream-json output, Codex in `exec --json` mode. The prompt always comes after
-//! `--`, so a prompt starting with `-` can never be read as an option, and every option value is
-//! passed as `--flag=value` for the same reason.
+//! Commands follow what the CLIs actually accept (see `docs/agents.md`). The prompt always comes
+//! after `--`, so a prompt starting with `-` can never be read as an option, and every option
+//! value is passed as `--flag=value` for the same reason. Adding an agent means one new module
+//! here and one line in [`for_kind`] (plus its [`AgentKind`] name).
+
+mod claude;
+mod codex;
+mod line;
+
+pub use line::{AgentLine, Observation};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::config::EngineConfig;
 use crate::error::{ApiError, Code};
 use crate::protocol::RunOptions;
 use crate::storage::metadata::AgentKind;
+
+/// What the daemon knows about one agent CLI.
+pub trait Agent: Sync {
+    fn kind(&self) -> AgentKind;
+
+    /// The configured executable (a path, or a name looked up on `PATH`).
+    fn binary<'a>(&self, config: &'a EngineConfig) -> &'a str;
+
+    /// The npm package that installs the CLI, and the variable that points at it.
+    fn install_hint(&self) -> (&'static str, &'static str);
+
+    /// The arguments for one run; an error for an option this CLI does not take.
+    fn args(
+        &self,
+        options: &RunOptions,
+        resume: Option<&str>,
+        prompt: &str,
+    ) -> Result<Vec<String>, ApiError>;
+
+    /// What one line of the CLI's JSON output says about the run.
+    fn observe(&self, line: &AgentLine) -> Observation;
+}
+
+/// The registry: the module that knows each agent.
+pub fn for_kind(kind: AgentKind) -> &'static dyn Agent {
+    match kind {
+        AgentKind::Claude => &claude::Claude,
+        AgentKind::Codex => &codex::Codex,
+    }
+}
+
+/// Every agent, for health's probes.
+pub fn all() -> [&'static dyn Agent; 2] {
+    [for_kind(AgentKind::Claude), for_kind(AgentKind::Codex)]
+}
 
 /// Finds an executable: a path as given when it contains `/`, otherwise on `PATH`.
 pub fn resolve_program(bin: &str) -> Option<PathBuf> {
@@ -36,10 +79,7 @@ fn is_executable(p: &Path) -> bool {
 
 /// The error for a missing agent CLI, saying how to install it.
 pub fn not_found(kind: AgentKind) -> ApiError {
-    let (pkg, var) = match kind {
-        AgentKind::Claude => ("@anthropic-ai/claude-code", "AGENTVISOR_CLAUDE_BIN"),
-        AgentKind::Codex => ("@openai/codex", "AGENTVISOR_CODEX_BIN"),
-    };
+    let (pkg, var) = for_kind(kind).install_hint();
     ApiError::new(
         Code::AgentNotFound,
         format!(
@@ -90,7 +130,7 @@ pub fn build_args(
     if prompt_in_argv {
         check_arg("'prompt'", prompt)?;
     }
-    let args = agent_args(kind, options, resume, prompt)?;
+    let args = for_kind(kind).args(options, resume, prompt)?;
     let flags = &args[..args.len() - usize::from(prompt_in_argv)];
     for arg in flags {
         let flag = crate::logfmt::sanitize(arg.split('=').next().unwrap_or_default(), 64);
@@ -99,111 +139,12 @@ pub fn build_args(
     Ok(args)
 }
 
-fn agent_args(
-    kind: AgentKind,
-    options: &RunOptions,
-    resume: Option<&str>,
-    prompt: &str,
-) -> Result<Vec<String>, ApiError> {
-    let unsupported = |name: &str| {
-        ApiError::validation(format!(
-            "option '{name}' is not supported by the {} agent",
-            kind.as_str()
-        ))
-    };
-    let mut args: Vec<String> = Vec::new();
-    match kind {
-        AgentKind::Claude => {
-            args.extend(["-p", "--output-format", "stream-json", "--verbose"].map(String::from));
-            if options.asks_approval() {
-                // The prompt and the permission answers go on stdin (see `control`).
-                args.extend(
-                    [
-                        "--input-format",
-                        "stream-json",
-                        "--permission-prompt-tool",
-                        "stdio",
-                    ]
-                    .map(String::from),
-                );
-            }
-            if let Some(id) = resume {
-                args.push(format!("--resume={id}"));
-            }
-            if options.sandbox.is_some() {
-                return Err(unsupported("sandbox"));
-            }
-            if let Some(m) = &options.model {
-                args.push(format!("--model={m}"));
-            }
-            if let Some(p) = &options.permission_mode {
-                args.push(format!("--permission-mode={p}"));
-            }
-            if !options.allowed_tools.is_empty() {
-                args.push(format!(
-                    "--allowedTools={}",
-                    options.allowed_tools.join(",")
-                ));
-            }
-            if !options.disallowed_tools.is_empty() {
-                args.push(format!(
-                    "--disallowedTools={}",
-                    options.disallowed_tools.join(",")
-                ));
-            }
-            if let Some(n) = options.max_turns {
-                args.push(format!("--max-turns={n}"));
-            }
-            if let Some(s) = &options.append_system_prompt {
-                args.push(format!("--append-system-prompt={s}"));
-            }
-            for d in &options.add_dirs {
-                args.push(format!("--add-dir={d}"));
-            }
-            if !options.asks_approval() {
-                args.push("--".into());
-                args.push(prompt.into());
-            }
-        }
-        AgentKind::Codex => {
-            if options.asks_approval() {
-                return Err(codex_approvals_refused());
-            }
-            for (set, name) in [
-                (options.permission_mode.is_some(), "permission_mode"),
-                (!options.allowed_tools.is_empty(), "allowed_tools"),
-                (!options.disallowed_tools.is_empty(), "disallowed_tools"),
-                (options.max_turns.is_some(), "max_turns"),
-                (
-                    options.append_system_prompt.is_some(),
-                    "append_system_prompt",
-                ),
-                (!options.add_dirs.is_empty(), "add_dirs"),
-            ] {
-                if set {
-                    return Err(unsupported(name));
-                }
-            }
-            args.push("exec".into());
-            if resume.is_some() {
-                args.push("resume".into());
-            }
-            args.extend(["--json", "--skip-git-repo-check"].map(String::from));
-            if let Some(m) = &options.model {
-                args.push(format!("--model={m}"));
-            }
-            if let Some(s) = &options.sandbox {
-                args.push("-c".into());
-                args.push(format!("sandbox_mode=\"{s}\""));
-            }
-            args.push("--".into());
-            if let Some(id) = resume {
-                args.push(id.into());
-            }
-            args.push(prompt.into());
-        }
-    }
-    Ok(args)
+/// The error for an option `kind` does not take.
+fn unsupported(kind: AgentKind, name: &str) -> ApiError {
+    ApiError::validation(format!(
+        "option '{name}' is not supported by the {} agent",
+        kind.as_str()
+    ))
 }
 
 /// What health reports about an agent CLI.
@@ -230,7 +171,7 @@ impl AgentProbe {
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true);
-        let out = super::process::managed_output(cmd, Duration::from_secs(5)).await;
+        let out = crate::executor::process::managed_output(cmd, Duration::from_secs(5)).await;
         let version = out.and_then(|o| {
             let s = String::from_utf8_lossy(&o).trim().to_string();
             (!s.is_empty()).then(|| crate::logfmt::sanitize(&s, 100))

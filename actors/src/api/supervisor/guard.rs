@@ -7,9 +7,9 @@
 
 use std::cell::RefCell;
 
-use actix::Addr;
+use actix::Recipient;
 
-use super::{ChildExited, ChildId, Supervisor};
+use super::{ChildExited, ChildId, SupervisorHandle};
 
 thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -45,18 +45,16 @@ fn take_panic_message() -> String {
 /// Owned by a supervised actor; reports the actor's end to the supervisor.
 pub struct ChildGuard {
     child: ChildId,
-    supervisor: Option<Addr<Supervisor>>,
+    supervisor: Option<Recipient<ChildExited>>,
     expected: bool,
-    failure: Option<String>,
 }
 
 impl ChildGuard {
-    pub fn new(child: ChildId, supervisor: Option<Addr<Supervisor>>) -> Self {
+    pub fn new(child: ChildId, supervisor: Option<SupervisorHandle>) -> Self {
         ChildGuard {
             child,
-            supervisor,
+            supervisor: supervisor.map(|s| s.exited),
             expected: false,
-            failure: None,
         }
     }
 
@@ -65,21 +63,10 @@ impl ChildGuard {
         self.expected = true;
     }
 
-    /// The actor is stopping because of an error it cannot handle: restart it.
-    pub fn fail(&mut self, reason: impl Into<String>) {
-        self.failure = Some(reason.into());
-    }
-
-    pub fn child(&self) -> &ChildId {
-        &self.child
-    }
-
     /// Why the actor is ending, if it did not end on purpose.
     pub fn crash_reason(&self) -> Option<String> {
         if std::thread::panicking() {
             Some(format!("panic: {}", take_panic_message()))
-        } else if let Some(f) = &self.failure {
-            Some(f.clone())
         } else if self.expected {
             None
         } else {

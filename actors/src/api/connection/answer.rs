@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use actix::Recipient;
 
 use super::Deliver;
-use crate::directory::lock_ignoring_poison;
+use crate::api::idempotency::{IdempotencyKey, IdempotencyStore};
 use crate::error::ApiError;
-use crate::idempotency::{IdempotencyKey, IdempotencyStore};
 use crate::protocol::frame::error_frame;
 use crate::protocol::Frame;
+use crate::sync::lock as lock_ignoring_poison;
 
 pub(crate) struct AnswerGuard {
     recipient: Recipient<Deliver>,

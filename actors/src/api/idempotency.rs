@@ -21,51 +21,17 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::connection::ReplyTo;
-use crate::directory::lock_ignoring_poison;
+use super::connection::ReplyTo;
 use crate::error::ApiError;
+pub use crate::protocol::key::{IdempotencyKey, KEYED_REQUESTS, MAX_KEY_BYTES};
 use crate::protocol::Frame;
+use crate::sync::lock as lock_ignoring_poison;
 
-/// The longest key a client may use.
-pub const MAX_KEY_BYTES: usize = 128;
 /// How long a stored reply is given again: a day.
 pub const TTL_MS: i64 = 24 * 3600 * 1000;
 /// The most stored replies; past it the oldest are forgotten first.
 pub const MAX_ENTRIES: usize = 10_000;
-/// The request types that take a key.
-pub const KEYED_REQUESTS: [&str; 6] = [
-    "project_create",
-    "project_delete",
-    "execute",
-    "agent_kill",
-    "agent_new_session",
-    "permission_respond",
-];
 const FILE_NAME: &str = "idempotency.jsonl";
-
-/// A request's key and a fingerprint of what it asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IdempotencyKey {
-    pub key: String,
-    pub fingerprint: u64,
-}
-
-impl IdempotencyKey {
-    /// The fingerprint covers the type, the project and every field of `data` (serde_json
-    /// objects are sorted by key, so field order does not matter). FNV-1a: stable across
-    /// builds and restarts, unlike the standard library's hasher.
-    pub fn new(key: String, kind: &str, project_id: Option<&str>, data: &Value) -> Self {
-        let text = format!(
-            "{kind}\0{}\0{}",
-            project_id.unwrap_or_default(),
-            serde_json::to_string(data).unwrap_or_default()
-        );
-        let fingerprint = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        IdempotencyKey { key, fingerprint }
-    }
-}
 
 /// One line of the file: a stored reply.
 #[derive(Serialize, Deserialize, Clone)]
