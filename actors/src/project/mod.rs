@@ -2,12 +2,15 @@
 //! queue and history log. Every change to a project is a message handled here, one at a time —
 //! which is what lets a join replay history and then subscribe without a gap or a lock.
 
+mod approvals;
+mod changes;
 mod events;
 mod recovery;
 mod requests;
 mod runs;
 
 pub use crate::api::project::{ProjectOp, ProjectRequest, Shutdown};
+pub use approvals::{Answer, Decision};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -43,6 +46,10 @@ pub struct ProjectActor {
     staged: Option<Vec<(crate::storage::history::Stamp, crate::protocol::Frame)>>,
     /// The last append failed; cleared by the next one that works.
     storage_failing: bool,
+    /// Snapshots of recent runs, for `run_diff`.
+    changes: changes::ChangeLog,
+    /// Permission requests of the runs that ask for approvals.
+    approvals: approvals::Approvals,
     guard: ChildGuard,
 }
 
@@ -106,6 +113,8 @@ pub fn spawn_project(
         meta_version: 0,
         staged: None,
         storage_failing: false,
+        changes: changes::ChangeLog::default(),
+        approvals: approvals::Approvals::default(),
     };
     // Before the actor is registered, not in `started`: `/ready` and `project_list` must never
     // show a run that died with the daemon as still executing.

@@ -1,6 +1,7 @@
 //! The client's subcommands: one file for each that follows events (`run`, `watch`,
 //! `history`), and the one-request commands here.
 
+mod approvals;
 mod history;
 mod run;
 mod watch;
@@ -50,6 +51,24 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Print a page of a project's history.
     History(history::HistoryArgs),
+    /// Allow a run's pending permission request.
+    Approve {
+        #[command(flatten)]
+        request: approvals::AnswerArgs,
+        /// Allow the same kind of call for the rest of the agent's session.
+        #[arg(long)]
+        remember: bool,
+    },
+    /// Deny a run's pending permission request.
+    Deny {
+        #[command(flatten)]
+        request: approvals::AnswerArgs,
+        /// What the agent is told.
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Print what a run changed, as a unified diff (git projects).
+    Diff(approvals::DiffArgs),
     /// Stop the project's active run.
     Kill {
         project: String,
@@ -84,6 +103,13 @@ pub async fn run(command: Command) -> Result<i32, Failure> {
         Command::Run(a) => run::run(a).await,
         Command::Watch(a) => watch::watch(a).await,
         Command::History(a) => history::history(a).await,
+        Command::Approve { request, remember } => {
+            approvals::answer(request, true, remember, None).await
+        }
+        Command::Deny { request, message } => {
+            approvals::answer(request, false, false, message).await
+        }
+        Command::Diff(a) => approvals::diff(a).await,
         Command::Projects { json, conn } => projects(&conn, json).await,
         Command::Create {
             path,
