@@ -63,6 +63,9 @@ pub struct Args {
     /// A run's time limit; 0 = none.
     #[arg(long, env = "AGENTVISOR_RUN_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub run_timeout: Duration,
+    /// How long a tool call waits for a client's approval before it is denied.
+    #[arg(long, env = "AGENTVISOR_APPROVAL_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub approval_timeout: Duration,
     /// Grace period between SIGINT, SIGTERM and SIGKILL when a run is stopped.
     #[arg(long, env = "AGENTVISOR_KILL_GRACE", default_value = "3s", value_parser = parse_duration)]
     pub kill_grace: Duration,
@@ -257,6 +260,7 @@ impl Args {
                 pong_timeout: self.pong_timeout,
                 run_timeout: nonzero(self.run_timeout),
                 kill_grace: self.kill_grace,
+                approval_timeout: self.approval_timeout,
                 max_concurrent_runs: self.max_concurrent_runs,
                 max_queue: self.max_queue,
                 history_segment_records: self.history_segment_records,

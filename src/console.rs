@@ -47,6 +47,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/dom.js", JS),
     asset!("js/markdown.js", JS),
     asset!("js/render.js", JS),
+    asset!("js/approvals.js", JS),
     asset!("js/conversation.js", JS),
     asset!("js/projects.js", JS),
     asset!("js/health.js", JS),

@@ -250,15 +250,20 @@ fn spawn_lines(mut cmd: Command) -> (tokio::process::Child, Lines) {
     (child, lines)
 }
 
+/// The client's next line (it must print one within 40 s).
+async fn next_line(lines: &mut Lines) -> String {
+    tokio::time::timeout(Duration::from_secs(40), lines.next_line())
+        .await
+        .expect("the client printed nothing for 40s")
+        .unwrap()
+        .expect("the client ended")
+}
+
 /// Reads the client's JSON lines up to the `run_finished` of `run_id`.
 async fn read_until_finished(lines: &mut Lines, run_id: &str) -> Vec<Value> {
     let mut seen = Vec::new();
     loop {
-        let line = tokio::time::timeout(Duration::from_secs(40), lines.next_line())
-            .await
-            .expect("the client printed nothing for 40s")
-            .unwrap()
-            .expect("the client ended");
+        let line = next_line(lines).await;
         let v: Value = serde_json::from_str(&line).unwrap();
         let done = v["type"] == "run_finished" && v["data"]["run_id"] == run_id;
         seen.push(v);
@@ -667,4 +672,204 @@ async fn wss_with_the_daemons_certificate_and_a_sentence_for_an_untrusted_one() 
         "{}",
         untrusted.stderr
     );
+}
+
+/// The newest stored record of a project for which `pred` holds.
+async fn newest_stored(d: &Daemon, project: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let stored = d
+        .client()
+        .await
+        .messages(project, json!({"limit": 1000}))
+        .await;
+    stored
+        .into_iter()
+        .rev()
+        .find(|m| pred(m))
+        .unwrap_or_else(|| panic!("no such record in project {project}"))
+}
+
+/// Reads the client's lines until one starts with `prefix`; returns it.
+async fn line_starting(lines: &mut Lines, prefix: &str) -> String {
+    loop {
+        let line = next_line(lines).await;
+        if line.starts_with(prefix) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_prints_a_permission_request_and_approve_or_deny_answers_it() {
+    let d = Daemon::start();
+    let project = project_in(&d, "asks").await;
+    let url = direct(&d);
+    for (verb, expected) in [("approve", "approved"), ("deny", "not today")] {
+        let mut cmd = cli(&url);
+        cmd.args(["run", "--approvals", &project, "mock:ask"]);
+        let (mut child, mut lines) = spawn_lines(cmd);
+        let question =
+            line_starting(&mut lines, "? Bash asks for permission: Run: echo approved").await;
+        let request = question
+            .trim_end_matches(')')
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            question.contains(&format!("agentvisor approve|deny {project} {request}")),
+            "{question}"
+        );
+        let mut args = vec![verb, project.as_str(), request.as_str()];
+        if verb == "deny" {
+            args.extend(["--message", "not today"]);
+        }
+        let out = agentvisor(&url, &args).await;
+        assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+        assert!(
+            out.stdout.contains(&format!("request {request}")),
+            "{}",
+            out.stdout
+        );
+        let answered = line_starting(&mut lines, &format!("  {request}")).await;
+        assert!(
+            answered.contains(if verb == "approve" {
+                "allowed"
+            } else {
+                "denied"
+            }),
+            "{answered}"
+        );
+        let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "the run completes either way");
+        // A second answer is told the request was already resolved.
+        let late = agentvisor(&url, &["approve", &project, &request]).await;
+        assert_eq!(late.code, 1);
+        assert!(late.stderr.contains("ALREADY_RESOLVED"), "{}", late.stderr);
+        let result = newest_stored(&d, &project, |m| m["data"]["message"]["type"] == "user").await;
+        assert_eq!(
+            result["data"]["message"]["message"]["content"][0]["content"],
+            expected
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_prints_what_the_latest_or_a_named_run_changed() {
+    let d = Daemon::start();
+    let dir = d.project_dir("repo");
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    std::fs::write(dir.join("edit.txt"), "first\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "start"]);
+    let mut c = d.client().await;
+    let project = c.create_project(&dir).await;
+    let fin = c.run(&project, "mock:edit").await;
+    let run = fin["data"]["run_id"].as_str().unwrap();
+    let url = direct(&d);
+
+    let out = agentvisor(&url, &["diff", &project]).await;
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    assert!(
+        out.stdout.contains("+a line the agent added"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("added.txt"), "{}", out.stdout);
+    let out = agentvisor(&url, &["diff", &project, run, "--path", "added.txt"]).await;
+    assert!(
+        out.stdout.contains("+a new file") && !out.stdout.contains("edit.txt"),
+        "{}",
+        out.stdout
+    );
+
+    let plain = project_in(&d, "plain").await;
+    c.run(&plain, "mock:success").await;
+    let out = agentvisor(&url, &["diff", &plain]).await;
+    assert_eq!(out.code, 0, "outside git is not an error: {}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert!(out.stderr.contains("no recorded changes"), "{}", out.stderr);
+}
+
+/// Runs `agentvisor <args>` on a terminal (util-linux `script`), answers the first question with
+/// `answer` once it is asked, and returns the client's exit code.
+async fn on_a_terminal(url: &str, args: &str, answer: &str) -> i32 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_agentvisor"));
+    let mut script = Command::new("script");
+    script
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("AGENTVISOR_URL", url)
+        .env("AGENTVISOR_GIVE_UP", "20s")
+        .env_remove("AGENTVISOR_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = script.spawn().expect("util-linux script");
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("Allow? [y]es, [n]o, [a]lways") {
+        let n = tokio::time::timeout(Duration::from_secs(40), out.read(&mut buf))
+            .await
+            .expect("no question on the terminal within 40s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the client ended before asking: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{answer}\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::spawn(async move { while out.read(&mut buf).await.is_ok_and(|n| n > 0) {} });
+    let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
+        .await
+        .expect("the client did not end")
+        .unwrap();
+    drop(stdin);
+    status.code().unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_on_a_terminal_asks_y_n_a_and_answers() {
+    let d = Daemon::start();
+    let project = project_in(&d, "tty").await;
+    let url = direct(&d);
+    for (answer, decision, remember) in [
+        ("y", "allow", false),
+        ("n", "deny", false),
+        ("a", "allow", true),
+    ] {
+        let code =
+            on_a_terminal(&url, &format!("run --approvals {project} mock:ask"), answer).await;
+        assert_eq!(code, 0, "answer {answer}");
+        let res = newest_stored(&d, &project, |m| m["type"] == "permission_resolved").await;
+        assert_eq!(res["data"]["decision"], decision, "{res}");
+        assert_eq!(res["data"]["remember"], remember, "{res}");
+        assert!(
+            res["data"]["by"].as_str().unwrap().starts_with("client:"),
+            "{res}"
+        );
+    }
 }

@@ -413,6 +413,8 @@ async fn a_reader_that_falls_behind_is_cut_off_and_can_resume() {
     let (d, mut c, id) = with_project(&[("AGENTVISOR_MAX_BACKLOG_BYTES", "262144")], "slow").await;
     let mut slow = Stream::open_small(d.port, &format!("{}?since_seq=0", events_path(&id))).await;
     assert_eq!(slow.status, 200);
+    // Subscribed once its join reply is out; from here on it never reads.
+    assert_eq!(slow.next_event(WAIT).await.unwrap().kind, "project_joined");
     // Far more than the backlog bound plus what the kernel buffers on loopback (megabytes).
     let count = 20_000u64;
     // `execute` subscribes its sender: that one leaves, so that only the stream is subscribed.
@@ -450,7 +452,13 @@ async fn a_reader_that_falls_behind_is_cut_off_and_can_resume() {
     assert!(resume < count, "the whole run arrived: no cut");
 
     // Resuming from the last id seen picks up right after it, or says that the replay had to
-    // leave older events out (it must fit in the same backlog bound).
+    // leave older events out (it must fit in the same backlog bound). It resumes once the run
+    // is over: during it, a reader on a loaded machine may fall behind the burst again.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while c.project(&id).await["state"] != "IDLE" {
+        assert!(Instant::now() < deadline, "the run did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut again = Stream::open(
         d.port,
         &events_path(&id),

@@ -193,6 +193,20 @@ async fn wait_gauge(d: &Daemon, name: &str, want: f64) {
 }
 
 /// A project's whole history.
+/// A project's `metadata.json` once the write that follows a run's end has landed: that write
+/// happens in the background, after `run_finished` is sent.
+async fn settled_metadata(path: &std::path::Path) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let meta: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        if meta["state"] == "IDLE" && meta["active_run"].is_null() {
+            return meta;
+        }
+        assert!(Instant::now() < deadline, "metadata never settled: {meta}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn history(c: &mut Client, id: &str) -> Vec<Value> {
     c.messages(id, json!({"since_seq": 0, "limit": 1000})).await
 }
@@ -571,8 +585,7 @@ async fn a_project_restart_loses_nothing_and_others_keep_streaming() {
     let history_before = history(&mut c, &a).await;
     let view_before = c.project(&a).await;
     let meta_path = d.data_dir.join("projects").join(&a).join("metadata.json");
-    let meta_before: Value =
-        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    let meta_before = settled_metadata(&meta_path).await;
     assert!(view_before["session_id"].is_string(), "{view_before}");
     let last_seq = view_before["last_seq"].as_u64().unwrap();
     assert!(last_seq > 3, "{view_before}");

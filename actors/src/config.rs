@@ -48,6 +48,8 @@ pub struct EngineConfig {
     pub pong_timeout: Duration,
     pub run_timeout: Option<Duration>,
     pub kill_grace: Duration,
+    /// How long a permission request waits for an answer before it is denied.
+    pub approval_timeout: Duration,
     pub max_concurrent_runs: usize,
     pub max_queue: usize,
     pub history_segment_records: u64,
@@ -91,6 +93,7 @@ impl EngineConfig {
             pong_timeout: Duration::from_secs(30),
             run_timeout: Some(Duration::from_secs(300)),
             kill_grace: Duration::from_secs(3),
+            approval_timeout: Duration::from_secs(600),
             max_concurrent_runs: 4,
             max_queue: 16,
             history_segment_records: 10_000,

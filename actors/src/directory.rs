@@ -179,6 +179,7 @@ impl Directory {
             "last_seq": shared.last_seq.load(Ordering::Relaxed),
             "queue_len": shared.queue_len.load(Ordering::Relaxed),
             "agent": meta.agent,
+            "approvals": meta.approvals,
         })
     }
 

@@ -19,6 +19,8 @@ pub enum Code {
     ProjectNotFound,
     ProjectBusy,
     NoActiveRun,
+    RequestNotFound,
+    AlreadyResolved,
     QueueFull,
     AgentNotFound,
     /// The agent's circuit breaker is open: its backend keeps failing.
@@ -43,6 +45,8 @@ impl Code {
             Code::ProjectNotFound => "PROJECT_NOT_FOUND",
             Code::ProjectBusy => "PROJECT_BUSY",
             Code::NoActiveRun => "NO_ACTIVE_RUN",
+            Code::RequestNotFound => "REQUEST_NOT_FOUND",
+            Code::AlreadyResolved => "ALREADY_RESOLVED",
             Code::QueueFull => "QUEUE_FULL",
             Code::AgentNotFound => "AGENT_NOT_FOUND",
             Code::AgentUnavailable => "AGENT_UNAVAILABLE",

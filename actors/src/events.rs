@@ -61,6 +61,9 @@ pub struct RunFinished<'a> {
     pub run_id: &'a str,
     pub session_id: Option<&'a str>,
     pub status: RunStatus,
+    /// Git projects only: the snapshots around the run and what changed between them.
+    #[serde(flatten)]
+    pub changes: Option<crate::gitsnap::RunChanges>,
 }
 
 impl Event for RunFinished<'_> {
@@ -122,6 +125,7 @@ mod tests {
             run_id: "r",
             session_id: None,
             status: RunStatus::Killed,
+            changes: None,
         };
         let typed = serde_json::to_string(&e).unwrap();
         let untyped = serde_json::json!({"run_id": "r", "status": "killed", "exit_code": null,

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod executor;
+pub mod gitsnap;
 pub mod health;
 pub mod limits;
 pub mod lines;

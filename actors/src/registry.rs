@@ -37,6 +37,9 @@ impl RegistryActor {
             Some(a) => AgentKind::parse(a)
                 .ok_or_else(|| ApiError::validation("'agent' must be 'claude' or 'codex'"))?,
         };
+        if msg.approvals && agent == AgentKind::Codex {
+            return Err(crate::agent::codex_approvals_refused());
+        }
         if let Some(name) = &msg.name {
             if name.len() > 256 || name.chars().any(char::is_control) {
                 return Err(ApiError::validation(
@@ -77,6 +80,7 @@ impl RegistryActor {
             last_active: now,
             state: ProjectState::Idle,
             active_run: None,
+            approvals: msg.approvals,
         };
         let dir = project_dir(&cfg.data_dir, &id);
         // The projects/ directory is synced too, so the new project's entry survives a crash.

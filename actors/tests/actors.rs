@@ -162,6 +162,7 @@ fn project(engine: &Arc<Engine>, dir: &tempfile::TempDir) -> ProjectHandle {
         last_active: "2026-01-01T00:00:00.000Z".into(),
         state: ProjectState::Idle,
         active_run: None,
+        approvals: false,
     };
     std::fs::create_dir_all(project_dir(&engine.config.data_dir, "proj")).unwrap();
     meta.save(&engine.config.data_dir).unwrap();

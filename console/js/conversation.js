@@ -4,6 +4,7 @@
 
 import { $ } from './dom.js';
 import { newContext, renderRecord, toggleRaw } from './render.js';
+import { diffText } from './approvals.js';
 
 const PAGE = 150;
 /** Records kept on screen while following live output; older ones are paged back on demand. */
@@ -20,8 +21,13 @@ export class Conversation {
     this.queue = [];
     this.flushing = false;
     this.records.addEventListener('click', (e) => {
-      const b = e.target.closest('.raw-btn');
-      if (b) toggleRaw(b);
+      const b = e.target.closest('.raw-btn, .perm-btn, .diff-btn');
+      if (b?.classList.contains('raw-btn')) toggleRaw(b);
+      else if (b?.classList.contains('perm-btn')) this.respond(b);
+      else if (b) this.toggleDiff(b);
+    });
+    $('pending-perms').addEventListener('click', () => {
+      this.records.querySelector('.perm.pending')?.scrollIntoView({ block: 'center' });
     });
     $('load-older').addEventListener('click', () => this.loadOlder());
     new IntersectionObserver((entries) => {
@@ -37,6 +43,7 @@ export class Conversation {
     this.projectId = projectId;
     this.generation += 1;
     this.records.replaceChildren();
+    this.showPending();
     this.queue = [];
     this.ctx = newContext();
     this.firstSeq = null;
@@ -117,6 +124,7 @@ export class Conversation {
     for (const m of this.queue) frag.append(renderRecord(m, this.ctx));
     this.queue = [];
     this.records.append(frag);
+    this.showPending();
     if (this.firstSeq === null) this.firstSeq = Number(this.records.firstElementChild?.dataset.seq) || null;
     if (atBottom) {
       this.trim();
@@ -159,6 +167,49 @@ export class Conversation {
     } finally {
       if (gen === this.generation) this.loadingOlder = false;
     }
+  }
+
+  /** Answers a permission request from its panel; the panel changes when the daemon says it
+   * was resolved (by this answer or an earlier one). */
+  async respond(button) {
+    const panel = button.closest('.perm');
+    const buttons = panel.querySelectorAll('.perm-btn');
+    buttons.forEach((b) => { b.disabled = true; });
+    const data = { request_id: button.dataset.request, decision: button.dataset.decision };
+    if (button.dataset.remember) data.remember = true;
+    try {
+      await this.conn.request('permission_respond', data, this.projectId);
+    } catch (e) {
+      buttons.forEach((b) => { b.disabled = false; });
+      panel.querySelector('.perm-outcome').textContent = e.message;
+    }
+  }
+
+  /** Shows or hides the diff of a run under its end. */
+  async toggleDiff(button) {
+    const box = button.closest('.changes');
+    const open = box.querySelector('.diff-view');
+    if (open) {
+      open.remove();
+      button.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    try {
+      const r = await this.conn.request('run_diff', { run_id: button.dataset.run }, this.projectId);
+      box.querySelector('.diff-view')?.remove();
+      box.append(r.data.diff === null ? diffText('(the daemon no longer has this run\'s snapshots)') : diffText(r.data.diff, r.data.truncated));
+      button.setAttribute('aria-expanded', 'true');
+    } catch (e) {
+      this.onProjectEvent({ type: 'view_error', error: e.message });
+    }
+  }
+
+  /** The header's notice of requests waiting for an answer. */
+  showPending() {
+    const n = this.records.querySelectorAll('.perm.pending').length;
+    const notice = $('pending-perms');
+    notice.hidden = n === 0;
+    notice.textContent = n === 1 ? '1 request waits for approval' : `${n} requests wait for approval`;
   }
 
   showTop() {

@@ -105,6 +105,7 @@ function showProject() {
   $('project-queue').textContent = p.queue_len ? `${p.queue_len} queued` : '';
   const codex = p.agent === 'codex';
   $('perm-label').hidden = codex;
+  $('approvals-label').hidden = codex;
   $('sandbox-label').hidden = !codex;
 }
 
@@ -151,8 +152,9 @@ function options() {
   if (model) o.model = model;
   if (p?.agent === 'codex') {
     if ($('opt-sandbox').value) o.sandbox = $('opt-sandbox').value;
-  } else if ($('opt-permission').value) {
-    o.permission_mode = $('opt-permission').value;
+  } else {
+    if ($('opt-permission').value) o.permission_mode = $('opt-permission').value;
+    if ($('opt-approvals').checked) o.approvals = true;
   }
   return o;
 }

@@ -4,14 +4,16 @@
 
 import { h, duration } from './dom.js';
 import { markdown } from './markdown.js';
+import { changes, requestPanel, resolved } from './approvals.js';
 
 /** The record each rendered element came from, for the raw JSON toggle. */
 const recordOf = new WeakMap();
 
-/** Per-view state: tool calls by id, so that results and completions land on their line, and
- * prompts whose run has not started yet (shown as queued until it does). */
+/** Per-view state: tool calls by id, so that results and completions land on their line,
+ * prompts whose run has not started yet (shown as queued until it does), and permission requests
+ * by id, so that their resolution lands on their panel. */
 export function newContext() {
-  return { tools: new Map(), waiting: new Map() };
+  return { tools: new Map(), waiting: new Map(), requests: new Map() };
 }
 
 /** Renders one record; returns its element (hidden when it has nothing to show). */
@@ -67,6 +69,8 @@ function bodyOf(rec, ctx) {
     // result is what people read.
     case 'consult_output': return null;
     case 'consult_result': return consultResult(d);
+    case 'permission_request': return requestPanel(d, ctx);
+    case 'permission_resolved': return resolved(d, ctx);
     case 'error': return line('error', 'error', d.error || 'error');
     default: return unknown(rec);
   }
@@ -104,7 +108,8 @@ function runEnd(d) {
   return h('div', { class: 'run-end' },
     h('span', { class: `badge status-${d.status}` }, String(d.status ?? 'ended')),
     h('span', { class: 'muted' }, ` Run ended ${bits.filter(Boolean).join(' · ')}`),
-    d.error ? h('div', { class: 'line-error' }, String(d.error)) : null);
+    d.error ? h('div', { class: 'line-error' }, String(d.error)) : null,
+    changes(d));
 }
 
 // --- consults ----------------------------------------------------------------------------------

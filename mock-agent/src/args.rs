@@ -61,6 +61,14 @@ pub struct Invocation {
     pub prompt: String,
     /// `--resume <session_id>` (claude) or `exec resume <thread_id>` (codex).
     pub resume: Option<String>,
+    /// Claude only: `--input-format stream-json`, the prompt (and permission
+    /// answers) come on stdin.
+    pub stdin_json: bool,
+    /// Claude only: `--permission-prompt-tool`; `stdio` hands permission
+    /// decisions to the parent over stdin/stdout.
+    pub permission_prompt_tool: Option<String>,
+    /// Claude only: the rules of `--allowedTools` (comma-separated).
+    pub allowed_tools: Vec<String>,
     /// Codex only: whether `--skip-git-repo-check` was given (claude never
     /// checks, so it is `true` there).
     pub skip_git_repo_check: bool,

@@ -71,6 +71,9 @@ mod tests {
             flavour: Flavour::Claude,
             prompt: "say \"hi\"\n".to_owned(),
             resume: Some("sid".to_owned()),
+            stdin_json: false,
+            permission_prompt_tool: None,
+            allowed_tools: Vec::new(),
             skip_git_repo_check: true,
         };
         let args = vec!["-p".to_owned(), "a\\b".to_owned()];
@@ -86,6 +89,9 @@ mod tests {
             flavour: Flavour::Codex,
             prompt: "p".to_owned(),
             resume: None,
+            stdin_json: false,
+            permission_prompt_tool: None,
+            allowed_tools: Vec::new(),
             skip_git_repo_check: false,
         };
         let line = render(&[], None, 1, &inv);

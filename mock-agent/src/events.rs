@@ -83,11 +83,7 @@ pub fn tool_call(flavour: Flavour, session_id: &str, command: &str, output: &str
                 json::string(command),
                 json::string(session_id)
             ),
-            format!(
-                r#"{{"type":"user","message":{{"role":"user","content":[{{"tool_use_id":"toolu_echo","type":"tool_result","content":{},"is_error":false}}]}},"session_id":{}}}"#,
-                json::string(output),
-                json::string(session_id)
-            ),
+            claude_tool_result(session_id, output, false),
         ],
         Flavour::Codex => {
             let item = |status: &str, out: &str, code: &str| {
@@ -109,6 +105,15 @@ pub fn tool_call(flavour: Flavour, session_id: &str, command: &str, output: &str
             ]
         }
     }
+}
+
+/// Claude's `user` line carrying the result of the tool call of [`tool_call`].
+pub fn claude_tool_result(session_id: &str, output: &str, is_error: bool) -> String {
+    format!(
+        r#"{{"type":"user","message":{{"role":"user","content":[{{"tool_use_id":"toolu_echo","type":"tool_result","content":{},"is_error":{is_error}}}]}},"session_id":{}}}"#,
+        json::string(output),
+        json::string(session_id)
+    )
 }
 
 /// The `env` scenario's report: the run id, the directory, and every variable as `NAME=value`

@@ -1,8 +1,9 @@
 //! Hand-written JSON string encoding.
 //!
-//! The mock may depend on nothing but `libc`, and everything it prints that is
-//! not copied from a fixture is a handful of fixed-shape objects, so escaping
-//! strings correctly is the only JSON machinery it needs.
+//! Most of what the mock prints that is not copied from a fixture is a
+//! handful of fixed-shape objects, so escaping strings is all the JSON
+//! machinery they need (the control protocol, which reads JSON, uses
+//! serde_json).
 
 /// Appends `s` to `out` as a quoted JSON string, escaping what RFC 8259
 /// requires (quote, backslash, control characters). Non-ASCII text is kept as

@@ -14,11 +14,14 @@
 //! - `MOCK_AGENT_PIDFILE`: where `escape` records its grandchild's pid.
 //! - `AGENTVISOR_RUN_ID`: reported by the `env` scenario (with every other variable).
 //!
-//! stdin is never read: the daemon gives the agent /dev/null.
+//! stdin is read only with `--input-format stream-json` (Claude): the prompt,
+//! then the answers to permission requests (`--permission-prompt-tool stdio`),
+//! until it is closed.
 
 mod args;
 mod argv_log;
 mod consult;
+mod control;
 mod error;
 mod escape;
 mod events;
@@ -70,6 +73,10 @@ fn run() -> Result<i32, Failure> {
         }
         Command::Run(invocation) => invocation,
     };
+    let mut invocation = invocation;
+    if invocation.stdin_json {
+        invocation.prompt = control::read_prompt()?;
+    }
 
     let cwd_path = env::current_dir().ok();
     let cwd = cwd_path.as_ref().map(|p| p.to_string_lossy().into_owned());
@@ -102,8 +109,13 @@ fn run() -> Result<i32, Failure> {
         None => ids::random_uuid_v4()?,
     };
     let mut session = Session::new(invocation.flavour, id, invocation.resume.is_some(), cwd);
+    session.stdio_permissions = invocation.permission_prompt_tool.as_deref() == Some("stdio");
+    session.allowed_tools = invocation.allowed_tools.clone();
     session.pause(params.delay_ms);
     let natural = play::play(&mut session, &selection, &invocation.prompt)?;
     session.flush();
+    if invocation.stdin_json {
+        control::wait_for_eof()?;
+    }
     Ok(params.exit.unwrap_or(natural))
 }

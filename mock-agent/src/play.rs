@@ -7,11 +7,14 @@
 use std::env;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::args::Flavour;
 use crate::consult;
+use crate::control::{self, Verdict};
 use crate::error::Failure;
 use crate::escape;
 use crate::events;
 use crate::fixtures::Recording;
+use crate::ids;
 use crate::output;
 use crate::scenario::{Params, Scenario, Selection, Then};
 use crate::session::Session;
@@ -46,6 +49,11 @@ pub fn play(s: &mut Session, selection: &Selection, prompt: &str) -> Result<i32,
         Scenario::Lines => lines(s, p),
         Scenario::Huge => huge(s, p.bytes.unwrap_or(DEFAULT_HUGE_BYTES)),
         Scenario::Escape => escape(s, p),
+        Scenario::Ask => ask(s, p.count.unwrap_or(1)),
+        Scenario::Edit => {
+            edit_files()?;
+            replay(s, success, Extras::None)
+        }
         Scenario::Echo => echo(s, &p.text),
         Scenario::Consult => consult(s, prompt, p.answer),
         Scenario::LeadConsult => lead_consult(s, p),
@@ -75,6 +83,85 @@ pub fn play(s: &mut Session, selection: &Selection, prompt: &str) -> Result<i32,
             s.emit(&result);
             Ok(0)
         }
+    }
+}
+
+/// The shell command `ask` asks to run.
+const ASK_COMMAND: &str = "echo approved";
+/// What Claude Code tells the model when a tool needs permission and nobody can grant it.
+const NOT_GRANTED: &str =
+    "Claude requested permissions to use Bash, but you haven't granted it yet.";
+
+/// `ask`: each tool call waits for the parent's verdict (unless a rule it sent earlier allows
+/// it) and its result says what the verdict was: the command's output, or the denial.
+fn ask(s: &mut Session, count: u64) -> Result<i32, Failure> {
+    if s.flavour != Flavour::Claude {
+        return Err(Failure::new(
+            2,
+            "mock-agent: 'ask' imitates Claude Code only",
+        ));
+    }
+    let init = s.init_line();
+    s.emit(&init);
+    let input = serde_json::json!({"command": ASK_COMMAND, "description": "Print approved"});
+    let suggestions = serde_json::json!([{"type": "addRules", "behavior": "allow",
+        "destination": "session", "rules": [{"toolName": "Bash", "ruleContent": ASK_COMMAND}]}]);
+    let mut rules: Vec<serde_json::Value> = Vec::new();
+    let allowed_from_start = s
+        .allowed_tools
+        .iter()
+        .any(|t| *t == format!("Bash({ASK_COMMAND})"));
+    for _ in 0..count {
+        let [tool_use, _] = events::tool_call(s.flavour, &s.id, ASK_COMMAND, "");
+        s.emit(&tool_use);
+        let verdict = if allowed_from_start
+            || rules
+                .iter()
+                .any(|r| control::rule_allows(r, "Bash", ASK_COMMAND))
+        {
+            Verdict::Allow {
+                input: input.clone(),
+                rules: Vec::new(),
+            }
+        } else if s.stdio_permissions {
+            let id = ids::random_uuid_v4()?;
+            s.emit(&control::request_line(&id, "Bash", &input, &suggestions));
+            control::await_verdict(&id)?
+        } else {
+            Verdict::Deny(NOT_GRANTED.into())
+        };
+        let (output, is_error) = match verdict {
+            Verdict::Allow { input, rules: more } => {
+                rules.extend(more);
+                match input["command"].as_str() {
+                    Some(c) => (c.trim_start_matches("echo ").to_string(), false),
+                    None => ("the allow answer carried no updatedInput".to_string(), true),
+                }
+            }
+            Verdict::Deny(message) => (message, true),
+        };
+        s.emit(&events::claude_tool_result(&s.id, &output, is_error));
+    }
+    let result = s.success_result();
+    s.emit(&result);
+    Ok(0)
+}
+
+/// The file changes of `edit`, in the working directory: one file edited, one added, one
+/// removed (when it exists).
+fn edit_files() -> Result<(), Failure> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| Failure::new(1, format!("mock-agent: edit failed: {e}"));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open("edit.txt")
+        .map_err(fail)?;
+    f.write_all(b"a line the agent added\n").map_err(fail)?;
+    std::fs::write("added.txt", "a new file\n").map_err(fail)?;
+    match std::fs::remove_file("remove.txt") {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fail(e)),
+        _ => Ok(()),
     }
 }
 

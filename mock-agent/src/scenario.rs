@@ -39,6 +39,12 @@ pub enum Scenario {
     Escape,
     /// Report `AGENTVISOR_RUN_ID`, the cwd and the whole environment.
     Env,
+    /// Change the working directory (append to `edit.txt`, write `added.txt`, remove
+    /// `remove.txt`), then replay the successful run.
+    Edit,
+    /// Claude only: ask permission for a shell command `count` times (default once) over
+    /// the stdio control protocol and act on each answer.
+    Ask,
     /// Print `text` as the agent's reply, as a tool call's command, as a
     /// non-JSON line and on stderr (to test how clients show what an agent
     /// prints).
@@ -71,6 +77,8 @@ pub const NAMES: &[(&str, Scenario)] = &[
     ("nonjson", Scenario::NonJson),
     ("escape", Scenario::Escape),
     ("env", Scenario::Env),
+    ("edit", Scenario::Edit),
+    ("ask", Scenario::Ask),
     ("echo", Scenario::Echo),
     ("consult", Scenario::Consult),
     ("lead", Scenario::Lead),

@@ -22,6 +22,10 @@ pub struct Session {
     pub resumed: bool,
     /// The working directory, for the init line and the `env` report.
     pub cwd: Option<String>,
+    /// Permission requests go to the parent (`--permission-prompt-tool stdio`).
+    pub stdio_permissions: bool,
+    /// Permission rules given with `--allowedTools`.
+    pub allowed_tools: Vec<String>,
     started: Instant,
     out: Out,
 }
@@ -33,6 +37,8 @@ impl Session {
             id,
             resumed,
             cwd,
+            stdio_permissions: false,
+            allowed_tools: Vec::new(),
             started: Instant::now(),
             out: Out::new(),
         }

@@ -5,6 +5,7 @@
 //! act on: 0 done, 1 the request or the run failed, 2 usage, 3 the daemon cannot be reached or
 //! refuses the token, 130 interrupted.
 
+mod ask;
 mod backoff;
 mod commands;
 mod dial;

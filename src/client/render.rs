@@ -83,6 +83,8 @@ impl Render {
                 ),
             )),
             "consult_result" => self.consult_result(d),
+            "permission_request" => out(&self.style(BOLD, &request_line(&m.value))),
+            "permission_resolved" => out(&self.style(DIM, &resolved_line(d))),
             "project_deleted" => out(&self.style(RED, "the project was deleted")),
             // An error as an event (history could not be written): worth knowing, not output.
             "error" => {
@@ -156,6 +158,14 @@ impl Render {
         if let Some(cost) = d["cost_usd"].as_f64() {
             line.push_str(&format!(" · ${cost:.4}"));
         }
+        if let Some(c) = d.get("changes") {
+            line.push_str(&format!(
+                " · {} file(s) changed, +{} -{}",
+                c["files_changed"].as_u64().unwrap_or(0),
+                c["insertions"].as_u64().unwrap_or(0),
+                c["deletions"].as_u64().unwrap_or(0)
+            ));
+        }
         if let Some(e) = d["error"].as_str() {
             line.push_str(&format!(": {}", clean(e)));
         }
@@ -194,6 +204,38 @@ impl Render {
     pub fn line(&self, text: &str) {
         out(text);
     }
+}
+
+/// A permission request, with the commands that answer it.
+fn request_line(m: &Value) -> String {
+    let d = &m["data"];
+    let text = |v: &Value| clean(v.as_str().unwrap_or_default()).replace('\n', " ");
+    format!(
+        "? {} asks for permission: {}  (agentvisor approve|deny {} {})",
+        text(&d["tool"]),
+        truncate(&text(&d["summary"]), 200),
+        text(&m["project_id"]),
+        text(&d["request_id"])
+    )
+}
+
+/// How a permission request was resolved.
+fn resolved_line(d: &Value) -> String {
+    let text = |v: &Value| clean(v.as_str().unwrap_or_default());
+    let mut line = format!(
+        "  {} {} ({})",
+        text(&d["request_id"]),
+        if d["decision"] == "allow" {
+            "allowed"
+        } else {
+            "denied"
+        },
+        text(&d["by"])
+    );
+    if let Some(m) = d["message"].as_str() {
+        line.push_str(&format!(": {}", clean(m)));
+    }
+    line
 }
 
 /// Prints a line on stdout. When stdout is gone (`| head` has seen enough) there is no one to

@@ -22,23 +22,28 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 // --- the daemon ------------------------------------------------------------------------------
 
-/// The mock agent executable, built on demand.
+/// The mock agent executable, built (or brought up to date) once per test binary: `cargo test`
+/// does not rebuild another package's executable, and a stale one fails tests in confusing ways.
 pub fn mock_agent() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile dir");
-    let mock = profile_dir.join("mock-agent");
-    if !mock.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "agentvisor-mock-agent"])
-            .status()
-            .expect("cargo build of the mock agent");
-        assert!(status.success(), "building the mock agent failed");
-    }
-    mock
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target profile dir");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args(["build", "-q", "-p", "agentvisor-mock-agent"]);
+            if profile_dir.ends_with("release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo build of the mock agent");
+            assert!(status.success(), "building the mock agent failed");
+            profile_dir.join("mock-agent")
+        })
+        .clone()
 }
 
 /// A free TCP port on loopback.

@@ -4,7 +4,7 @@
 // Environment: AGENTVISOR_BIN and MOCK_AGENT (executables), CONSOLE_SHOTS (where screenshots of
 // the main views go). Prints PASS/FAIL per scenario and a closing count line; exits 1 on failure.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -406,6 +406,51 @@ scenario('health shows actors and agents; Reset brings back an errored actor', a
   await page.click(`[data-reset="${p}"]`);
   await page.waitForSelector(`[data-reset="${p}"]`, { state: 'detached', timeout: WAIT });
   await page.keyboard.press('Escape');
+  await page.close();
+});
+
+scenario('a permission request is a panel with Allow / Allow for this session / Deny; Allow lets the tool run', async () => {
+  const page = await openConsole(daemon);
+  await createProject(page, 'asks');
+  await page.check('#opt-approvals');
+  await send(page, 'mock:ask');
+  await page.waitForSelector('.perm.pending', { timeout: WAIT });
+  check((await page.textContent('.perm.pending .perm-summary')) === 'Run: echo approved', 'the panel lacks the command');
+  check((await page.textContent('#pending-perms')).includes('1 request waits'), 'the header does not say a request waits');
+  check((await page.locator('.perm.pending .perm-btn').count()) === 3, 'the panel lacks its three answers');
+  await page.screenshot({ path: `${SHOTS}/console-approval.png` });
+  await page.click('.perm.pending .perm-btn[data-decision="allow"]:not([data-remember])');
+  check((await runEnds(page, 1)) === 'completed', 'the run did not complete');
+  await page.waitForSelector('.perm.perm-allow', { timeout: WAIT });
+  check((await page.textContent('.perm .perm-outcome')).startsWith('Allowed'), 'the panel does not say it was allowed');
+  check(await page.isHidden('#pending-perms'), 'the header still says a request waits');
+  await page.click('.tool summary');
+  check((await page.textContent('.tool .result pre')) === 'approved', 'the allowed tool did not run');
+  await page.close();
+});
+
+scenario('a run in a git repository shows what it changed and its diff', async () => {
+  const dir = path.join(root, 'repo');
+  fs.mkdirSync(dir, { recursive: true });
+  const git = (...args) => execFileSync('git', args, { cwd: dir, env: { ...process.env,
+    GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com' } });
+  git('init', '-q');
+  fs.writeFileSync(path.join(dir, 'edit.txt'), 'first\n');
+  fs.writeFileSync(path.join(dir, 'remove.txt'), 'gone\n');
+  git('add', '-A');
+  git('commit', '-q', '-m', 'start');
+  const page = await openConsole(daemon);
+  await createProject(page, 'repo');
+  await send(page, 'mock:edit');
+  check((await runEnds(page, 1)) === 'completed', 'the run did not complete');
+  check((await page.textContent('.rec-run_finished .changes')).includes('3 files changed, +2 −1'), 'the run end lacks its changes');
+  await page.click('.diff-btn');
+  await page.waitForSelector('.diff-view', { timeout: WAIT });
+  const diff = await page.textContent('.diff-view');
+  check(diff.includes('+a line the agent added') && diff.includes('added.txt') && diff.includes('-gone'), `the diff is wrong: ${diff}`);
+  check((await page.locator('.diff-view .diff-add').count()) >= 2, 'added lines are not marked');
+  await page.click('.diff-btn');
+  check((await page.locator('.diff-view').count()) === 0, 'the diff did not close');
   await page.close();
 });
 

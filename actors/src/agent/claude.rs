@@ -30,6 +30,18 @@ impl Agent for Claude {
         let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"]
             .map(String::from)
             .into();
+        if options.asks_approval() {
+            // The prompt and the permission answers go on stdin (see `executor::control`).
+            args.extend(
+                [
+                    "--input-format",
+                    "stream-json",
+                    "--permission-prompt-tool",
+                    "stdio",
+                ]
+                .map(String::from),
+            );
+        }
         if let Some(id) = resume {
             args.push(format!("--resume={id}"));
         }
@@ -63,8 +75,10 @@ impl Agent for Claude {
         for d in &options.add_dirs {
             args.push(format!("--add-dir={d}"));
         }
-        args.push("--".into());
-        args.push(prompt.into());
+        if !options.asks_approval() {
+            args.push("--".into());
+            args.push(prompt.into());
+        }
         Ok(args)
     }
 

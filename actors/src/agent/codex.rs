@@ -27,6 +27,9 @@ impl Agent for Codex {
         resume: Option<&str>,
         prompt: &str,
     ) -> Result<Vec<String>, ApiError> {
+        if options.asks_approval() {
+            return Err(super::codex_approvals_refused());
+        }
         for (set, name) in [
             (options.permission_mode.is_some(), "permission_mode"),
             (!options.allowed_tools.is_empty(), "allowed_tools"),

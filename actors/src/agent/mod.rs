@@ -89,6 +89,13 @@ pub fn not_found(kind: AgentKind) -> ApiError {
     )
 }
 
+/// Why Codex runs cannot ask for approvals.
+pub fn codex_approvals_refused() -> ApiError {
+    ApiError::validation(
+        "option 'approvals' is not supported by the codex agent: `codex exec` never asks for permission, its 'sandbox' option alone decides what it may do",
+    )
+}
+
 /// The longest single argument the kernel passes to a program (`MAX_ARG_STRLEN`, 128 KiB,
 /// counting the terminating NUL). A longer one makes `execve` fail, so the run could never start.
 pub const MAX_ARG_BYTES: usize = 128 * 1024 - 1;
@@ -118,9 +125,14 @@ pub fn build_args(
     resume: Option<&str>,
     prompt: &str,
 ) -> Result<Vec<String>, ApiError> {
-    check_arg("'prompt'", prompt)?;
+    // With approvals the prompt goes on stdin, where any length and any character will do.
+    let prompt_in_argv = !options.asks_approval();
+    if prompt_in_argv {
+        check_arg("'prompt'", prompt)?;
+    }
     let args = for_kind(kind).args(options, resume, prompt)?;
-    for arg in &args[..args.len() - 1] {
+    let flags = &args[..args.len() - usize::from(prompt_in_argv)];
+    for arg in flags {
         let flag = crate::logfmt::sanitize(arg.split('=').next().unwrap_or_default(), 64);
         check_arg(&format!("the argument {flag}"), arg)?;
     }
@@ -224,6 +236,33 @@ mod tests {
             ..Default::default()
         };
         assert!(build_args(AgentKind::Codex, &o, None, "hi").is_err());
+    }
+
+    #[test]
+    fn approvals_put_claude_on_the_control_protocol_and_are_refused_for_codex() {
+        let o = RunOptions {
+            approvals: Some(true),
+            ..Default::default()
+        };
+        let a = build_args(AgentKind::Claude, &o, None, "hi").unwrap();
+        assert_eq!(
+            a,
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--input-format",
+                "stream-json",
+                "--permission-prompt-tool",
+                "stdio"
+            ]
+        );
+        let e = build_args(AgentKind::Codex, &o, None, "hi").unwrap_err();
+        assert!(e.error.contains("sandbox"), "{}", e.error);
+        // The prompt goes on stdin: no argument limit applies to it.
+        let long = "a".repeat(MAX_ARG_BYTES + 1);
+        assert!(build_args(AgentKind::Claude, &o, None, &long).is_ok());
     }
 
     #[test]

@@ -24,7 +24,20 @@ pub struct RunSpec {
     pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     pub timeout: Option<Duration>,
     pub grace: Duration,
+    /// The first line for the agent's stdin; with it, stdin stays open for [`WriteStdin`]
+    /// until [`CloseStdin`] (otherwise it is `/dev/null`).
+    pub stdin: Option<String>,
 }
+
+/// One more line for the agent's stdin (dropped when stdin is not open).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WriteStdin(pub String);
+
+/// Closes the agent's stdin.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseStdin;
 
 /// Stop the run.
 #[derive(Message)]

@@ -14,13 +14,30 @@ use crate::storage::metadata::AgentKind;
 /// A client request for a project.
 #[derive(Debug)]
 pub enum ProjectOp {
-    Join { since_seq: Option<u64> },
+    Join {
+        since_seq: Option<u64>,
+    },
     Leave,
-    Execute { prompt: String, options: RunOptions },
+    Execute {
+        prompt: String,
+        options: RunOptions,
+    },
     Consult(ConsultRequest),
     NewSession,
-    Kill { clear_queue: bool },
+    Kill {
+        clear_queue: bool,
+    },
     GetMessages(HistoryQuery),
+    RunDiff {
+        run_id: String,
+        path: Option<String>,
+    },
+    PermissionRespond {
+        request_id: String,
+        allow: bool,
+        message: Option<String>,
+        remember: bool,
+    },
     Delete,
     Panic,
     PanicExecutor,

@@ -12,6 +12,8 @@ pub struct CreateProject {
     pub path: String,
     pub name: Option<String>,
     pub agent: Option<String>,
+    /// Runs ask for approvals unless their `execute` says otherwise.
+    pub approvals: bool,
 }
 
 /// Fault injection: panic inside a handler.

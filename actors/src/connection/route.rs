@@ -79,12 +79,18 @@ impl ConnectionActor {
                 None,
                 &serde_json::json!({ "projects": engine.directory.project_views() }),
             ),
-            Request::ProjectCreate { path, name, agent } => match engine.directory.registry() {
+            Request::ProjectCreate {
+                path,
+                name,
+                agent,
+                approvals,
+            } => match engine.directory.registry() {
                 Some(r) => r.do_send(CreateProject {
                     reply,
                     path,
                     name,
                     agent,
+                    approvals,
                 }),
                 None => reply.err(
                     None,
@@ -119,6 +125,26 @@ impl ConnectionActor {
             } => self.send_to_project(project_id, ProjectOp::Kill { clear_queue }, reply),
             Request::GetMessages { project_id, query } => {
                 self.send_to_project(project_id, ProjectOp::GetMessages(query), reply)
+            }
+            Request::RunDiff {
+                project_id,
+                run_id,
+                path,
+            } => self.send_to_project(project_id, ProjectOp::RunDiff { run_id, path }, reply),
+            Request::PermissionRespond {
+                project_id,
+                request_id,
+                allow,
+                message,
+                remember,
+            } => {
+                let op = ProjectOp::PermissionRespond {
+                    request_id,
+                    allow,
+                    message,
+                    remember,
+                };
+                self.send_to_project(project_id, op, reply)
             }
             Request::ActorReset { actor } => match &self.supervisor {
                 Some(s) => s.do_send(crate::api::supervisor::ResetActor { name: actor, reply }),

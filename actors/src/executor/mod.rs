@@ -8,6 +8,7 @@
 //! failed, so a crash never leaks an agent.
 
 pub mod attempt;
+pub mod control;
 pub mod environment;
 pub mod process;
 
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::io::BufReader;
 
-pub use crate::api::executor::{Panic, RunSpec, StopReason, StopRun};
+pub use crate::api::executor::{CloseStdin, Panic, RunSpec, StopReason, StopRun, WriteStdin};
 
 use crate::api::project::{RunExited, RunOutput, RunReport};
 use crate::api::supervisor::{ChildGuard, ChildId, SupervisorHandle};
@@ -31,6 +32,8 @@ pub struct ExecutorActor {
     streams_done: bool,
     stop: Option<StopReason>,
     reported: bool,
+    /// Lines for the agent's stdin; dropping it closes stdin.
+    stdin: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     guard: ChildGuard,
 }
 
@@ -46,6 +49,7 @@ impl ExecutorActor {
             streams_done: false,
             stop: None,
             reported: false,
+            stdin: None,
             guard,
         }
     }
@@ -129,6 +133,12 @@ impl Actor for ExecutorActor {
         self.pgid = pid;
         log::info!(run = spec.run_id.as_str(), project = spec.project_id.as_str(), pid = pid.unwrap_or(0); "agent started");
 
+        if let (Some(first), Some(pipe)) = (self.spec.stdin.clone(), child.stdin.take()) {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let _ = tx.send(first);
+            self.stdin = Some(tx);
+            actix_rt::spawn(feed_stdin(pipe, rx));
+        }
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let project = self.project.clone();
@@ -200,6 +210,39 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
         if project.send(out).await.is_err() {
             break;
         }
+    }
+}
+
+/// Writes lines to the agent's stdin until the sender is dropped (then stdin closes) or the
+/// agent stops reading.
+async fn feed_stdin(
+    mut pipe: tokio::process::ChildStdin,
+    mut lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use tokio::io::AsyncWriteExt;
+    while let Some(mut line) = lines.recv().await {
+        line.push('\n');
+        if pipe.write_all(line.as_bytes()).await.is_err() || pipe.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+impl Handler<WriteStdin> for ExecutorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WriteStdin, _: &mut Self::Context) {
+        if let Some(tx) = &self.stdin {
+            let _ = tx.send(msg.0);
+        }
+    }
+}
+
+impl Handler<CloseStdin> for ExecutorActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseStdin, _: &mut Self::Context) {
+        self.stdin = None;
     }
 }
 

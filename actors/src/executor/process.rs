@@ -35,7 +35,7 @@ pub fn become_subreaper() -> std::io::Result<()> {
     }
 }
 
-/// Starts an agent: own process group, stdin closed, stdout and stderr piped, exactly the
+/// Starts an agent: own process group, stdin closed (a pipe with approvals), stdout and stderr piped, exactly the
 /// environment of its spec (which carries the run id), and killed by the kernel if the daemon
 /// dies.
 pub fn spawn_agent(spec: &super::RunSpec) -> std::io::Result<tokio::process::Child> {
@@ -45,7 +45,12 @@ pub fn spawn_agent(spec: &super::RunSpec) -> std::io::Result<tokio::process::Chi
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        // A pipe only for a run that talks to its agent on stdin (approvals).
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -68,17 +73,21 @@ pub fn spawn_agent(spec: &super::RunSpec) -> std::io::Result<tokio::process::Chi
     Ok(child)
 }
 
+/// Spawns a helper command (not an agent) whose exit tokio reaps, so the orphan reaper leaves
+/// it alone. The caller calls [`forget_managed`] once it has waited for it.
+pub fn spawn_managed(cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    let mut managed = lock(&MANAGED);
+    let child = cmd.spawn()?;
+    if let Some(pid) = child.id() {
+        managed.get_or_insert_with(HashSet::new).insert(pid as i32);
+    }
+    Ok(child)
+}
+
 /// Runs a short command (like `--version`) under the same bookkeeping and returns its stdout.
 pub async fn managed_output(mut cmd: tokio::process::Command, limit: Duration) -> Option<Vec<u8>> {
     cmd.stdout(Stdio::piped());
-    let child = {
-        let mut managed = lock(&MANAGED);
-        let child = cmd.spawn().ok()?;
-        if let Some(pid) = child.id() {
-            managed.get_or_insert_with(HashSet::new).insert(pid as i32);
-        }
-        child
-    };
+    let child = spawn_managed(&mut cmd).ok()?;
     let pid = child.id();
     let out = tokio::time::timeout(limit, child.wait_with_output()).await;
     if let Some(pid) = pid {

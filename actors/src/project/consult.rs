@@ -459,6 +459,8 @@ async fn attempt_once(
         cwd: job.cwd.clone(),
         timeout: Some(job.timeout),
         grace: engine.config.kill_grace,
+        // A consultant is never asked for approvals: it is read-only.
+        stdin: None,
     };
     let consult_id = job.consult_id.clone();
     Ok(

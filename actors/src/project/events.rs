@@ -202,6 +202,7 @@ impl ProjectActor {
                 run_id,
                 session_id: session_id.as_deref(),
                 status,
+                changes: None,
             },
             None,
         );

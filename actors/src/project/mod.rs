@@ -2,7 +2,9 @@
 //! queue and history log. Every change to a project is a message handled here, one at a time —
 //! which is what lets a join replay history and then subscribe without a gap or a lock.
 
+mod approvals;
 mod backend;
+mod changes;
 mod consult;
 mod events;
 mod recovery;
@@ -10,6 +12,7 @@ mod requests;
 mod runs;
 
 pub use crate::api::project::{ProjectOp, ProjectRequest, Shutdown};
+pub use approvals::{Answer, Decision};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -47,6 +50,10 @@ pub struct ProjectActor {
     storage_failing: bool,
     /// Consult conversations, so that a `consult_id` can continue one.
     consults: consult::Consults,
+    /// Snapshots of recent runs, for `run_diff`.
+    changes: changes::ChangeLog,
+    /// Permission requests of the runs that ask for approvals.
+    approvals: approvals::Approvals,
     guard: ChildGuard,
 }
 
@@ -111,6 +118,8 @@ pub fn spawn_project(
         staged: None,
         storage_failing: false,
         consults: consult::Consults::default(),
+        changes: changes::ChangeLog::default(),
+        approvals: approvals::Approvals::default(),
     };
     // Before the actor is registered, not in `started`: `/ready` and `project_list` must never
     // show a run that died with the daemon as still executing.

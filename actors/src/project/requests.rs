@@ -30,6 +30,25 @@ impl Handler<ProjectRequest> for ProjectActor {
             ProjectOp::NewSession => self.new_session(&reply),
             ProjectOp::Kill { clear_queue } => self.kill(&reply, clear_queue, ctx),
             ProjectOp::GetMessages(q) => self.get_messages(&reply, &q),
+            ProjectOp::RunDiff { run_id, path } => self.run_diff(&reply, run_id, path, ctx),
+            ProjectOp::PermissionRespond {
+                request_id,
+                allow,
+                message,
+                remember,
+            } => {
+                let answer = super::Answer {
+                    decision: if allow {
+                        super::Decision::Allow
+                    } else {
+                        super::Decision::Deny
+                    },
+                    by: format!("client:{}", reply.conn),
+                    message,
+                    remember,
+                };
+                self.permission_respond(&reply, &request_id, answer, ctx)
+            }
             ProjectOp::Delete => self.delete(&reply, ctx),
             ProjectOp::Panic => self.fault(&reply),
             ProjectOp::PanicExecutor => self.fault_executor(&reply),

@@ -37,6 +37,19 @@ pub struct ActiveRun {
     /// How the backend's breaker let the run start (none before it has).
     admission: Option<Admission>,
     seen: Observed,
+    /// The work tree when the run started (git projects only).
+    tree_before: Option<String>,
+    /// The run asks the clients before tool calls (`approvals: true`).
+    asks_approval: bool,
+    /// How the run ended, while the end snapshot is being taken.
+    ending: Option<Ending>,
+}
+
+/// How a run ended, kept while the end snapshot is taken.
+struct Ending {
+    status: RunStatus,
+    exit_code: Option<i32>,
+    error: Option<String>,
 }
 
 /// What the agent's own output said about the run.
@@ -64,6 +77,9 @@ impl ProjectActor {
         mut options: RunOptions,
         ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
+        if options.approvals.is_none() && self.meta.approvals {
+            options.approvals = Some(true);
+        }
         // A request still in flight when shutdown began must not start an agent that shutdown
         // has already stopped waiting for.
         if self.engine.lifecycle() == crate::engine::Lifecycle::ShuttingDown {
@@ -181,6 +197,9 @@ impl ProjectActor {
             stop: None,
             admission: None,
             seen: Observed::default(),
+            tree_before: None,
+            asks_approval: next.options.asks_approval(),
+            ending: None,
         });
         match self.engine.run_slots.clone().try_acquire_owned() {
             Ok(permit) => self.launch(next, permit, ctx),
@@ -206,7 +225,14 @@ impl ProjectActor {
             self.finish(&run.run_id, RunStatus::Failed, None, Some(err), ctx);
             return;
         };
-        let args = match build_args(kind, &run.options, resume.as_deref(), &run.prompt) {
+        // Rules a client allowed with `remember` hold for the rest of the session.
+        let mut options = run.options.clone();
+        for rule in self.remembered_rules() {
+            if !options.allowed_tools.contains(rule) {
+                options.allowed_tools.push(rule.clone());
+            }
+        }
+        let args = match build_args(kind, &options, resume.as_deref(), &run.prompt) {
             Ok(a) => a,
             Err(e) => {
                 self.finish(&run.run_id, RunStatus::Failed, None, Some(e.error), ctx);
@@ -236,43 +262,69 @@ impl ProjectActor {
             m.active_run = Some(run_id.clone());
             m.last_active = crate::time::now_rfc3339();
         });
-        self.engine
-            .stats
-            .runs_active
-            .fetch_add(1, Ordering::Relaxed);
         self.emit_state();
         self.emit_event(&RunStarted {
             prompt: &run.prompt,
             resumed_session_id: resume.as_deref(),
             run_id: &run_id,
         });
+        if let Some(active) = self.active.as_mut() {
+            active.permit = Some(permit);
+            active.admission = Some(admission);
+        }
+        let stdin = run
+            .options
+            .asks_approval()
+            .then(|| crate::executor::control::user_message(&run.prompt));
+        // The agent starts once the work tree is recorded, so the snapshot holds none of its
+        // changes. A run stopped meanwhile has already been closed and is not started.
+        self.snapshot_then(ctx, move |act, tree, ctx| {
+            let Some(active) = act.active.as_mut().filter(|r| r.run_id == run_id) else {
+                return;
+            };
+            active.tree_before = tree;
+            act.start_executor(&run_id, program, args, stdin, ctx);
+        });
+    }
+
+    fn start_executor(
+        &mut self,
+        run_id: &str,
+        program: std::path::PathBuf,
+        args: Vec<String>,
+        stdin: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.engine
+            .stats
+            .runs_active
+            .fetch_add(1, Ordering::Relaxed);
         let spec = RunSpec {
-            run_id: run_id.clone(),
+            run_id: run_id.to_string(),
             project_id: self.id.to_string(),
             program,
             args,
             cwd: self.meta.path.clone(),
             // The allowed part of the daemon's environment, and the run's consult capability.
             env: [
-                crate::executor::environment::for_run(&run_id, &self.engine.config.agent_env),
-                self.lead_env(&run_id),
+                crate::executor::environment::for_run(run_id, &self.engine.config.agent_env),
+                self.lead_env(run_id),
             ]
             .concat(),
             timeout: self.engine.config.run_timeout,
             grace: self.engine.config.kill_grace,
+            stdin,
         };
         let exec = ExecutorActor::new(spec, RunReport::of(&ctx.address()), self.supervisor.clone())
             .start();
         if let Some(active) = self.active.as_mut() {
             active.executor = Some(exec);
-            active.permit = Some(permit);
-            active.admission = Some(admission);
             active.started = Instant::now();
         }
     }
 
     /// Handles one stdout line: notes what matters, then stores and broadcasts it.
-    fn on_stdout(&mut self, run_id: &str, line: Vec<u8>, cut: bool) {
+    fn on_stdout(&mut self, run_id: &str, line: Vec<u8>, cut: bool, ctx: &mut Context<Self>) {
         let text = match String::from_utf8(line) {
             Ok(t) => t,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -293,6 +345,17 @@ impl ProjectActor {
         // as a message like any other (whether it is valid JSON at all is checked below).
         if let Ok(head) = serde_json::from_str::<AgentLine>(trimmed) {
             self.observe(&head);
+            if self.asks_approval(run_id) {
+                match head.kind.as_deref() {
+                    // Control lines are the protocol, not output: they become permission
+                    // requests.
+                    Some("control_request") => {
+                        return self.on_control_request(run_id, trimmed, ctx)
+                    }
+                    Some("result") => self.close_agent_stdin(),
+                    _ => {}
+                }
+            }
         }
         // A line that parses as JSON and starts with `{` is one JSON object: out unchanged.
         match RawValue::from_string(trimmed.to_string()) {
@@ -313,6 +376,13 @@ impl ProjectActor {
             }
             Err(_) => self.emit_raw(run_id, &text, false),
         }
+    }
+
+    /// Whether `run_id` is the active run and asks for approvals.
+    fn asks_approval(&self, run_id: &str) -> bool {
+        self.active
+            .as_ref()
+            .is_some_and(|r| r.run_id == run_id && r.asks_approval)
     }
 
     /// A stdout line that is not a JSON object: `{run_id, raw}`, plus `cut: true` when the line
@@ -362,10 +432,24 @@ impl ProjectActor {
         error: Option<String>,
         ctx: &mut Context<Self>,
     ) {
+        if self.active.as_ref().is_some_and(|r| r.run_id == run_id) {
+            self.deny_open_requests(run_id, "run_ended", ctx);
+        }
         let Some(run) = self.active.take().filter(|r| r.run_id == run_id) else {
             return;
         };
         let had_process = run.executor.is_some();
+        if let Some(admission) = run.admission {
+            // Ended before its agent did (stopped while its work tree was recorded): it says
+            // nothing about the backend, and a trial must not stay taken.
+            self.record_backend(
+                admission,
+                &RunEnd {
+                    stopped: true,
+                    ..Default::default()
+                },
+            );
+        }
         self.engine.capabilities.revoke_run(run_id);
         let duration_ms = run.started.elapsed().as_millis() as u64;
         let error = (status != RunStatus::Completed)
@@ -381,6 +465,7 @@ impl ProjectActor {
                 run_id,
                 session_id: session_id.as_deref(),
                 status,
+                changes: self.changes_of(run_id).cloned(),
             },
             Some(duration_ms),
         );
@@ -399,6 +484,19 @@ impl ProjectActor {
         self.emit_state();
         drop(run.permit);
         self.start_next(ctx);
+    }
+
+    /// Finishes a run that ended while its end snapshot was being taken (now, or when shutdown
+    /// cannot wait for git).
+    fn finish_ending(&mut self, run_id: &str, ctx: &mut Context<Self>) {
+        let ending = self
+            .active
+            .as_mut()
+            .filter(|r| r.run_id == run_id)
+            .and_then(|r| r.ending.take());
+        if let Some(e) = ending {
+            self.finish(run_id, e.status, e.exit_code, e.error, ctx);
+        }
     }
 
     pub(super) fn kill(
@@ -444,6 +542,16 @@ impl ProjectActor {
         why_unstarted: &str,
         ctx: &mut Context<Self>,
     ) {
+        let Some(run_id) = self.active.as_ref().map(|r| r.run_id.clone()) else {
+            return;
+        };
+        // The agent hears the denials and sees its stdin close before the signals come.
+        let by = match reason {
+            StopReason::Shutdown => "shutdown",
+            _ => "run_stopped",
+        };
+        self.deny_open_requests(&run_id, by, ctx);
+        self.close_agent_stdin();
         let Some(run) = self.active.as_mut() else {
             return;
         };
@@ -487,6 +595,7 @@ impl ProjectActor {
                     run_id: &q.run_id,
                     session_id: session_id.as_deref(),
                     status,
+                    changes: None,
                 },
                 None,
             );
@@ -503,7 +612,11 @@ impl ProjectActor {
             self.emit_state();
         }
         let why = "the server shut down before the run could start";
-        self.stop_active(StopReason::Shutdown, grace, why, ctx);
+        let ending = self.active.as_ref().filter(|r| r.ending.is_some());
+        match ending.map(|r| r.run_id.clone()) {
+            Some(run_id) => self.finish_ending(&run_id, ctx),
+            None => self.stop_active(StopReason::Shutdown, grace, why, ctx),
+        }
     }
 }
 
@@ -530,7 +643,7 @@ impl Handler<SlotReady> for ProjectActor {
 impl Handler<RunOutput> for ProjectActor {
     type Result = ();
 
-    fn handle(&mut self, msg: RunOutput, _: &mut Self::Context) {
+    fn handle(&mut self, msg: RunOutput, ctx: &mut Self::Context) {
         self.batch(|act| {
             for line in msg.lines {
                 if msg.stderr {
@@ -541,7 +654,7 @@ impl Handler<RunOutput> for ProjectActor {
                         &json!({"run_id": msg.run_id, "line": text}),
                     );
                 } else {
-                    act.on_stdout(&msg.run_id, line.bytes, line.cut);
+                    act.on_stdout(&msg.run_id, line.bytes, line.cut, ctx);
                 }
             }
         });
@@ -591,7 +704,15 @@ impl Handler<RunExited> for ProjectActor {
                 ),
             }
         };
-        if let Some(admission) = run.admission {
+        let run_id = msg.run_id.clone();
+        let stdout_lines = run.seen.stdout_lines;
+        // Shutdown does not wait for git: the run is closed at once.
+        let before = run
+            .tree_before
+            .clone()
+            .filter(|_| stop != Some(StopReason::Shutdown));
+        // Taken, so that `finish` knows the verdict is in.
+        if let Some(admission) = self.active.as_mut().and_then(|r| r.admission.take()) {
             let executor_crashed = broke && msg.spawned_at.is_some();
             self.record_backend(
                 admission,
@@ -602,12 +723,24 @@ impl Handler<RunExited> for ProjectActor {
                     timed_out: status == RunStatus::Timeout,
                     could_not_start: broke && msg.spawned_at.is_none(),
                     error: error.as_deref(),
-                    stdout_lines: run.seen.stdout_lines,
+                    stdout_lines,
                 },
             );
         }
-        let run_id = msg.run_id.clone();
-        self.finish(&run_id, status, msg.exit_code, error, ctx);
+        let Some(before) = before else {
+            self.finish(&run_id, status, msg.exit_code, error, ctx);
+            return;
+        };
+        if let Some(run) = self.active.as_mut() {
+            run.ending = Some(Ending {
+                status,
+                exit_code: msg.exit_code,
+                error,
+            });
+        }
+        self.changes_then(run_id.clone(), before, ctx, move |act, ctx| {
+            act.finish_ending(&run_id, ctx)
+        });
     }
 }
 

@@ -7,12 +7,13 @@ use serde_json::Value;
 /// The longest key a client may use.
 pub const MAX_KEY_BYTES: usize = 128;
 /// The request types that take a key.
-pub const KEYED_REQUESTS: [&str; 5] = [
+pub const KEYED_REQUESTS: [&str; 6] = [
     "project_create",
     "project_delete",
     "execute",
     "agent_kill",
     "agent_new_session",
+    "permission_respond",
 ];
 /// A request's key and a fingerprint of what it asks for.
 #[derive(Debug, Clone, PartialEq)]

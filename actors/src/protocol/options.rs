@@ -35,6 +35,10 @@ pub struct RunOptions {
     pub add_dirs: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// Tool calls that need permission are asked of the clients (Claude only; see
+    /// `docs/approvals.md`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<bool>,
 }
 
 impl RunOptions {
@@ -128,6 +132,11 @@ impl RunOptions {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the run asks the clients before tool calls that need permission.
+    pub fn asks_approval(&self) -> bool {
+        self.approvals == Some(true)
     }
 
     pub fn is_empty(&self) -> bool {

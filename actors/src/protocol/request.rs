@@ -43,6 +43,8 @@ pub enum Request {
         path: String,
         name: Option<String>,
         agent: Option<String>,
+        /// The project's runs ask for approvals unless `execute` says otherwise.
+        approvals: bool,
     },
     ProjectList,
     ProjectDelete {
@@ -70,6 +72,20 @@ pub enum Request {
     GetMessages {
         project_id: String,
         query: HistoryQuery,
+    },
+    /// The diff of what a run changed (git projects).
+    RunDiff {
+        project_id: String,
+        run_id: String,
+        path: Option<String>,
+    },
+    /// An answer to a run's permission request.
+    PermissionRespond {
+        project_id: String,
+        request_id: String,
+        allow: bool,
+        message: Option<String>,
+        remember: bool,
     },
     HealthCheck,
     Ping,
@@ -108,6 +124,8 @@ impl Request {
             Request::AgentNewSession { .. } => "agent_new_session",
             Request::AgentKill { .. } => "agent_kill",
             Request::GetMessages { .. } => "get_messages",
+            Request::RunDiff { .. } => "run_diff",
+            Request::PermissionRespond { .. } => "permission_respond",
             Request::HealthCheck => "health_check",
             Request::Ping => "ping",
             Request::Auth { .. } => "auth",
@@ -322,6 +340,8 @@ struct CreateData {
     path: String,
     name: Option<String>,
     agent: Option<String>,
+    #[serde(default)]
+    approvals: bool,
 }
 
 #[derive(Deserialize)]
@@ -348,6 +368,57 @@ struct MessagesData {
     before_seq: Option<u64>,
     limit: Option<u64>,
     direction: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RunDiffData {
+    run_id: String,
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RespondData {
+    request_id: String,
+    decision: String,
+    message: Option<String>,
+    #[serde(default)]
+    remember: bool,
+}
+
+/// The longest denial message a client may give the agent.
+const MAX_DENY_MESSAGE: usize = 4096;
+
+fn permission_respond(project_id: String, d: RespondData) -> Result<Request, ApiError> {
+    if d.request_id.is_empty() || d.request_id.len() > MAX_ID_BYTES {
+        return Err(ApiError::validation(
+            "'request_id' must be a non-empty string of at most 128 bytes",
+        ));
+    }
+    let allow = match d.decision.as_str() {
+        "allow" => true,
+        "deny" => false,
+        _ => return Err(ApiError::validation("'decision' must be 'allow' or 'deny'")),
+    };
+    if d.remember && !allow {
+        return Err(ApiError::validation(
+            "'remember' only goes with 'decision': 'allow'",
+        ));
+    }
+    if d.message
+        .as_ref()
+        .is_some_and(|m| m.len() > MAX_DENY_MESSAGE || m.contains('\0'))
+    {
+        return Err(ApiError::validation(
+            "'message' must be at most 4 KiB of text",
+        ));
+    }
+    Ok(Request::PermissionRespond {
+        project_id,
+        request_id: d.request_id,
+        allow,
+        message: d.message,
+        remember: d.remember,
+    })
 }
 
 #[derive(Deserialize)]
@@ -461,6 +532,7 @@ fn typed(
                 path: d.path,
                 name: d.name,
                 agent: d.agent,
+                approvals: d.approvals,
             }
         }
         "project_list" => Request::ProjectList,
@@ -506,6 +578,24 @@ fn typed(
                 project_id,
                 query: history_query(d)?,
             }
+        }
+        "run_diff" => {
+            let project_id = need_project(kind, project_id)?;
+            let d: RunDiffData = fields(kind, data)?;
+            if d.run_id.is_empty() || d.run_id.len() > MAX_ID_BYTES {
+                return Err(ApiError::validation(
+                    "'run_id' must be a non-empty string of at most 128 bytes",
+                ));
+            }
+            Request::RunDiff {
+                project_id,
+                run_id: d.run_id,
+                path: d.path,
+            }
+        }
+        "permission_respond" => {
+            let project_id = need_project(kind, project_id)?;
+            permission_respond(project_id, fields(kind, data)?)?
         }
         "health_check" => Request::HealthCheck,
         "ping" => Request::Ping,

@@ -66,6 +66,9 @@ pub struct ProjectMeta {
     /// The run in progress, kept so that a restart can close it as failed.
     #[serde(default)]
     pub active_run: Option<String>,
+    /// Runs ask the clients before tool calls unless `execute` says otherwise.
+    #[serde(default)]
+    pub approvals: bool,
 }
 
 impl ProjectMeta {
@@ -176,6 +179,7 @@ mod tests {
             last_active: created.into(),
             state: ProjectState::Idle,
             active_run: None,
+            approvals: false,
         }
     }
 

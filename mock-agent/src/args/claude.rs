@@ -15,6 +15,8 @@ Usage: claude -p --output-format stream-json --verbose [options] -- <prompt>
 mock-agent imitating Claude Code. Options:
   -p, --print                      non-interactive mode (required)
   --output-format <format>         must be stream-json
+  --input-format <format>          text (prompt in argv) or stream-json (on stdin)
+  --permission-prompt-tool <tool>  stdio: ask the parent over stdin/stdout
   --verbose                        required with stream-json
   -r, --resume <session_id>        continue a session
   --model <model>
@@ -43,8 +45,6 @@ pub const NO_PROMPT: &str =
 const IGNORED_VALUE_OPTIONS: &[&str] = &[
     "--model",
     "--permission-mode",
-    "--allowedTools",
-    "--allowed-tools",
     "--disallowedTools",
     "--disallowed-tools",
     "--max-turns",
@@ -64,6 +64,9 @@ pub fn parse(args: &[String]) -> Result<Command, Failure> {
     let mut verbose = false;
     let mut format: Option<String> = None;
     let mut resume: Option<String> = None;
+    let mut input: Option<String> = None;
+    let mut permission_prompt_tool: Option<String> = None;
+    let mut allowed_tools: Vec<String> = Vec::new();
     let mut words: Vec<&str> = Vec::new();
 
     let mut argv = Argv::new(args);
@@ -83,6 +86,15 @@ pub fn parse(args: &[String]) -> Result<Command, Failure> {
             _ if is_flag && IGNORED_FLAGS.contains(&name) => {}
             "--output-format" => format = Some(take_value(&mut argv, name, inline)?.to_owned()),
             "-r" | "--resume" => resume = Some(take_value(&mut argv, name, inline)?.to_owned()),
+            "--input-format" => input = Some(take_value(&mut argv, name, inline)?.to_owned()),
+            "--allowedTools" | "--allowed-tools" => allowed_tools.extend(
+                take_value(&mut argv, name, inline)?
+                    .split(',')
+                    .map(|t| t.trim().to_owned()),
+            ),
+            "--permission-prompt-tool" => {
+                permission_prompt_tool = Some(take_value(&mut argv, name, inline)?.to_owned())
+            }
             _ if IGNORED_VALUE_OPTIONS.contains(&name) => {
                 take_value(&mut argv, name, inline)?;
             }
@@ -128,14 +140,41 @@ pub fn parse(args: &[String]) -> Result<Command, Failure> {
             "Error: --resume requires a valid session ID when used with --print",
         ));
     }
+    let stdin_json = match input.as_deref() {
+        None | Some("text") => false,
+        Some("stream-json") => true,
+        Some(f) => {
+            return Err(Failure::new(
+                1,
+                format!(
+                    "error: option '--input-format <format>' argument '{f}' is invalid. Allowed choices are text, stream-json."
+                ),
+            ))
+        }
+    };
+    if permission_prompt_tool.as_deref() == Some("stdio") && !stdin_json {
+        return Err(Failure::new(
+            1,
+            "Error: --permission-prompt-tool stdio requires --input-format stream-json",
+        ));
+    }
     let prompt = words.join(" ");
-    if prompt.trim().is_empty() {
+    if stdin_json && !prompt.is_empty() {
+        return Err(Failure::new(
+            1,
+            "mock-agent: with --input-format stream-json the prompt comes on stdin, not in argv",
+        ));
+    }
+    if !stdin_json && prompt.trim().is_empty() {
         return Err(Failure::new(1, NO_PROMPT));
     }
     Ok(Command::Run(Invocation {
         flavour: Flavour::Claude,
         prompt,
         resume,
+        stdin_json,
+        permission_prompt_tool,
+        allowed_tools,
         skip_git_repo_check: true,
     }))
 }
@@ -167,6 +206,24 @@ mod tests {
         let mut args = strings(BASE);
         args.extend(strings(extra));
         expect_run(parse(&args))
+    }
+
+    #[test]
+    fn stream_json_input_takes_the_prompt_from_stdin() {
+        let stdio = [
+            "--input-format",
+            "stream-json",
+            "--permission-prompt-tool",
+            "stdio",
+        ];
+        let inv = run(&stdio).unwrap();
+        assert!(inv.stdin_json);
+        assert_eq!(inv.permission_prompt_tool.as_deref(), Some("stdio"));
+        assert!(run(&["--input-format", "stream-json", "--", "hi"]).is_err());
+        assert!(run(&["--permission-prompt-tool", "stdio", "--", "hi"]).is_err());
+        assert!(run(&["--input-format", "xml", "--", "hi"]).is_err());
+        let inv = run(&["--allowedTools=Read,Bash(echo approved)", "--", "hi"]).unwrap();
+        assert_eq!(inv.allowed_tools, ["Read", "Bash(echo approved)"]);
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub fn parse_exec(args: &[String]) -> Result<Command, Failure> {
         flavour: Flavour::Codex,
         prompt,
         resume,
+        stdin_json: false,
+        permission_prompt_tool: None,
+        allowed_tools: Vec::new(),
         skip_git_repo_check,
     }))
 }

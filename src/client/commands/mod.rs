@@ -1,6 +1,7 @@
 //! The client's subcommands: one file for each that follows events (`run`, `watch`,
 //! `history`, `consult`), and the one-request commands here.
 
+mod approvals;
 mod consult;
 mod history;
 mod run;
@@ -53,6 +54,24 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Ask the other agent for a read-only second opinion and print its structured answer.
     Consult(consult::ConsultArgs),
+    /// Allow a run's pending permission request.
+    Approve {
+        #[command(flatten)]
+        request: approvals::AnswerArgs,
+        /// Allow the same kind of call for the rest of the agent's session.
+        #[arg(long)]
+        remember: bool,
+    },
+    /// Deny a run's pending permission request.
+    Deny {
+        #[command(flatten)]
+        request: approvals::AnswerArgs,
+        /// What the agent is told.
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Print what a run changed, as a unified diff (git projects).
+    Diff(approvals::DiffArgs),
     /// Stop the project's active run.
     Kill {
         project: String,
@@ -88,6 +107,13 @@ pub async fn run(command: Command) -> Result<i32, Failure> {
         Command::Watch(a) => watch::watch(a).await,
         Command::History(a) => history::history(a).await,
         Command::Consult(a) => consult::consult(a).await,
+        Command::Approve { request, remember } => {
+            approvals::answer(request, true, remember, None).await
+        }
+        Command::Deny { request, message } => {
+            approvals::answer(request, false, false, message).await
+        }
+        Command::Diff(a) => approvals::diff(a).await,
         Command::Projects { json, conn } => projects(&conn, json).await,
         Command::Create {
             path,

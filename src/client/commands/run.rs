@@ -3,6 +3,7 @@
 use clap::Args;
 use serde_json::{json, Value};
 
+use crate::client::ask::{next_answer, respond, Asker};
 use crate::client::render::Render;
 use crate::client::session::{Incoming, Session};
 use crate::client::settings::{ConnectOpts, Settings};
@@ -18,6 +19,10 @@ pub struct RunArgs {
     /// The model to use.
     #[arg(long)]
     model: Option<String>,
+    /// Ask before tool calls the permission mode does not allow (Claude Code): each request is
+    /// printed with the `approve`/`deny` commands that answer it.
+    #[arg(long)]
+    approvals: bool,
     /// Print the events as JSON lines.
     #[arg(long)]
     json: bool,
@@ -42,9 +47,16 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         s.follow(&id, project["last_seq"].as_u64().unwrap_or(0))
             .await?;
     }
-    let mut data = json!({ "prompt": prompt });
+    let mut options = json!({});
     if let Some(m) = &args.model {
-        data["options"] = json!({ "model": m });
+        options["model"] = json!(m);
+    }
+    if args.approvals {
+        options["approvals"] = json!(true);
+    }
+    let mut data = json!({ "prompt": prompt });
+    if options != json!({}) {
+        data["options"] = options;
     }
     let accepted = s.call("execute", Some(&id), data, true).await?;
     let run_id = accepted["data"]["run_id"]
@@ -62,26 +74,38 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     }
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
+    let mut asker = Asker::on_terminal(args.json);
     loop {
         tokio::select! {
             event = s.next_event() => {
-                if let Some(code) = show(&render, &event?, &id, &run_id) {
+                let event = event?;
+                if let Some(code) = show(&render, &event, &id, &run_id, asker.as_mut()) {
                     s.close().await;
                     return Ok(code);
                 }
             }
+            answer = next_answer(&mut asker) => respond(&mut s, answer).await?,
             _ = &mut interrupt => return stop(s, &id).await,
         }
     }
 }
 
 /// Prints an event of this run; the exit code once it has finished.
-fn show(render: &Render, m: &Incoming, project: &str, run_id: &str) -> Option<i32> {
+fn show(
+    render: &Render,
+    m: &Incoming,
+    project: &str,
+    run_id: &str,
+    asker: Option<&mut Asker>,
+) -> Option<i32> {
     let d = &m.value["data"];
     if m.value["project_id"] != project || d["run_id"] != run_id {
         return None;
     }
     render.event(m);
+    if let Some(a) = asker {
+        a.see(m);
+    }
     (m.kind() == "run_finished").then(|| exit_code(d))
 }
 

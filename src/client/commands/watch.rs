@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use crate::client::ask::{next_answer, respond, Asker};
 use crate::client::render::Render;
 use crate::client::session::Session;
 use crate::client::settings::{ConnectOpts, Settings};
@@ -32,6 +33,7 @@ pub async fn watch(args: WatchArgs) -> Result<i32, Failure> {
     s.follow(&id, since).await?;
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
+    let mut asker = Asker::on_terminal(args.json);
     loop {
         tokio::select! {
             event = s.next_event() => {
@@ -40,10 +42,14 @@ pub async fn watch(args: WatchArgs) -> Result<i32, Failure> {
                     continue;
                 }
                 render.event(&m);
+                if let Some(a) = asker.as_mut() {
+                    a.see(&m);
+                }
                 if m.kind() == "project_deleted" {
                     return Ok(1);
                 }
             }
+            answer = next_answer(&mut asker) => respond(&mut s, answer).await?,
             _ = &mut interrupt => return Err(Failure::Interrupted),
         }
     }
