@@ -147,6 +147,15 @@ pub struct Args {
     /// Warn in health when the data directory's disk has less free space than this.
     #[arg(long, env = "AGENTVISOR_DISK_WARN_BYTES", default_value = "1GiB", value_parser = parse_size)]
     pub disk_warn_bytes: u64,
+    /// Consecutive runs failed by an agent's backend that open its circuit breaker.
+    #[arg(long, env = "AGENTVISOR_BREAKER_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_threshold: u32,
+    /// How long an open breaker refuses runs before one trial run (doubled after each failed trial).
+    #[arg(long, env = "AGENTVISOR_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
+    pub breaker_cooldown: Duration,
+    /// The longest cool-down of an open breaker.
+    #[arg(long, env = "AGENTVISOR_BREAKER_COOLDOWN_MAX", default_value = "10m", value_parser = parse_duration)]
+    pub breaker_cooldown_max: Duration,
     /// PEM certificate chain: serve HTTPS/WSS directly (needs --tls-key too).
     #[arg(long, env = "AGENTVISOR_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -181,6 +190,25 @@ pub struct Config {
 }
 
 impl Args {
+    /// The breaker settings, each cool-down at least a millisecond and the cap no shorter
+    /// than the first cool-down.
+    fn breaker_settings(&self) -> Result<agentvisor_actors::breaker::BreakerSettings, String> {
+        if self.breaker_cooldown.is_zero() {
+            return Err("AGENTVISOR_BREAKER_COOLDOWN must be more than 0".into());
+        }
+        if self.breaker_cooldown_max < self.breaker_cooldown {
+            return Err(
+                "AGENTVISOR_BREAKER_COOLDOWN_MAX must not be shorter than AGENTVISOR_BREAKER_COOLDOWN"
+                    .into(),
+            );
+        }
+        Ok(agentvisor_actors::breaker::BreakerSettings {
+            threshold: self.breaker_threshold,
+            cooldown: self.breaker_cooldown,
+            cooldown_max: self.breaker_cooldown_max,
+        })
+    }
+
     /// Checks everything that can be checked before start-up.
     pub fn validate(self) -> Result<Config, String> {
         self.check_limits()?;
@@ -189,6 +217,8 @@ impl Args {
         let data_dir = self.data_dir()?;
         let tls = self.tls()?;
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        let breaker = self.breaker_settings()?;
+        let url = daemon_url(self.listen, tls.is_some());
         let unauthenticated = self
             .max_unauthenticated
             .unwrap_or(self.max_connections / 4)
@@ -262,6 +292,8 @@ impl Args {
                     .collect(),
                 auth_timeout: Duration::from_secs(10),
                 disk_warn_bytes: self.disk_warn_bytes,
+                breaker,
+                daemon_url: Some(url),
             },
         })
     }
@@ -402,7 +434,19 @@ fn home_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
+/// The address a run's agent reaches the daemon at: the listening address, on loopback when
+/// the daemon listens on every address.
+fn daemon_url(listen: SocketAddr, tls: bool) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let scheme = if tls { "wss" } else { "ws" };
+    format!("{scheme}://{}/ws", SocketAddr::new(ip, listen.port()))
+}
+
+/// Parses `500ms`, `30s`, `5m` (or `5min`), `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -415,7 +459,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
         "" | "s" => n,
-        "m" => n * 60.0,
+        "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         other => {
             return Err(format!(

@@ -154,6 +154,7 @@ async fn ws(
     let engine = state.engine.clone();
     let ip = client_ip(&req, &engine.config);
     let (authenticated, admitted) = admit(&req, &engine, ip);
+    let capability = capability_of(&req, &engine);
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     match admitted {
         Ok((permit, pending_auth)) => {
@@ -164,6 +165,7 @@ async fn ws(
                 stream,
                 peer: ip,
                 authenticated,
+                capability,
                 permit,
                 pending_auth,
             });
@@ -198,6 +200,9 @@ fn check_upgrade(req: &HttpRequest, engine: &Engine, ip: IpAddr) -> (bool, Optio
     if let Some(expected) = &cfg.token {
         match bearer_token(req) {
             Some(t) if token_matches(t, expected) => authenticated = true,
+            Some(t) if engine.capabilities.valid(t, &engine.directory).is_some() => {
+                authenticated = true
+            }
             Some(_) => {
                 refusal = Some(Refusal {
                     code: 1008,
@@ -233,6 +238,16 @@ fn check_upgrade(req: &HttpRequest, engine: &Engine, ip: IpAddr) -> (bool, Optio
         });
     }
     (authenticated, refusal)
+}
+
+/// The bearer token when it is a live run's consult capability rather than the daemon's token:
+/// the connection may then only consult (see `agentvisor_actors::capability`).
+fn capability_of(req: &HttpRequest, engine: &Engine) -> Option<String> {
+    let expected = engine.config.token.as_deref()?;
+    bearer_token(req)
+        .filter(|t| !token_matches(t, expected))
+        .filter(|t| engine.capabilities.valid(t, &engine.directory).is_some())
+        .map(str::to_string)
 }
 
 /// Closes a refused WebSocket with the refusal's code, counting it (and a bad token as a

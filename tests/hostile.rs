@@ -62,6 +62,10 @@ async fn the_agent_gets_its_keys_but_never_the_daemons_secrets() {
         "ANTHROPIC_API_KEY",
         "OPENAI_BASE_URL",
         "AGENTVISOR_RUN_ID",
+        // The run's consult capability (docs/consult.md), never the daemon's token (below).
+        "AGENTVISOR_URL",
+        "AGENTVISOR_PROJECT_ID",
+        "AGENTVISOR_CONSULT_TOKEN",
     ] {
         assert!(has(kept), "{kept} missing from {vars:?}");
     }
@@ -69,7 +73,17 @@ async fn the_agent_gets_its_keys_but_never_the_daemons_secrets() {
     assert!(!has("DATABASE_PASSWORD"), "{vars:?}");
     let daemon_vars: Vec<&&str> = vars
         .iter()
-        .filter(|v| v.starts_with("AGENTVISOR_") && !v.starts_with("AGENTVISOR_RUN_ID="))
+        .filter(|v| v.starts_with("AGENTVISOR_"))
+        .filter(|v| {
+            let name = v.split('=').next().unwrap_or_default();
+            ![
+                "AGENTVISOR_RUN_ID",
+                "AGENTVISOR_URL",
+                "AGENTVISOR_PROJECT_ID",
+                "AGENTVISOR_CONSULT_TOKEN",
+            ]
+            .contains(&name)
+        })
         .collect();
     assert!(daemon_vars.is_empty(), "{daemon_vars:?}");
     assert!(!vars.iter().any(|v| v.contains(TOKEN)), "{vars:?}");

@@ -67,6 +67,10 @@ pub struct EngineConfig {
     pub allowed_origins: Vec<String>,
     pub auth_timeout: Duration,
     pub disk_warn_bytes: u64,
+    /// When to stop sending runs to a failing agent backend.
+    pub breaker: BreakerSettings,
+    /// The WebSocket address a run's agent is given to reach the daemon (`consult`).
+    pub daemon_url: Option<String>,
 }
 
 impl EngineConfig {
@@ -114,6 +118,29 @@ impl EngineConfig {
             allowed_origins: Vec::new(),
             auth_timeout: Duration::from_secs(10),
             disk_warn_bytes: 1 << 30,
+            breaker: BreakerSettings::default(),
+            daemon_url: None,
+        }
+    }
+}
+
+/// When an agent backend's circuit breaker opens and for how long (see `breaker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Consecutive backend failures that open the breaker.
+    pub threshold: u32,
+    /// The first cool-down.
+    pub cooldown: Duration,
+    /// The longest cool-down, however often the trial fails.
+    pub cooldown_max: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            threshold: 5,
+            cooldown: Duration::from_secs(30),
+            cooldown_max: Duration::from_secs(600),
         }
     }
 }

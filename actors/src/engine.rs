@@ -9,10 +9,13 @@ use tokio::sync::Semaphore;
 
 use crate::api::idempotency::IdempotencyStore;
 use crate::auth::AuthThrottle;
+use crate::breaker::Breakers;
+use crate::capability::Capabilities;
 use crate::config::EngineConfig;
 use crate::directory::Directory;
 use crate::limits::ConnectionLimiter;
 use crate::metrics;
+use crate::storage::metadata::AgentKind;
 
 /// Where the daemon is in its life, as `/ready` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,10 @@ pub struct Engine {
     /// Connections that have not authenticated yet: a small share of `limiter`'s.
     pub unauthenticated: Arc<ConnectionLimiter>,
     pub auth_throttle: AuthThrottle,
+    /// One circuit breaker per agent backend.
+    pub breakers: Breakers,
+    /// The consult tokens of live runs.
+    pub capabilities: Capabilities,
     lifecycle: AtomicU8,
     /// The latest health sample, as JSON, published by the health actor so that a health call
     /// never waits on anything.
@@ -61,6 +68,8 @@ impl Engine {
                 config.max_unauthenticated_per_ip,
             ),
             auth_throttle: AuthThrottle::default(),
+            breakers: Breakers::new(config.breaker),
+            capabilities: Capabilities::default(),
             directory: Directory::default(),
             stats: Stats::default(),
             run_slots: Arc::new(Semaphore::new(slots)),
@@ -98,6 +107,8 @@ impl Engine {
             runs_active: self.stats.runs_active.load(Ordering::Relaxed),
             queued_runs: self.directory.queued_runs(),
             projects: self.directory.project_count(),
+            breakers: [AgentKind::Claude, AgentKind::Codex]
+                .map(|a| (a.as_str(), self.breakers.level(a))),
         }
     }
 
@@ -113,7 +124,7 @@ impl Engine {
             .map(|h| h.clone())
             .unwrap_or_else(|_| serde_json::json!({"status": "degraded"}));
         let actors = self.directory.actor_statuses();
-        let degraded = actors.iter().any(|a| a.status != "running");
+        let degraded = actors.iter().any(|a| a.status != "running") || self.breakers.any_tripped();
         if let Some(obj) = report.as_object_mut() {
             if degraded && obj.get("status").and_then(|s| s.as_str()) == Some("ok") {
                 obj.insert("status".into(), "degraded".into());
@@ -122,6 +133,7 @@ impl Engine {
                 "actors".into(),
                 serde_json::to_value(actors).unwrap_or_default(),
             );
+            obj.insert("breakers".into(), self.breakers.views());
             obj.insert("uptime_s".into(), self.uptime_s().into());
             obj.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         }

@@ -23,6 +23,8 @@ pub enum Code {
     AlreadyResolved,
     QueueFull,
     AgentNotFound,
+    /// The agent's circuit breaker is open: its backend keeps failing.
+    AgentUnavailable,
     ExecutionFailed,
     RateLimited,
     Unauthorized,
@@ -47,6 +49,7 @@ impl Code {
             Code::AlreadyResolved => "ALREADY_RESOLVED",
             Code::QueueFull => "QUEUE_FULL",
             Code::AgentNotFound => "AGENT_NOT_FOUND",
+            Code::AgentUnavailable => "AGENT_UNAVAILABLE",
             Code::ExecutionFailed => "EXECUTION_FAILED",
             Code::RateLimited => "RATE_LIMITED",
             Code::Unauthorized => "UNAUTHORIZED",

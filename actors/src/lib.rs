@@ -8,9 +8,13 @@
 pub mod agent;
 pub mod api;
 pub mod auth;
+pub mod backends;
+pub mod breaker;
 pub mod broadcast;
+pub mod capability;
 pub mod config;
 pub mod connection;
+pub mod consult;
 pub mod directory;
 pub mod engine;
 pub mod error;

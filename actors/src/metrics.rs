@@ -35,6 +35,11 @@ pub struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabel {
+    pub agent: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RecoveredLabel {
     pub recovered: String,
 }
@@ -65,6 +70,8 @@ pub struct Metrics {
     pub projects: Gauge,
     pub resident_bytes: Gauge,
     pub open_fds: Gauge,
+    pub breaker_state: Family<AgentLabel, Gauge>,
+    pub breaker_opened: Family<AgentLabel, Counter>,
 }
 
 /// The daemon's metrics.
@@ -98,6 +105,8 @@ impl Metrics {
             projects: Gauge::default(),
             resident_bytes: Gauge::default(),
             open_fds: Gauge::default(),
+            breaker_state: Family::default(),
+            breaker_opened: Family::default(),
         };
         {
             let mut r = crate::sync::lock(&m.registry);
@@ -107,6 +116,7 @@ impl Metrics {
             m.register_runs(&mut r);
             m.register_history(&mut r);
             m.register_daemon(&mut r);
+            m.register_breakers(&mut r);
         }
         m
     }
@@ -247,12 +257,31 @@ impl Metrics {
         );
     }
 
+    /// The agent backends' circuit breakers.
+    fn register_breakers(&self, r: &mut Registry) {
+        r.register(
+            "breaker_state",
+            "Circuit breaker of each agent backend: 0 closed, 1 half-open, 2 open",
+            self.breaker_state.clone(),
+        );
+        r.register(
+            "breaker_opened",
+            "Times each agent backend's circuit breaker opened",
+            self.breaker_opened.clone(),
+        );
+    }
+
     /// The text exposition, with the scrape-time gauges set from `gauges` and `/proc`.
     pub fn render(&self, gauges: &Gauges) -> String {
         self.connections.set(gauges.connections as i64);
         self.runs_active.set(gauges.runs_active as i64);
         self.queued_runs.set(gauges.queued_runs as i64);
         self.projects.set(gauges.projects as i64);
+        for (agent, level) in &gauges.breakers {
+            self.breaker_state
+                .get_or_create(&agent_label(agent))
+                .set(*level);
+        }
         if let Some(b) = crate::procfs::resident_bytes() {
             self.resident_bytes.set(b as i64);
         }
@@ -307,8 +336,18 @@ impl Metrics {
             .inc();
     }
 
+    pub fn breaker_opened(&self, agent: &str) {
+        self.breaker_opened.get_or_create(&agent_label(agent)).inc();
+    }
+
     pub fn fsync(&self, took: Duration) {
         self.fsync_seconds.observe(took.as_secs_f64());
+    }
+}
+
+fn agent_label(agent: &str) -> AgentLabel {
+    AgentLabel {
+        agent: agent.to_string(),
     }
 }
 
@@ -333,4 +372,6 @@ pub struct Gauges {
     pub runs_active: u64,
     pub queued_runs: usize,
     pub projects: usize,
+    /// Each agent backend's breaker: 0 closed, 1 half-open, 2 open.
+    pub breakers: [(&'static str, i64); 2],
 }

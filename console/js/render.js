@@ -62,6 +62,13 @@ function bodyOf(rec, ctx) {
       started(ctx, d.run_id);
       return runEnd(d);
     case 'session_reset': return divider('New session', 'the next run starts a fresh conversation');
+    case 'consult_started': return consultQuestion(d);
+    case 'consult_attempt':
+      return d.after ? divider(`Consult asked again (attempt ${d.attempt})`, AFTER[d.after] ?? String(d.after)) : null;
+    // The consultant's raw lines stay in history (and behind the result's raw JSON): the
+    // result is what people read.
+    case 'consult_output': return null;
+    case 'consult_result': return consultResult(d);
     case 'permission_request': return requestPanel(d, ctx);
     case 'permission_resolved': return resolved(d, ctx);
     case 'error': return line('error', 'error', d.error || 'error');
@@ -103,6 +110,48 @@ function runEnd(d) {
     h('span', { class: 'muted' }, ` Run ended ${bits.filter(Boolean).join(' · ')}`),
     d.error ? h('div', { class: 'line-error' }, String(d.error)) : null,
     changes(d));
+}
+
+// --- consults ----------------------------------------------------------------------------------
+
+/** Why a consult was asked again, as people say it. */
+const AFTER = {
+  no_marker: 'the answer did not follow the format',
+  incomplete: 'sections were missing',
+  timeout: 'no answer in time',
+  unrelated: 'the answer did not address the question',
+};
+
+const SEVERITIES = ['Critical', 'Important', 'Minor'];
+
+function consultQuestion(d) {
+  return h('div', { class: 'bubble consult' },
+    h('div', { class: 'who' }, `Consult · ${d.to ?? '?'} · ${d.kind ?? '?'}`),
+    h('div', { class: 'prompt-text' }, String(d.question ?? '')),
+    d.context ? h('details', { class: 'muted small' }, h('summary', {}, 'Context'), h('div', { class: 'prompt-text' }, String(d.context))) : null);
+}
+
+function consultResult(d) {
+  const attempts = `${d.attempts ?? 0} attempt${d.attempts === 1 ? '' : 's'}`;
+  const box = h('div', { class: 'consult-result' },
+    h('div', {},
+      h('span', { class: `badge status-${d.status}` }, String(d.status ?? 'ended')),
+      h('span', { class: 'muted' }, ` ${d.to ?? '?'} answered the ${d.kind ?? ''} consult · ${attempts}`)),
+    d.error ? h('div', { class: 'line-error' }, String(d.error)) : null);
+  const issues = Array.isArray(d.issues) ? d.issues : [];
+  if (issues.length) {
+    const list = h('ul', { class: 'consult-issues' });
+    for (const sev of SEVERITIES) {
+      for (const i of issues.filter((x) => x?.severity === sev)) {
+        list.append(h('li', { class: `issue issue-${sev}` }, h('span', { class: 'badge' }, sev), ' ', String(i.text ?? '')));
+      }
+    }
+    box.append(h('div', { class: 'section-name' }, 'Issues by severity'), list);
+  }
+  for (const [name, text] of Object.entries(d.sections ?? {})) {
+    box.append(h('div', { class: 'section-name' }, name.replaceAll('_', ' ')), h('div', { class: 'agent-text' }, markdown(String(text))));
+  }
+  return box;
 }
 
 function unknown(rec) {

@@ -128,6 +128,26 @@ pub fn env_report(run_id: Option<&str>, cwd: Option<&str>, vars: &[String]) -> S
     )
 }
 
+/// The `lead` scenario's report of the consult capability in its environment.
+pub fn lead_report(url: Option<&str>, project_id: Option<&str>, token: Option<&str>) -> String {
+    format!(
+        r#"{{"type":"mock_lead","url":{},"project_id":{},"token":{}}}"#,
+        json::string_or_null(url),
+        json::string_or_null(project_id),
+        json::string_or_null(token)
+    )
+}
+
+/// The `lead_consult` scenario's report of the `agentvisor consult` it ran.
+pub fn consult_report(exit: Option<i32>, stdout: &str, stderr: &str) -> String {
+    format!(
+        r#"{{"type":"mock_consult","exit":{},"stdout":{},"stderr":{}}}"#,
+        exit.map_or("null".to_string(), |c| c.to_string()),
+        json::string(stdout),
+        json::string(stderr)
+    )
+}
+
 /// The `escape` scenario's report of the grandchild it left behind.
 pub fn grandchild(pid: i32) -> String {
     format!(r#"{{"type":"mock_grandchild","pid":{pid}}}"#)

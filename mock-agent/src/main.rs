@@ -20,6 +20,7 @@
 
 mod args;
 mod argv_log;
+mod consult;
 mod control;
 mod error;
 mod escape;
@@ -111,7 +112,7 @@ fn run() -> Result<i32, Failure> {
     session.stdio_permissions = invocation.permission_prompt_tool.as_deref() == Some("stdio");
     session.allowed_tools = invocation.allowed_tools.clone();
     session.pause(params.delay_ms);
-    let natural = play::play(&mut session, &selection)?;
+    let natural = play::play(&mut session, &selection, &invocation.prompt)?;
     session.flush();
     if invocation.stdin_json {
         control::wait_for_eof()?;

@@ -8,6 +8,7 @@ use std::env;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::args::Flavour;
+use crate::consult;
 use crate::control::{self, Verdict};
 use crate::error::Failure;
 use crate::escape;
@@ -24,7 +25,7 @@ const DEFAULT_HUGE_BYTES: usize = 10 * 1024 * 1024;
 const DEFAULT_STDERR_LINES: u64 = 5;
 
 /// Runs the selected scenario; returns its natural exit status.
-pub fn play(s: &mut Session, selection: &Selection) -> Result<i32, Failure> {
+pub fn play(s: &mut Session, selection: &Selection, prompt: &str) -> Result<i32, Failure> {
     let p = &selection.params;
     let success = s.success_recording();
     match selection.scenario {
@@ -54,6 +55,20 @@ pub fn play(s: &mut Session, selection: &Selection) -> Result<i32, Failure> {
             replay(s, success, Extras::None)
         }
         Scenario::Echo => echo(s, &p.text),
+        Scenario::Consult => consult(s, prompt, p.answer),
+        Scenario::LeadConsult => lead_consult(s, p),
+        Scenario::Lead => {
+            let init = s.init_line();
+            s.emit(&init);
+            let var = |k: &str| env::var(k).ok();
+            let report = events::lead_report(
+                var("AGENTVISOR_URL").as_deref(),
+                var("AGENTVISOR_PROJECT_ID").as_deref(),
+                var("AGENTVISOR_CONSULT_TOKEN").as_deref(),
+            );
+            s.emit(&report);
+            s.hang()
+        }
         Scenario::Env => {
             let init = s.init_line();
             s.emit(&init);
@@ -201,6 +216,47 @@ fn echo(s: &mut Session, text: &str) -> Result<i32, Failure> {
     // A raw line is one line: the text's own line breaks would split it.
     s.emit(&text.replace('\n', " "));
     output::stderr_line(text);
+    let result = s.success_result();
+    s.emit(&result);
+    Ok(0)
+}
+
+/// Runs `agentvisor consult` as a lead agent would, as a shell command, and reports it.
+fn lead_consult(s: &mut Session, p: &crate::scenario::Params) -> Result<i32, Failure> {
+    let init = s.init_line();
+    s.emit(&init);
+    let bin = env::var_os("MOCK_AGENT_AGENTVISOR")
+        .ok_or_else(|| Failure::new(2, "mock-agent: lead_consult needs MOCK_AGENT_AGENTVISOR"))?;
+    let question = if p.text.is_empty() {
+        "Is the plan sound?"
+    } else {
+        &p.text
+    };
+    let out = std::process::Command::new(bin)
+        .args(["consult", p.project.as_deref().unwrap_or(".")])
+        .args(["--to", "codex", "--kind", "design", "--json", question])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Failure::new(1, format!("mock-agent: cannot run agentvisor: {e}")))?;
+    let report = events::consult_report(
+        out.status.code(),
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    );
+    s.emit(&report);
+    let result = s.success_result();
+    s.emit(&result);
+    Ok(0)
+}
+
+/// A consultant's answer as one assistant message, or (`slow`) nothing until stopped.
+fn consult(s: &mut Session, prompt: &str, answer: consult::Answer) -> Result<i32, Failure> {
+    let init = s.init_line();
+    s.emit(&init);
+    let Some(text) = consult::reply(prompt, consult::effective(prompt, answer)) else {
+        s.hang()
+    };
+    s.emit(&events::text_message(s.flavour, &s.id, &text));
     let result = s.success_result();
     s.emit(&result);
     Ok(0)

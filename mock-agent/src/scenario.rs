@@ -7,6 +7,7 @@
 //! Unknown scenarios and parameters are refused rather than ignored, so a typo
 //! in a test fails loudly instead of silently running `success`.
 
+use crate::consult::Answer;
 use crate::error::Failure;
 
 /// A scripted behaviour of the fake agent.
@@ -48,6 +49,17 @@ pub enum Scenario {
     /// non-JSON line and on stderr (to test how clients show what an agent
     /// prints).
     Echo,
+    /// Answer a consult prompt (`answer=complete|nomarker|incomplete|unrelated|slow`); chosen
+    /// by itself for a prompt that asks for a consult response and names no scenario.
+    Consult,
+    /// Report the consult capability the daemon gave the run (`AGENTVISOR_URL`,
+    /// `AGENTVISOR_PROJECT_ID`, `AGENTVISOR_CONSULT_TOKEN`), then wait for a signal: a lead
+    /// whose run lives while a test consults with its capability.
+    Lead,
+    /// A lead that consults by itself: runs `$MOCK_AGENT_AGENTVISOR consult <project> --to codex
+    /// --kind design --json <text>` with its run's capability (`project=`, default `.`: its own),
+    /// and reports the command's exit code and output.
+    LeadConsult,
 }
 
 /// Scenario names as written after `mock:`.
@@ -68,6 +80,9 @@ pub const NAMES: &[(&str, Scenario)] = &[
     ("edit", Scenario::Edit),
     ("ask", Scenario::Ask),
     ("echo", Scenario::Echo),
+    ("consult", Scenario::Consult),
+    ("lead", Scenario::Lead),
+    ("lead_consult", Scenario::LeadConsult),
 ];
 
 impl Scenario {
@@ -120,6 +135,10 @@ pub struct Params {
     /// `text=…`: what `echo` prints, percent-encoded (`%20` for a space), so
     /// that it stays one token of the prompt.
     pub text: String,
+    /// `answer=…`: how `consult` answers a first request.
+    pub answer: Answer,
+    /// `project=…`: the project `lead_consult` consults on.
+    pub project: Option<String>,
 }
 
 impl Default for Params {
@@ -135,6 +154,8 @@ impl Default for Params {
             rate: 0.0,
             then: Then::Hang,
             text: String::new(),
+            answer: Answer::default(),
+            project: None,
         }
     }
 }
@@ -159,6 +180,12 @@ pub fn select(
         return Ok(Selection {
             scenario: Scenario::named(name)?,
             params: parse_params(tokens)?,
+        });
+    }
+    if crate::consult::requested(prompt) {
+        return Ok(Selection {
+            scenario: Scenario::Consult,
+            params: Params::default(),
         });
     }
     let scenario = match env_scenario.map(str::trim) {
@@ -206,10 +233,16 @@ fn parse_params<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Params, Fai
                     _ => return Err(bad("expected hang or exit")),
                 }
             }
+            "project" => p.project = Some(value.to_string()),
+            "answer" => {
+                p.answer = Answer::named(value).ok_or_else(|| {
+                    bad("expected complete, nomarker, incomplete, unrelated or slow")
+                })?
+            }
             "text" => p.text = percent_decode(value).ok_or_else(|| bad("expected percent-encoded UTF-8"))?,
             _ => {
                 return Err(bad(
-                    "unknown key (known: exit, delay_ms, interval_ms, count, bytes, rate, ignore_sigint, ignore_sigterm, then, text)",
+                    "unknown key (known: exit, delay_ms, interval_ms, count, bytes, rate, ignore_sigint, ignore_sigterm, then, text, answer, project)",
                 ))
             }
         }

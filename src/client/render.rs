@@ -63,6 +63,26 @@ impl Render {
             )),
             "run_finished" => out(&self.finished(d)),
             "session_reset" => out(&self.style(DIM, "(the agent session was reset)")),
+            "consult_started" => {
+                let text = |k: &str| clean(d[k].as_str().unwrap_or_default());
+                out(&self.style(
+                    BOLD,
+                    &format!(
+                        "? consult {} ({}): {}",
+                        text("to"),
+                        text("kind"),
+                        text("question")
+                    ),
+                ))
+            }
+            "consult_attempt" if d["after"].is_string() => out(&self.style(
+                DIM,
+                &format!(
+                    "(consult asked again: {})",
+                    clean(d["after"].as_str().unwrap_or_default())
+                ),
+            )),
+            "consult_result" => self.consult_result(d),
             "permission_request" => out(&self.style(BOLD, &request_line(&m.value))),
             "permission_resolved" => out(&self.style(DIM, &resolved_line(d))),
             "project_deleted" => out(&self.style(RED, "the project was deleted")),
@@ -150,6 +170,34 @@ impl Render {
             line.push_str(&format!(": {}", clean(e)));
         }
         self.style(if status == "completed" { GREEN } else { RED }, &line)
+    }
+
+    /// A consult's result: its status, the review's issues by severity, then each section.
+    pub fn consult_result(&self, d: &Value) {
+        let text = |v: &Value| clean(v.as_str().unwrap_or_default());
+        let status = d["status"].as_str().unwrap_or("unknown");
+        let head = format!(
+            "{} {status} · {} answered the {} consult · {} attempt(s) · consult {}",
+            if status == "complete" { "✓" } else { "✗" },
+            text(&d["to"]),
+            text(&d["kind"]),
+            d["attempts"],
+            text(&d["consult_id"])
+        );
+        out(&self.style(if status == "complete" { GREEN } else { RED }, &head));
+        if let Some(e) = d["error"].as_str() {
+            out(&clean(e));
+        }
+        let issues = d["issues"].as_array().cloned().unwrap_or_default();
+        for severity in ["Critical", "Important", "Minor"] {
+            for i in issues.iter().filter(|i| i["severity"] == severity) {
+                out(&format!("  [{severity}] {}", text(&i["text"])));
+            }
+        }
+        for (name, body) in d["sections"].as_object().into_iter().flatten() {
+            out(&self.style(BOLD, &clean(name)));
+            out(&text(body));
+        }
     }
 
     /// A line of a result a person asked for (a list, a confirmation).

@@ -482,6 +482,25 @@ scenario('a token-protected daemon asks for the token and keeps it for the tab o
 let profiles = 0;
 
 /** Starts Chromium with a fresh profile. */
+scenario('a consult shows its question, why it was asked again, its sections and the review\'s issues by severity', async () => {
+  const page = await openConsole(daemon);
+  const id = await createProject(page, 'consulted');
+  const question = 'Review the parser change mock:consult answer=incomplete';
+  const r = await wsCall(page, { type: 'consult', project_id: id, data: { to: 'codex', kind: 'review', question } }, 'consult_result');
+  check(r.data.status === 'complete', `the consult ended ${r.data.status}`);
+  await page.waitForSelector('.rec-consult_result:not([hidden])', { timeout: WAIT });
+  const asked = await page.textContent('.rec-consult_started');
+  check(asked.includes(question) && asked.includes('codex · review'), `the question is not shown: ${asked}`);
+  check((await page.textContent('.rec-consult_attempt:not([hidden])')).includes('sections were missing'), 'the follow-up is not shown');
+  const issues = await page.$$eval('.consult-issues li', (els) => els.map((e) => e.textContent));
+  check(issues.length === 2 && issues[0].startsWith('Critical') && issues[1].startsWith('Minor'), `issues: ${issues.join(' | ')}`);
+  const names = await page.$$eval('.consult-result .section-name', (els) => els.map((e) => e.textContent));
+  for (const n of ['STRENGTHS', 'ISSUES', 'SUGGESTIONS']) check(names.includes(n), `section ${n} missing: ${names.join(', ')}`);
+  check((await page.$$('.rec-consult_output:not([hidden])')).length === 0, 'the consultant\'s raw lines are shown');
+  await page.screenshot({ path: path.join(SHOTS, 'consult.png') });
+  await page.close();
+});
+
 async function launch() {
   profiles += 1;
   context = await chromium.launchPersistentContext(path.join(tmp, `chromium-profile-${profiles}`), {

@@ -7,8 +7,9 @@ use actix::prelude::*;
 use super::connection::ReplyTo;
 use super::executor::StopReason;
 use crate::lines::Line;
-use crate::protocol::request::HistoryQuery;
+use crate::protocol::request::{ConsultRequest, HistoryQuery};
 use crate::protocol::RunOptions;
+use crate::storage::metadata::AgentKind;
 
 /// A client request for a project.
 #[derive(Debug)]
@@ -21,6 +22,7 @@ pub enum ProjectOp {
         prompt: String,
         options: RunOptions,
     },
+    Consult(ConsultRequest),
     NewSession,
     Kill {
         clear_queue: bool,
@@ -71,6 +73,14 @@ pub struct RunExited {
     pub spawned_at: Option<Instant>,
 }
 
+/// An agent backend's breaker opened: runs queued for `agent` end with `error`.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct BackendUnavailable {
+    pub agent: AgentKind,
+    pub error: String,
+}
+
 /// The daemon is shutting down: stop the run, drop the queue, flush history.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -83,6 +93,7 @@ super::handle!(
     ProjectHandle {
         request: ProjectRequest,
         shutdown: Shutdown,
+        backend_unavailable: BackendUnavailable,
     }
 );
 

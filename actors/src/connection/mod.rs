@@ -39,6 +39,9 @@ pub struct Accepted {
     pub stream: actix_ws::MessageStream,
     pub peer: IpAddr,
     pub authenticated: bool,
+    /// Set when the client authenticated with a run's consult capability instead of the
+    /// daemon's token: it may then only consult (see [`crate::capability`]).
+    pub capability: Option<String>,
     pub permit: ConnectionPermit,
     /// The place under the unauthenticated cap, held until the client authenticates.
     pub pending_auth: Option<ConnectionPermit>,
@@ -51,6 +54,7 @@ pub struct ConnectionActor {
     outbox: Outbox,
     writer: Option<actix_rt::task::JoinHandle<()>>,
     authenticated: bool,
+    capability: Option<String>,
     rate: RateLimiter,
     last_seen: Instant,
     last_ping: Instant,
@@ -90,6 +94,7 @@ impl ConnectionActor {
                 outbox,
                 writer: Some(writer),
                 authenticated: a.authenticated,
+                capability: a.capability,
                 last_seen: now,
                 last_ping: now,
                 seen: HashMap::new(),

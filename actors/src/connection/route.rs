@@ -29,6 +29,19 @@ impl ConnectionActor {
                 let reply = self.reply_to(inbound.id, ctx);
                 reply.ok("authenticated", None, &serde_json::json!({}));
             }
+            Request::Auth { token }
+                if self
+                    .engine
+                    .capabilities
+                    .valid(&token, &self.engine.directory)
+                    .is_some() =>
+            {
+                self.authenticated = true;
+                self.capability = Some(token);
+                log::info!(conn = self.id; "client authenticated with a run's consult capability");
+                let reply = self.reply_to(inbound.id, ctx);
+                reply.ok("authenticated", None, &serde_json::json!({}));
+            }
             _ => {
                 self.engine.auth_throttle.record_failure(self.peer);
                 self.close(1008, "authentication required", ctx);
@@ -41,6 +54,15 @@ impl ConnectionActor {
         log::debug!(conn = self.id; "request {}", inbound.request.kind());
         let mut reply = self.reply_to(inbound.id, ctx);
         let engine = self.engine.clone();
+        if let Some(token) = &self.capability {
+            if let Err(e) = engine
+                .capabilities
+                .allows(token, &engine.directory, &inbound.request)
+            {
+                reply.err(None, &e);
+                return;
+            }
+        }
         if let Some(key) = inbound.idempotency {
             match engine.idempotency.admit(key, reply) {
                 Admission::Proceed(r) => reply = r,
@@ -90,6 +112,10 @@ impl ConnectionActor {
                 prompt,
                 options,
             } => self.send_to_project(project_id, ProjectOp::Execute { prompt, options }, reply),
+            Request::Consult {
+                project_id,
+                consult,
+            } => self.send_to_project(project_id, ProjectOp::Consult(consult), reply),
             Request::AgentNewSession { project_id } => {
                 self.send_to_project(project_id, ProjectOp::NewSession, reply)
             }
@@ -124,6 +150,12 @@ impl ConnectionActor {
                 Some(s) => s.do_send(crate::api::supervisor::ResetActor { name: actor, reply }),
                 None => reply.err(None, &ApiError::internal("no supervisor is running")),
             },
+            Request::BreakerReset { agent } => {
+                let agent = crate::storage::metadata::AgentKind::from(agent);
+                log::warn!(conn = self.id, agent = agent.as_str(); "circuit breaker reset requested");
+                crate::backends::announce(&engine, engine.breakers.reset(agent));
+                reply.ok("breaker_reset", None, &engine.breakers.view(agent));
+            }
             Request::FaultInject { actor, project_id } => {
                 self.inject(&actor, project_id, reply, ctx)
             }

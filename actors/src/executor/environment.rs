@@ -5,7 +5,8 @@
 //! inherits the daemon's environment wholesale: it gets what a CLI needs to find itself, its
 //! configuration and its API (below), the names the operator adds with
 //! `AGENTVISOR_AGENT_ENV`, and the run's marker `AGENTVISOR_RUN_ID`, and nothing else. No other
-//! `AGENTVISOR_*` variable ever passes (the token, the TLS key path), whatever the operator adds.
+//! `AGENTVISOR_*` variable ever passes (the token, the TLS key path), whatever the operator adds;
+//! a project's run adds its own consult capability on top (see [`crate::capability`]).
 
 use std::ffi::OsString;
 

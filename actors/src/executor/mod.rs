@@ -7,6 +7,7 @@
 //! behind. If the actor itself dies, its `Drop` kills the run's processes and reports the run as
 //! failed, so a crash never leaks an agent.
 
+pub mod attempt;
 pub mod control;
 pub mod environment;
 pub mod process;

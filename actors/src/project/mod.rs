@@ -3,7 +3,9 @@
 //! which is what lets a join replay history and then subscribe without a gap or a lock.
 
 mod approvals;
+mod backend;
 mod changes;
+mod consult;
 mod events;
 mod recovery;
 mod requests;
@@ -46,6 +48,8 @@ pub struct ProjectActor {
     staged: Option<Vec<(crate::storage::history::Stamp, crate::protocol::Frame)>>,
     /// The last append failed; cleared by the next one that works.
     storage_failing: bool,
+    /// Consult conversations, so that a `consult_id` can continue one.
+    consults: consult::Consults,
     /// Snapshots of recent runs, for `run_diff`.
     changes: changes::ChangeLog,
     /// Permission requests of the runs that ask for approvals.
@@ -113,6 +117,7 @@ pub fn spawn_project(
         meta_version: 0,
         staged: None,
         storage_failing: false,
+        consults: consult::Consults::default(),
         changes: changes::ChangeLog::default(),
         approvals: approvals::Approvals::default(),
     };

@@ -26,6 +26,7 @@ impl Handler<ProjectRequest> for ProjectActor {
             ProjectOp::Join { since_seq } => self.join(&reply, since_seq),
             ProjectOp::Leave => self.leave(&reply),
             ProjectOp::Execute { prompt, options } => self.execute(&reply, prompt, options, ctx),
+            ProjectOp::Consult(c) => self.consult(&reply, c, ctx),
             ProjectOp::NewSession => self.new_session(&reply),
             ProjectOp::Kill { clear_queue } => self.kill(&reply, clear_queue, ctx),
             ProjectOp::GetMessages(q) => self.get_messages(&reply, &q),

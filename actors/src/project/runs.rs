@@ -13,6 +13,7 @@ use crate::agent::{self, build_args, not_found, resolve_program, AgentLine};
 use crate::api::connection::ReplyTo;
 use crate::api::executor::{RunSpec, StopReason, StopRun};
 use crate::api::project::{RunExited, RunOutput, RunReport, Shutdown};
+use crate::breaker::{Admission, RunEnd};
 use crate::error::{ApiError, Code};
 use crate::events::{RunFinished, RunStarted, RunStatus};
 use crate::executor::ExecutorActor;
@@ -33,6 +34,8 @@ pub struct ActiveRun {
     pub started: Instant,
     pub permit: Option<OwnedSemaphorePermit>,
     pub stop: Option<StopReason>,
+    /// How the backend's breaker let the run start (none before it has).
+    admission: Option<Admission>,
     seen: Observed,
     /// The work tree when the run started (git projects only).
     tree_before: Option<String>,
@@ -55,6 +58,7 @@ struct Observed {
     is_error: bool,
     cost_usd: Option<f64>,
     error: Option<String>,
+    stdout_lines: u64,
 }
 
 /// A global run slot became free for this run.
@@ -88,6 +92,7 @@ impl ProjectActor {
         if resolve_program(self.agent_bin(kind)).is_none() {
             return Err(not_found(kind));
         }
+        self.check_backend()?;
         // Build the command once now, so a bad option is refused before anything is queued.
         build_args(kind, &options, None, &prompt)?;
         // The agent gets the directories in the form that was checked.
@@ -167,7 +172,7 @@ impl ProjectActor {
         }
     }
 
-    fn agent_bin(&self, kind: AgentKind) -> &str {
+    pub(super) fn agent_bin(&self, kind: AgentKind) -> &str {
         agent::for_kind(kind).binary(&self.engine.config)
     }
 
@@ -190,6 +195,7 @@ impl ProjectActor {
             started: Instant::now(),
             permit: None,
             stop: None,
+            admission: None,
             seen: Observed::default(),
             tree_before: None,
             asks_approval: next.options.asks_approval(),
@@ -242,6 +248,14 @@ impl ProjectActor {
             self.finish(&run.run_id, RunStatus::Failed, None, Some(why), ctx);
             return;
         }
+        // Last, so that a trial run is only taken by a run that will really start.
+        let admission = match self.admit_backend() {
+            Ok(a) => a,
+            Err(e) => {
+                self.finish(&run.run_id, RunStatus::Failed, None, Some(e.error), ctx);
+                return;
+            }
+        };
         let run_id = run.run_id.clone();
         self.update_meta_soon(ctx, |m| {
             m.state = ProjectState::Executing;
@@ -256,6 +270,7 @@ impl ProjectActor {
         });
         if let Some(active) = self.active.as_mut() {
             active.permit = Some(permit);
+            active.admission = Some(admission);
         }
         let stdin = run
             .options
@@ -290,7 +305,12 @@ impl ProjectActor {
             program,
             args,
             cwd: self.meta.path.clone(),
-            env: crate::executor::environment::for_run(run_id, &self.engine.config.agent_env),
+            // The allowed part of the daemon's environment, and the run's consult capability.
+            env: [
+                crate::executor::environment::for_run(run_id, &self.engine.config.agent_env),
+                self.lead_env(run_id),
+            ]
+            .concat(),
             timeout: self.engine.config.run_timeout,
             grace: self.engine.config.kill_grace,
             stdin,
@@ -312,6 +332,9 @@ impl ProjectActor {
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return;
+        }
+        if let Some(run) = self.active.as_mut() {
+            run.seen.stdout_lines += 1;
         }
         if cut || !trimmed.starts_with('{') {
             self.emit_raw(run_id, &text, cut);
@@ -416,6 +439,18 @@ impl ProjectActor {
             return;
         };
         let had_process = run.executor.is_some();
+        if let Some(admission) = run.admission {
+            // Ended before its agent did (stopped while its work tree was recorded): it says
+            // nothing about the backend, and a trial must not stay taken.
+            self.record_backend(
+                admission,
+                &RunEnd {
+                    stopped: true,
+                    ..Default::default()
+                },
+            );
+        }
+        self.engine.capabilities.revoke_run(run_id);
         let duration_ms = run.started.elapsed().as_millis() as u64;
         let error = (status != RunStatus::Completed)
             .then(|| error.unwrap_or_else(|| "the run did not complete".into()));
@@ -538,6 +573,15 @@ impl ProjectActor {
     }
 
     fn clear_queue(&mut self) -> usize {
+        self.end_queued(
+            RunStatus::Killed,
+            "removed from the queue before it started",
+        )
+    }
+
+    /// Ends every queued run with `status` and `why`, each with its `run_finished`, so that
+    /// history says what became of it.
+    pub(super) fn end_queued(&mut self, status: RunStatus, why: &str) -> usize {
         let queued: Vec<_> = self.queue.drain(..).collect();
         self.shared.queue_len.store(0, Ordering::Relaxed);
         for q in &queued {
@@ -546,11 +590,11 @@ impl ProjectActor {
                 RunFinished {
                     cost_usd: None,
                     duration_ms: Some(0),
-                    error: Some("removed from the queue before it started".into()),
+                    error: Some(why.into()),
                     exit_code: None,
                     run_id: &q.run_id,
                     session_id: session_id.as_deref(),
-                    status: RunStatus::Killed,
+                    status,
                     changes: None,
                 },
                 None,
@@ -627,6 +671,7 @@ impl Handler<RunExited> for ProjectActor {
         let stop = msg.stop.or(run.stop);
         let seen_error = run.seen.error.clone();
         let is_error = run.seen.is_error;
+        let broke = msg.failure.is_some();
         let (status, error) = if let Some(f) = msg.failure {
             (RunStatus::Failed, Some(f))
         } else {
@@ -660,11 +705,28 @@ impl Handler<RunExited> for ProjectActor {
             }
         };
         let run_id = msg.run_id.clone();
+        let stdout_lines = run.seen.stdout_lines;
         // Shutdown does not wait for git: the run is closed at once.
         let before = run
             .tree_before
             .clone()
             .filter(|_| stop != Some(StopReason::Shutdown));
+        // Taken, so that `finish` knows the verdict is in.
+        if let Some(admission) = self.active.as_mut().and_then(|r| r.admission.take()) {
+            let executor_crashed = broke && msg.spawned_at.is_some();
+            self.record_backend(
+                admission,
+                &RunEnd {
+                    completed: status == RunStatus::Completed,
+                    stopped: matches!(status, RunStatus::Killed | RunStatus::Interrupted)
+                        || executor_crashed,
+                    timed_out: status == RunStatus::Timeout,
+                    could_not_start: broke && msg.spawned_at.is_none(),
+                    error: error.as_deref(),
+                    stdout_lines,
+                },
+            );
+        }
         let Some(before) = before else {
             self.finish(&run_id, status, msg.exit_code, error, ctx);
             return;

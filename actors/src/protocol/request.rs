@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::key::{IdempotencyKey, KEYED_REQUESTS, MAX_KEY_BYTES};
 use super::options::RunOptions;
+use crate::consult::Kind;
 use crate::error::{ApiError, Code};
 
 /// The longest request `id` a client may use.
@@ -99,6 +100,15 @@ pub enum Request {
     ActorReset {
         actor: String,
     },
+    /// Asks the other agent for a second opinion, read-only (see `docs/consult.md`).
+    Consult {
+        project_id: String,
+        consult: ConsultRequest,
+    },
+    /// Closes an agent backend's circuit breaker (an operator who knows the backend is back).
+    BreakerReset {
+        agent: AgentName,
+    },
 }
 
 impl Request {
@@ -121,6 +131,8 @@ impl Request {
             Request::Auth { .. } => "auth",
             Request::FaultInject { .. } => "fault_inject",
             Request::ActorReset { .. } => "actor_reset",
+            Request::BreakerReset { .. } => "breaker_reset",
+            Request::Consult { .. } => "consult",
         }
     }
 }
@@ -414,6 +426,93 @@ struct AuthData {
     token: String,
 }
 
+/// An agent backend named on the wire (`consult`'s `to`, `breaker_reset`'s `agent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentName {
+    Claude,
+    Codex,
+}
+
+impl AgentName {
+    pub fn parse(name: &str) -> Option<AgentName> {
+        match name {
+            "claude" => Some(AgentName::Claude),
+            "codex" => Some(AgentName::Codex),
+            _ => None,
+        }
+    }
+}
+
+/// The longest consult a client may ask for, in seconds.
+pub const MAX_CONSULT_TIMEOUT_S: u64 = 3600;
+
+/// A validated `consult` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsultRequest {
+    pub to: AgentName,
+    pub kind: Kind,
+    pub question: String,
+    pub context: Option<String>,
+    pub timeout: Option<std::time::Duration>,
+    pub consult_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConsultData {
+    to: String,
+    kind: String,
+    question: String,
+    context: Option<String>,
+    timeout_s: Option<u64>,
+    consult_id: Option<String>,
+}
+
+fn consult_request(d: ConsultData) -> Result<ConsultRequest, ApiError> {
+    let to = AgentName::parse(&d.to)
+        .ok_or_else(|| ApiError::validation("'to' must be \"claude\" or \"codex\""))?;
+    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+    let kind = Kind::parse(&d.kind).ok_or_else(|| {
+        ApiError::validation(format!("'kind' must be one of {}", kinds.join(", ")))
+    })?;
+    if d.question.trim().is_empty() {
+        return Err(ApiError::validation("'question' must not be empty"));
+    }
+    if d.question.contains('\0') || d.context.as_deref().is_some_and(|c| c.contains('\0')) {
+        return Err(ApiError::validation(
+            "'question' and 'context' must not contain NUL characters",
+        ));
+    }
+    let timeout = match d.timeout_s {
+        Some(s) if s == 0 || s > MAX_CONSULT_TIMEOUT_S => {
+            return Err(ApiError::validation(format!(
+                "'timeout_s' must be between 1 and {MAX_CONSULT_TIMEOUT_S}"
+            )))
+        }
+        s => s.map(std::time::Duration::from_secs),
+    };
+    if let Some(id) = &d.consult_id {
+        if id.is_empty() || id.len() > MAX_ID_BYTES {
+            return Err(ApiError::validation(format!(
+                "'consult_id' must be 1 to {MAX_ID_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(ConsultRequest {
+        to,
+        kind,
+        question: d.question,
+        context: d.context,
+        timeout,
+        consult_id: d.consult_id,
+    })
+}
+
+/// Names an agent backend (`breaker_reset`).
+#[derive(Deserialize)]
+struct BreakerData {
+    agent: String,
+}
+
 /// Names an actor (`fault_inject`, `actor_reset`).
 #[derive(Deserialize)]
 struct FaultData {
@@ -507,6 +606,16 @@ fn typed(
         "actor_reset" => {
             let d: FaultData = fields(kind, data)?;
             Request::ActorReset { actor: d.actor }
+        }
+        "consult" => Request::Consult {
+            project_id: need_project(kind, project_id)?,
+            consult: consult_request(fields(kind, data)?)?,
+        },
+        "breaker_reset" => {
+            let d: BreakerData = fields(kind, data)?;
+            let agent = AgentName::parse(&d.agent)
+                .ok_or_else(|| ApiError::validation("'agent' must be \"claude\" or \"codex\""))?;
+            Request::BreakerReset { agent }
         }
         "fault_inject" if fault_injection => {
             let d: FaultData = fields(kind, data)?;

@@ -14,6 +14,15 @@ pub enum AgentKind {
     Codex,
 }
 
+impl From<crate::protocol::request::AgentName> for AgentKind {
+    fn from(name: crate::protocol::request::AgentName) -> Self {
+        match name {
+            crate::protocol::request::AgentName::Claude => AgentKind::Claude,
+            crate::protocol::request::AgentName::Codex => AgentKind::Codex,
+        }
+    }
+}
+
 impl AgentKind {
     pub fn parse(s: &str) -> Option<Self> {
         match s {

@@ -1,7 +1,8 @@
 //! The client's subcommands: one file for each that follows events (`run`, `watch`,
-//! `history`), and the one-request commands here.
+//! `history`, `consult`), and the one-request commands here.
 
 mod approvals;
+mod consult;
 mod history;
 mod run;
 mod watch;
@@ -51,6 +52,8 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Print a page of a project's history.
     History(history::HistoryArgs),
+    /// Ask the other agent for a read-only second opinion and print its structured answer.
+    Consult(consult::ConsultArgs),
     /// Allow a run's pending permission request.
     Approve {
         #[command(flatten)]
@@ -103,6 +106,7 @@ pub async fn run(command: Command) -> Result<i32, Failure> {
         Command::Run(a) => run::run(a).await,
         Command::Watch(a) => watch::watch(a).await,
         Command::History(a) => history::history(a).await,
+        Command::Consult(a) => consult::consult(a).await,
         Command::Approve { request, remember } => {
             approvals::answer(request, true, remember, None).await
         }
