@@ -17,6 +17,14 @@ for target in decode project_path request_fields; do
   work="fuzz/target/corpus/$target"
   mkdir -p "$work"
   cp -n "fuzz/corpus/$target"/* "$work"/ 2>/dev/null || true
-  cargo fuzz run --sanitizer none "$target" "$work" -- \
-    -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 2>&1 | tail -n 5
+  log="fuzz/target/$target.log"
+  if ! cargo fuzz run --sanitizer none "$target" "$work" -- \
+    -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 > "$log" 2>&1; then
+    # A build error comes first and a crash last: show both ends, without the progress lines.
+    grep -v '^#[0-9]' "$log" > "$log.short" || true
+    { head -n 40 "$log.short"; echo "…"; tail -n 40 "$log.short"; } >&2
+    echo "fuzz: $target failed (whole output in $log)" >&2
+    exit 1
+  fi
+  tail -n 5 "$log"
 done

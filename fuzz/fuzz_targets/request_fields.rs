@@ -3,7 +3,7 @@
 //! that any program can be given (no NUL, no argument over the kernel's limit) or a clean refusal.
 #![no_main]
 
-use agentvisor_actors::executor::agent::{build_args, MAX_ARG_BYTES};
+use agentvisor_actors::agent::{build_args, MAX_ARG_BYTES};
 use agentvisor_actors::protocol::request::Request;
 use agentvisor_actors::storage::metadata::AgentKind;
 use libfuzzer_sys::fuzz_target;
@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 /// Each request type with the fields its `data` may carry.
 const REQUESTS: &[(&str, &[&str])] = &[
-    ("project_create", &["path", "name", "agent"]),
+    ("project_create", &["path", "name", "agent", "approvals"]),
     ("project_list", &[]),
     ("project_delete", &[]),
     ("project_join", &["since_seq"]),
@@ -23,6 +23,16 @@ const REQUESTS: &[(&str, &[&str])] = &[
         "get_messages",
         &["since", "since_seq", "before_seq", "limit", "direction"],
     ),
+    ("run_diff", &["run_id", "path"]),
+    (
+        "permission_respond",
+        &["request_id", "decision", "message", "remember"],
+    ),
+    (
+        "consult",
+        &["to", "kind", "question", "context", "timeout_s", "consult_id"],
+    ),
+    ("breaker_reset", &["agent"]),
     ("health_check", &[]),
     ("ping", &[]),
     ("auth", &["token"]),
@@ -40,6 +50,7 @@ const OPTIONS: &[&str] = &[
     "append_system_prompt",
     "add_dirs",
     "sandbox",
+    "approvals",
 ];
 
 /// A value from a chunk of input: JSON when it parses, else the chunk as a string (lossy),
@@ -88,6 +99,12 @@ fuzz_target!(|data: &[u8]| {
     msg.insert("id".into(), "f".into());
     msg.insert("project_id".into(), "p".into());
     msg.insert("data".into(), Value::Object(payload));
+    // The envelope's own field: any request may carry it, only change requests take it.
+    if which & 0x40 != 0 {
+        if let Some(c) = chunks.next() {
+            msg.insert("idempotency_key".into(), value(c));
+        }
+    }
     let text = Value::Object(msg).to_string();
     match agentvisor_actors::protocol::decode(&text, true) {
         Err(e) => assert!(e.error.error.len() < 1024),
