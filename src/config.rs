@@ -120,6 +120,8 @@ pub struct Args {
     /// `server_stats` period; 0 = off.
     #[arg(long, env = "AGENTVISOR_STATS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub stats_interval: Duration,
+    #[command(flatten)]
+    pub cluster: crate::cluster::settings::ClusterArgs,
     /// First restart delay of a crashed actor.
     #[arg(long, env = "AGENTVISOR_BACKOFF_INITIAL", default_value = "100ms", value_parser = parse_duration)]
     pub backoff_initial: Duration,
@@ -187,6 +189,8 @@ pub struct Config {
     pub log_format: String,
     pub log_level: String,
     pub engine: EngineConfig,
+    /// Set when the daemon joins a cluster (`AGENTVISOR_NATS_URL`).
+    pub cluster: Option<crate::cluster::settings::ClusterSettings>,
 }
 
 impl Args {
@@ -218,6 +222,10 @@ impl Args {
         let tls = self.tls()?;
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let breaker = self.breaker_settings()?;
+        let cluster = self.cluster.validate()?;
+        if cluster.is_some() && tls.is_some() {
+            return Err("a node of a cluster cannot terminate TLS itself yet: put TLS in a proxy in front of it (docs/scaling.md)".into());
+        }
         let url = daemon_url(self.listen, tls.is_some());
         let unauthenticated = self
             .max_unauthenticated
@@ -231,6 +239,7 @@ impl Args {
             sse_heartbeat: self.sse_heartbeat,
             log_format: self.log_format,
             log_level: self.log_level,
+            cluster,
             engine: EngineConfig {
                 data_dir,
                 project_roots: roots,

@@ -195,7 +195,7 @@ impl ConnectionActor {
                 if !self.authenticated {
                     self.authenticate(inbound, ctx);
                 } else {
-                    self.route(inbound, ctx);
+                    self.route(inbound, text, ctx);
                 }
             }
             Err(e) => {
