@@ -220,6 +220,10 @@ async fn a_killed_node_is_unavailable_then_back() {
     let mut cl = Cluster::start();
     let p = project_on(&cl.nodes[1], "gone").await;
     listed(&cl.nodes[0], &p).await;
+    // A client of node c watches b's project through b's death.
+    listed(&cl.nodes[2], &p).await;
+    let mut watcher = cl.nodes[2].client().await;
+    watcher.join(&p).await;
     cl.nodes[1].kill9();
     until("node b's project is UNAVAILABLE on a", || async {
         listed(&cl.nodes[0], &p).await["state"] == "UNAVAILABLE"
@@ -239,7 +243,16 @@ async fn a_killed_node_is_unavailable_then_back() {
         listed(&cl.nodes[0], &p).await["state"] == "IDLE"
     })
     .await;
-    c.join(&p).await;
+    let r = c.call("get_messages", json!({"project_id": p})).await;
+    assert_eq!(r["type"], "messages", "{r}");
+    // The restarted owner publishes again for the node whose client still watches.
+    let mut owner = cl.nodes[1].client().await;
+    let run = owner.execute(&p, "after the restart").await;
+    let seen = run_events(&mut watcher, &run).await;
+    assert!(
+        seen.iter().any(|m| m["type"] == "agent_message"),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,6 +260,9 @@ async fn the_cluster_recovers_from_a_nats_server_restart() {
     let mut cl = Cluster::start();
     let p = project_on(&cl.nodes[0], "n").await;
     listed(&cl.nodes[1], &p).await;
+    // A client of node b watches the project through the outage.
+    let mut watcher = cl.nodes[1].client().await;
+    watcher.join(&p).await;
     cl.nats.stop();
     // Without NATS every node still serves its own projects, and says it is degraded.
     until("node a reports degraded", || async {
@@ -270,6 +286,11 @@ async fn the_cluster_recovers_from_a_nats_server_restart() {
         r["type"] == "project_joined"
     })
     .await;
+    // What happened while NATS was down reaches the watcher once it is back: no gap.
+    let missed = run_events(&mut watcher, &run).await;
+    let seqs = seqs(&missed);
+    assert!(!seqs.is_empty(), "{missed:?}");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     let m = metrics_of(&cl.nodes[0]).await;
     let reconnects = metric_value(&m, "agentvisor_nats_reconnects_total");
     assert!(reconnects >= 1.0, "{m}");

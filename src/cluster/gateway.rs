@@ -27,11 +27,19 @@ use super::{subjects, Node};
 pub struct Forwarded {
     pub origin: String,
     pub conn: u64,
-    /// The request's type and project, as the forwarding node decoded them.
+    /// The request's type and project, as the forwarding node decoded them; or [`REWATCH`].
     pub kind: String,
     pub project: Option<String>,
     pub text: String,
+    /// For [`REWATCH`]: the last seq the forwarding node received.
+    #[serde(default)]
+    pub since: Option<u64>,
 }
+
+/// Not a client's request: a node whose clients watch a project asks the owner to publish its
+/// events again after `since`. It does so when it may have missed some: after its NATS
+/// connection came back, or when the owner's daemon restarted (and forgot what it published).
+pub const REWATCH: &str = "rewatch";
 
 /// Room kept in a reply for the JSON array around the frames.
 const REPLY_MARGIN: usize = 1024;
@@ -97,6 +105,11 @@ impl Gateway {
     async fn take(&self, message: &Message) -> Result<(Answer, String), String> {
         let f: Forwarded = serde_json::from_slice(&message.payload)
             .map_err(|e| format!("unreadable forwarded request: {e}"))?;
+        if let (REWATCH, Some(project)) = (f.kind.as_str(), &f.project) {
+            let since = f.since.unwrap_or(0);
+            self.publisher.rewatch(project, since).await?;
+            return Ok((Answer::ready(Vec::new()), f.kind));
+        }
         let want = match f.kind.as_str() {
             "project_join" => Want::Joined,
             _ => Want::Reply,
@@ -133,9 +146,10 @@ fn leave(project: &str) -> String {
     serde_json::json!({"type": "project_leave", "project_id": project}).to_string()
 }
 
-fn join(project: &str, since: u64) -> String {
+/// A `project_join`: live events only, or a replay of what came after `since` first.
+fn join(project: &str, since: Option<u64>) -> String {
     let mut j = serde_json::json!({"type": "project_join", "project_id": project});
-    if since > 0 {
+    if let Some(since) = since {
         j["data"] = serde_json::json!({ "since_seq": since });
     }
     j.to_string()
@@ -213,10 +227,26 @@ impl Publisher {
         let conn = lock(&self.conn)
             .clone()
             .ok_or("the node's event publisher is reconnecting; try again shortly")?;
-        let reply = conn.request(&join(project, 0), Want::Reply).await?;
+        let reply = conn.request(&join(project, None), Want::Reply).await?;
         if reply.first().map(|f| Head::of(f).kind).as_deref() == Some("project_joined") {
             lock(&self.watched).entry(project.to_string()).or_insert(0);
         }
+        Ok(())
+    }
+
+    /// Publishes the events of `project` after `since` again (and from then on), even those
+    /// already published: another node lost them.
+    async fn rewatch(&self, project: &str, since: u64) -> Result<(), String> {
+        let conn = lock(&self.conn)
+            .clone()
+            .ok_or("the node's event publisher is reconnecting; try again shortly")?;
+        {
+            let mut watched = lock(&self.watched);
+            let last = watched.entry(project.to_string()).or_insert(since);
+            *last = (*last).min(since);
+        }
+        conn.request(&join(project, Some(since)), Want::Reply)
+            .await?;
         Ok(())
     }
 
@@ -230,6 +260,8 @@ impl Publisher {
                     *lock(&self.conn) = Some(conn.clone());
                     let watched: Vec<_> = lock(&self.watched).clone().into_iter().collect();
                     for (project, since) in watched {
+                        // Nothing published yet: nothing to catch up on.
+                        let since = Some(since).filter(|s| *s > 0);
                         let _ = conn.send(&join(&project, since), Want::Reply);
                     }
                     drop(conn);

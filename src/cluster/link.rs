@@ -1,7 +1,7 @@
 //! The connection to NATS: logging in, reconnecting with backoff forever, and knowing at any
 //! moment whether it is up (health says `degraded` while it is not).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +20,17 @@ pub struct LinkState {
     up: AtomicBool,
     /// Set once the first connection succeeded: a later `Connected` is a reconnection.
     ever_up: AtomicBool,
+    /// Reconnections so far: what was published meanwhile was lost to this node.
+    reconnects: AtomicU64,
 }
 
 impl LinkState {
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Acquire)
     }
 
     fn on_event(&self, event: &Event) {
@@ -33,6 +39,7 @@ impl LinkState {
                 self.up.store(true, Ordering::Release);
                 if self.ever_up.swap(true, Ordering::AcqRel) {
                     METRICS.nats_reconnects.inc();
+                    self.reconnects.fetch_add(1, Ordering::AcqRel);
                     log::info!("connection to NATS re-established");
                 } else {
                     log::info!("connected to NATS");

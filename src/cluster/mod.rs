@@ -72,8 +72,10 @@ pub async fn start(
     };
     actix_rt::spawn(registry::run(node.clone(), engine.clone()));
     actix_rt::spawn(gateway::Gateway::new(node.clone(), target).serve());
+    let remote = Remote::new(node.clone());
+    actix_rt::spawn(remote.clone().keep_watches());
     engine.join_cluster(Arc::new(NodeRoute {
-        remote: Remote::new(node.clone()),
+        remote,
         node,
         engine: Arc::downgrade(engine),
     }));

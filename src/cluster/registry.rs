@@ -27,12 +27,16 @@ use super::Node;
 struct NodeEntry {
     node: String,
     version: String,
+    /// Changes each time the node's daemon starts: what it published to others is gone then.
+    #[serde(default)]
+    incarnation: String,
     projects: Vec<Value>,
 }
 
 /// What this node knows of another.
 struct Member {
     projects: Vec<Value>,
+    incarnation: String,
     seen_at: Instant,
 }
 
@@ -48,6 +52,8 @@ pub enum Owner {
 pub struct Registry {
     ttl: Duration,
     own: String,
+    /// This daemon's incarnation (see [`NodeEntry`]).
+    incarnation: String,
     members: RwLock<HashMap<String, Member>>,
     /// Whether the bucket is reachable and watched.
     synced: std::sync::atomic::AtomicBool,
@@ -58,6 +64,7 @@ impl Registry {
         Registry {
             ttl,
             own: own.to_string(),
+            incarnation: uuid::Uuid::new_v4().to_string(),
             members: RwLock::new(HashMap::new()),
             synced: Default::default(),
         }
@@ -77,6 +84,14 @@ impl Registry {
                 false => Owner::Unavailable(node.clone()),
             })
         })
+    }
+
+    /// The incarnation of `node` if it answers now.
+    pub fn live_incarnation(&self, node: &str) -> Option<String> {
+        read(&self.members)
+            .get(node)
+            .filter(|m| self.available(m))
+            .map(|m| m.incarnation.clone())
     }
 
     /// Whether `node` is another node that answers now.
@@ -168,6 +183,7 @@ impl Registry {
             node.to_string(),
             Member {
                 projects: e.projects,
+                incarnation: e.incarnation,
                 seen_at,
             },
         );
@@ -273,6 +289,7 @@ async fn put(store: &Store, key: &str, node: &Node, projects: Vec<Value>) -> Res
     let entry = NodeEntry {
         node: node.settings.node.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
+        incarnation: node.registry.incarnation.clone(),
         projects,
     };
     let bytes = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix::Recipient;
 use agentvisor_actors::connection::{Deliver, Mark, ReplyTo};
@@ -22,7 +23,7 @@ use bytestring::ByteString;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::gateway::{Forwarded, Reply};
+use super::gateway::{Forwarded, Reply, REWATCH};
 use super::loopback::Head;
 use super::{subjects, Node};
 
@@ -33,10 +34,25 @@ struct Watcher {
     held: Option<Vec<Frame>>,
 }
 
+/// This node's watchers of one remote project, and what it needs to ask the owner to publish
+/// again what it may have missed.
+struct Watch {
+    owner: String,
+    /// The owner's incarnation and this node's NATS reconnections when the owner last
+    /// published for us: when either changes, events may have been lost.
+    incarnation: Option<String>,
+    reconnects: u64,
+    /// The last seq received.
+    last_seq: u64,
+    watchers: HashMap<u64, Watcher>,
+}
+
+type Watches = HashMap<String, Watch>;
+
 /// This node's watchers of other nodes' projects.
 pub struct Remote {
     node: Arc<Node>,
-    watches: Mutex<HashMap<String, HashMap<u64, Watcher>>>,
+    watches: Mutex<Watches>,
 }
 
 impl Remote {
@@ -66,11 +82,12 @@ impl Remote {
             kind: request.kind().to_string(),
             project: project.clone(),
             text: text.to_string(),
+            since: None,
         };
         let this = self.clone();
         actix_rt::spawn(async move {
             let watched = match (&project, watches) {
-                (Some(p), true) => this.watch(p, &reply).await,
+                (Some(p), true) => this.watch(p, &owner, &reply).await,
                 _ => None,
             };
             let answer = this.ask(&owner, &forwarded).await;
@@ -139,26 +156,28 @@ impl Remote {
             _ => Mark::None,
         };
         let failed = head.kind == "error";
+        let seen = rest.iter().filter_map(|f| f.seq).max().unwrap_or(0);
+        let seen = seen.max(last_seq(&first));
         let mut watches = lock(&self.watches);
         reply.send_marked(first, mark);
         if !rest.is_empty() {
             reply.recipient.do_send(Deliver::batch(rest.into()));
         }
         if let (Some(project), Some(conn)) = (project, watched) {
-            release(&mut watches, project, conn, failed);
+            release(&mut watches, project, conn, failed, seen);
         }
     }
 
     /// Makes the requesting connection a watcher of `project` (holding events until its reply
     /// is delivered), subscribing to the project's events if no one here watched it yet.
     /// Returns the connection id, or `None` when NATS refused the subscription.
-    async fn watch(self: &Arc<Self>, project: &str, reply: &ReplyTo) -> Option<u64> {
+    async fn watch(self: &Arc<Self>, project: &str, owner: &str, reply: &ReplyTo) -> Option<u64> {
         let watcher = || Watcher {
             recipient: reply.recipient.clone(),
             held: Some(Vec::new()),
         };
         if let Some(w) = lock(&self.watches).get_mut(project) {
-            w.insert(reply.conn, watcher());
+            w.watchers.insert(reply.conn, watcher());
             return Some(reply.conn);
         }
         let subject = subjects::events(&self.node.settings.cluster, project);
@@ -170,9 +189,15 @@ impl Remote {
             }
         };
         let mut watches = lock(&self.watches);
-        let w = watches.entry(project.to_string()).or_default();
-        let first = w.is_empty();
-        w.insert(reply.conn, watcher());
+        let w = watches.entry(project.to_string()).or_insert_with(|| Watch {
+            owner: owner.to_string(),
+            incarnation: self.node.registry.live_incarnation(owner),
+            reconnects: self.node.link.reconnects(),
+            last_seq: 0,
+            watchers: HashMap::new(),
+        });
+        let first = w.watchers.is_empty();
+        w.watchers.insert(reply.conn, watcher());
         if first {
             actix_rt::spawn(self.clone().pump(project.to_string(), subscriber));
         }
@@ -184,7 +209,7 @@ impl Remote {
         if let (Some(project), Some(conn)) = (project, conn) {
             let mut watches = lock(&self.watches);
             if let Some(w) = watches.get_mut(project) {
-                w.remove(&conn);
+                w.watchers.remove(&conn);
             }
         }
     }
@@ -195,7 +220,7 @@ impl Remote {
         let p: Arc<str> = Arc::from(project);
         let mut watches = lock(&self.watches);
         if let Some(w) = watches.get_mut(project) {
-            w.remove(&reply.conn);
+            w.watchers.remove(&reply.conn);
         }
         let frame = reply.frame(
             "project_left",
@@ -225,8 +250,10 @@ impl Remote {
         let Some(w) = watches.get_mut(project) else {
             return false;
         };
-        w.retain(|_, watcher| watcher.recipient.connected());
-        for watcher in w.values_mut() {
+        w.watchers
+            .retain(|_, watcher| watcher.recipient.connected());
+        w.last_seq = w.last_seq.max(frame.seq.unwrap_or(0));
+        for watcher in w.watchers.values_mut() {
             match &mut watcher.held {
                 Some(held) => held.push(frame.clone()),
                 None => {
@@ -235,7 +262,7 @@ impl Remote {
                 }
             }
         }
-        if gone || w.is_empty() {
+        if gone || w.watchers.is_empty() {
             watches.remove(project);
             return false;
         }
@@ -243,22 +270,65 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// For the life of the daemon: asks the owner of each watched project to publish again
+    /// what this node may have missed (see [`REWATCH`]).
+    pub async fn keep_watches(self: Arc<Self>) {
+        let period = (self.node.settings.ttl / 3).min(Duration::from_millis(500));
+        loop {
+            actix_rt::time::sleep(period).await;
+            for (project, owner, since) in self.missed() {
+                let reconnects = self.node.link.reconnects();
+                let incarnation = self.node.registry.live_incarnation(&owner);
+                let rewatch = Forwarded {
+                    origin: self.node.settings.node.clone(),
+                    conn: 0,
+                    kind: REWATCH.into(),
+                    project: Some(project.clone()),
+                    text: String::new(),
+                    since: Some(since),
+                };
+                if let Ok(Reply::Frames(_)) = self.ask(&owner, &rewatch).await {
+                    log::info!(project = project.as_str(); "asked node {owner} to publish again after seq {since}");
+                    if let Some(w) = lock(&self.watches).get_mut(&project) {
+                        (w.reconnects, w.incarnation) = (reconnects, incarnation);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The watched projects whose events may have been lost since their owner last published
+    /// for us: its daemon restarted, or this node's NATS connection was lost meanwhile.
+    fn missed(&self) -> Vec<(String, String, u64)> {
+        if !self.node.link.is_up() {
+            return Vec::new();
+        }
+        let reconnects = self.node.link.reconnects();
+        let watches = lock(&self.watches);
+        watches
+            .iter()
+            .filter(|(_, w)| {
+                let now = self.node.registry.live_incarnation(&w.owner);
+                now.is_some() && (now != w.incarnation || reconnects != w.reconnects)
+            })
+            .map(|(p, w)| (p.clone(), w.owner.clone(), w.last_seq))
+            .collect()
+    }
+}
+
 /// The reply is delivered: the watcher gets what was held and then every event as it comes;
 /// or, if the request failed, it goes.
-fn release(
-    watches: &mut HashMap<String, HashMap<u64, Watcher>>,
-    project: &str,
-    conn: u64,
-    failed: bool,
-) {
+fn release(watches: &mut Watches, project: &str, conn: u64, failed: bool, seen: u64) {
     let Some(w) = watches.get_mut(project) else {
         return;
     };
     if failed {
-        w.remove(&conn);
+        w.watchers.remove(&conn);
         return;
     }
-    if let Some(watcher) = w.get_mut(&conn) {
+    w.last_seq = w.last_seq.max(seen);
+    if let Some(watcher) = w.watchers.get_mut(&conn) {
         if let Some(held) = watcher.held.take().filter(|h| !h.is_empty()) {
             METRICS.cluster_remote_deliveries.inc_by(held.len() as u64);
             watcher.recipient.do_send(Deliver::batch(held.into()));
