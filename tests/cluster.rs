@@ -353,3 +353,36 @@ async fn without_a_nats_url_the_daemon_is_a_single_machine() {
     assert!(h.get("cluster").is_none(), "{h}");
     assert!(!d.log_text().contains("NATS"), "{}", d.log_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leave_and_delete_work_across_nodes() {
+    let cl = Cluster::start();
+    let p = project_on(&cl.nodes[0], "d").await;
+    listed(&cl.nodes[1], &p).await;
+    listed(&cl.nodes[2], &p).await;
+    let mut leaver = cl.nodes[1].client().await;
+    leaver.join(&p).await;
+    let left = leaver.call("project_leave", json!({"project_id": p})).await;
+    assert_eq!(left["type"], "project_left", "{left}");
+    let mut watcher = cl.nodes[1].client().await;
+    watcher.join(&p).await;
+    let mut c = cl.nodes[2].client().await;
+    let run = c.execute(&p, "before the delete").await;
+    run_events(&mut watcher, &run).await;
+    let r = c.call("project_delete", json!({"project_id": p})).await;
+    assert_eq!(r["type"], "project_deleted", "{r}");
+    let gone = watcher.recv_type("project_deleted").await;
+    assert_eq!(gone["project_id"], p.as_str(), "{gone}");
+    // The one that left saw none of it.
+    assert!(leaver.pending().is_empty(), "{:?}", leaver.pending());
+    let stray = leaver.try_next(Duration::from_millis(300)).await;
+    assert!(stray.is_none(), "{stray:?}");
+    until("no node lists the deleted project", || async {
+        let mut all = Vec::new();
+        for d in &cl.nodes {
+            all.extend(list(d).await);
+        }
+        all.iter().all(|x| x["id"] != p.as_str())
+    })
+    .await;
+}
