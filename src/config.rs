@@ -191,6 +191,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Set when the daemon joins a cluster (`AGENTVISOR_NATS_URL`).
     pub cluster: Option<crate::cluster::settings::ClusterSettings>,
+    /// How a node of a cluster that serves TLS reaches itself: trusting its own certificate.
+    pub own_tls: Option<rustls::ClientConfig>,
 }
 
 impl Args {
@@ -223,9 +225,10 @@ impl Args {
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let breaker = self.breaker_settings()?;
         let cluster = self.cluster.validate()?;
-        if cluster.is_some() && tls.is_some() {
-            return Err("a node of a cluster cannot terminate TLS itself yet: put TLS in a proxy in front of it (docs/scaling.md)".into());
-        }
+        let own_tls = match (&cluster, &self.tls_cert) {
+            (Some(_), Some(cert)) => Some(crate::tls::own_certificate_client(cert)?),
+            _ => None,
+        };
         let url = daemon_url(self.listen, tls.is_some());
         let unauthenticated = self
             .max_unauthenticated
@@ -240,6 +243,7 @@ impl Args {
             log_format: self.log_format,
             log_level: self.log_level,
             cluster,
+            own_tls,
             engine: EngineConfig {
                 data_dir,
                 project_roots: roots,

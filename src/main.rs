@@ -169,7 +169,7 @@ async fn run(
     let tls_on = config.tls.is_some();
     let engine = Engine::new(config.engine);
     if let Some(settings) = config.cluster {
-        if let Err(e) = cluster::start(settings, &engine, config.listen).await {
+        if let Err(e) = cluster::start(settings, &engine, config.own_tls).await {
             log::error!("{e}");
             return EXIT_START;
         }

@@ -386,3 +386,35 @@ async fn leave_and_delete_work_across_nodes() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_serves_tls_answers_forwarded_requests() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["agentvisor.example".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    // Node a serves only TLS, with a certificate for another name than its address.
+    let tls_node = Daemon::builder()
+        .env("AGENTVISOR_NATS_URL", nats.url())
+        .env("AGENTVISOR_NODE", "a")
+        .env("AGENTVISOR_CLUSTER_TTL", TTL)
+        .env("AGENTVISOR_TLS_CERT", cert_path.to_str().unwrap())
+        .env("AGENTVISOR_TLS_KEY", key_path.to_str().unwrap())
+        .launch();
+    let plain = node(&nats, "b");
+    listed_node(&plain, "a").await;
+    // Created on a through b: a hands the request to itself over its own TLS listener.
+    let mut c = plain.client().await;
+    let p = c
+        .create_project_with(json!({"path": tls_node.project_dir("t"), "node": "a"}))
+        .await;
+    let id = p["id"].as_str().unwrap();
+    let run = c.execute(id, "over tls").await;
+    let seen = run_events(&mut c, &run).await;
+    assert!(
+        seen.iter().any(|m| m["type"] == "agent_message"),
+        "{seen:?}"
+    );
+}

@@ -26,8 +26,11 @@ const IDLE: Duration = Duration::from_secs(60);
 /// Where the daemon itself is reached.
 #[derive(Clone)]
 pub struct Target {
+    /// `ws://` or, for a daemon that serves TLS, `wss://`.
     pub url: String,
     pub token: Option<String>,
+    /// Trusts the daemon's own certificate, when it serves TLS.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// What a request waits for.
@@ -95,7 +98,9 @@ impl Loopback {
                 .map_err(|_| "the daemon's token is not a valid header value".to_string())?;
             request.headers_mut().insert("authorization", value);
         }
-        let connecting = tokio_tungstenite::connect_async(request);
+        let tls = target.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        let connecting =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, tls);
         let (ws, _) = tokio::time::timeout(Duration::from_secs(5), connecting)
             .await
             .map_err(|_| "the daemon did not answer on its own address".to_string())?

@@ -21,7 +21,6 @@ pub mod remote;
 pub mod settings;
 pub mod subjects;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Weak};
 
 use agentvisor_actors::api::cluster::Cluster;
@@ -47,10 +46,11 @@ pub struct Node {
 /// Connects to NATS and starts the node's tasks, then makes the engine a node of the cluster.
 /// Fails only on settings NATS cannot use (an unreadable credentials file); NATS being down
 /// is not a failure: the node serves its own projects and keeps trying.
+/// `own_tls` is how the node reaches its own TLS listener, when it has one.
 pub async fn start(
     settings: ClusterSettings,
     engine: &Arc<Engine>,
-    listen: SocketAddr,
+    own_tls: Option<rustls::ClientConfig>,
 ) -> Result<(), String> {
     let link = Arc::new(LinkState::default());
     let client = link::connect(&settings, link.clone()).await?;
@@ -67,8 +67,9 @@ pub async fn start(
         link,
     });
     let target = loopback::Target {
-        url: format!("ws://{}/ws", own_address(listen)),
+        url: engine.config.daemon_url.clone().unwrap_or_default(),
         token: engine.config.token.clone(),
+        tls: own_tls.map(Arc::new),
     };
     actix_rt::spawn(registry::run(node.clone(), engine.clone()));
     actix_rt::spawn(gateway::Gateway::new(node.clone(), target).serve());
@@ -80,17 +81,6 @@ pub async fn start(
         engine: Arc::downgrade(engine),
     }));
     Ok(())
-}
-
-/// Where this node reaches its own listener: the address it listens on, or the loopback
-/// address of the same family when it listens on all of them.
-fn own_address(listen: SocketAddr) -> SocketAddr {
-    let ip = match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, listen.port())
 }
 
 /// The cluster as the engine's connections use it.
