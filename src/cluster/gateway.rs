@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::loopback::{Answer, Head, Loopback, Target, Want};
+use super::loopback::{Answer, Head, Loopback, Target, Want, EVENTS_BOUND};
 use super::{subjects, Node};
 
 /// A request another node forwards: the client's text, and which client it is (the origin
@@ -254,7 +254,7 @@ impl Publisher {
     /// connects again and rejoins every watched project from the last seq it published.
     async fn run(self: Arc<Self>, node: Arc<Node>, target: Target) {
         loop {
-            let (tx, mut events) = mpsc::unbounded_channel();
+            let (tx, mut events) = mpsc::channel(EVENTS_BOUND);
             match Loopback::open(&target, Some(tx)).await {
                 Ok(conn) => {
                     *lock(&self.conn) = Some(conn.clone());

@@ -23,6 +23,12 @@ use tokio_tungstenite::tungstenite::Message;
 /// A connection with nothing in flight is closed after this long.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// Events read but not yet handed on. When the reader of the `events` channel cannot keep up
+/// (NATS is slow or away), this connection stops reading, the daemon's bounded outbox for it
+/// fills, and the daemon closes it (4008): memory stays bounded, and the publisher connects
+/// again and rejoins from the last seq it published.
+pub const EVENTS_BOUND: usize = 4096;
+
 /// Where the daemon itself is reached.
 #[derive(Clone)]
 pub struct Target {
@@ -85,7 +91,7 @@ impl Loopback {
     /// every event it receives.
     pub async fn open(
         target: &Target,
-        events: Option<mpsc::UnboundedSender<Event>>,
+        events: Option<mpsc::Sender<Event>>,
     ) -> Result<Loopback, String> {
         let mut request = target
             .url
@@ -178,7 +184,7 @@ impl Mux {
         mut self,
         mut ws: Ws,
         mut rx: mpsc::UnboundedReceiver<Request>,
-        events: Option<mpsc::UnboundedSender<Event>>,
+        events: Option<mpsc::Sender<Event>>,
     ) {
         loop {
             let idle = events.is_none() && self.pending.is_empty() && self.replay.is_none();
@@ -192,7 +198,14 @@ impl Mux {
                     }
                 }
                 message = ws.next() => match message {
-                    Some(Ok(Message::Text(text))) => self.on_frame(text, events.as_ref()),
+                    Some(Ok(Message::Text(text))) => {
+                        let event = self.on_frame(text);
+                        if let (Some(events), Some(event)) = (&events, event) {
+                            if events.send(event).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
@@ -216,7 +229,8 @@ impl Mux {
         value.to_string()
     }
 
-    fn on_frame(&mut self, text: String, events: Option<&mpsc::UnboundedSender<Event>>) {
+    /// Hands a reply (or a replayed event) to its request; returns an event.
+    fn on_frame(&mut self, text: String) -> Option<Event> {
         let head = Head::of(&text);
         if let Some(r) = &mut self.replay {
             if head.id.is_none()
@@ -230,15 +244,12 @@ impl Mux {
                         let _ = r.done.send(r.frames);
                     }
                 }
-                return;
+                return None;
             }
         }
         let Some((original, want, done)) = head.id.as_ref().and_then(|id| self.pending.remove(id))
         else {
-            if let (Some(events), None) = (events, &head.id) {
-                let _ = events.send((head, text));
-            }
-            return;
+            return head.id.is_none().then_some((head, text));
         };
         let gw = head.id.as_deref().unwrap_or_default();
         let text = restore_id(&text, gw, original.as_ref());
@@ -260,6 +271,7 @@ impl Mux {
                 let _ = done.send(vec![text]);
             }
         }
+        None
     }
 }
 

@@ -275,11 +275,12 @@ async fn sync(node: &Node, engine: &Engine, store: &Store) -> Result<(), String>
                     Some(Err(e)) => return Err(e.to_string()),
                     None => return Err("the registry watch ended".into()),
                 };
-                live |= entry.delta == 0;
                 if entry.key == key {
                     last.echoed(entry.revision);
                 }
                 node.registry.apply(&entry, live);
+                // The history is read once `delta` (entries still pending) reaches 0.
+                live |= entry.delta == 0;
             }
         }
     }
