@@ -31,11 +31,19 @@ impl Cluster {
 
 /// A daemon joined to `nats` as node `name`.
 fn node(nats: &NatsServer, name: &str) -> Daemon {
-    Daemon::builder()
+    node_with(nats, name, &[])
+}
+
+/// A daemon joined to `nats` as node `name`, with more settings.
+fn node_with(nats: &NatsServer, name: &str, env: &[(&str, &str)]) -> Daemon {
+    let mut b = Daemon::builder()
         .env("AGENTVISOR_NATS_URL", nats.url())
         .env("AGENTVISOR_NODE", name)
-        .env("AGENTVISOR_CLUSTER_TTL", TTL)
-        .start()
+        .env("AGENTVISOR_CLUSTER_TTL", TTL);
+    for (k, v) in env {
+        b = b.env(k, *v);
+    }
+    b.start()
 }
 
 /// Waits until `probe` holds, polling.
@@ -417,4 +425,34 @@ async fn a_node_that_serves_tls_answers_forwarded_requests() {
         seen.iter().any(|m| m["type"] == "agent_message"),
         "{seen:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_of_another_node_is_closed_there_and_slows_no_one() {
+    let nats = NatsServer::start();
+    let owner = node(&nats, "a");
+    // Node b bounds its clients' backlogs small (as history.rs's slow-client test does).
+    let b = node_with(&nats, "b", &[("AGENTVISOR_MAX_BACKLOG_BYTES", "262144")]);
+    let p = project_on(&owner, "slow").await;
+    listed(&b, &p).await;
+    let mut slow = Client::connect_with_recv_buffer(b.port, 4096).await;
+    slow.join(&p).await;
+    let mut fast = b.client().await;
+    fast.join(&p).await;
+    let mut local = owner.client().await;
+    local.join(&p).await;
+    let run = local
+        .execute(&p, "mock:lines count=3000 bytes=1000 rate=1000")
+        .await;
+    let on_owner = run_events(&mut local, &run).await;
+    let on_b = run_events(&mut fast, &run).await;
+    assert_eq!(on_owner.last().unwrap()["data"]["status"], "completed");
+    assert_eq!(seqs(&on_b), seqs(&on_owner));
+    let code = loop {
+        match slow.next_message(WAIT).await {
+            Ok(_) => continue,
+            Err(c) => break c,
+        }
+    };
+    assert_eq!(code, Closed::Code(4008));
 }
