@@ -173,6 +173,12 @@ impl Cluster for NodeRoute {
         None
     }
 
+    fn owns_elsewhere(&self, project: &str) -> bool {
+        subjects::is_token(project)
+            && !self.is_local(project)
+            && self.node.registry.owner(project).is_some()
+    }
+
     fn health(&self) -> serde_json::Value {
         let mut h = self.node.registry.health();
         h["name"] = self.node.settings.cluster.as_str().into();

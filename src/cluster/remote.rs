@@ -258,7 +258,7 @@ impl Remote {
                 Some(held) => held.push(frame.clone()),
                 None => {
                     METRICS.cluster_remote_deliveries.inc();
-                    watcher.recipient.do_send(Deliver::plain(frame.clone()));
+                    watcher.recipient.do_send(delivery(project, &frame, gone));
                 }
             }
         }
@@ -333,6 +333,15 @@ fn release(watches: &mut Watches, project: &str, conn: u64, failed: bool, seen: 
             METRICS.cluster_remote_deliveries.inc_by(held.len() as u64);
             watcher.recipient.do_send(Deliver::batch(held.into()));
         }
+    }
+}
+
+/// An event for a watcher: `project_deleted` also ends its subscription, as a local
+/// project's does.
+fn delivery(project: &str, frame: &Frame, gone: bool) -> Deliver {
+    match gone {
+        true => Deliver::marked(frame.clone(), Mark::Left(Arc::from(project))),
+        false => Deliver::plain(frame.clone()),
     }
 }
 

@@ -15,6 +15,10 @@ pub trait Cluster: Send + Sync {
     /// for this daemon to answer. `text` is the request exactly as the client sent it.
     fn route(&self, request: &Request, text: &str, reply: ReplyTo) -> Option<ReplyTo>;
 
+    /// Whether another node of the cluster owns `project` (so that a request for it would be
+    /// forwarded).
+    fn owns_elsewhere(&self, project: &str) -> bool;
+
     /// The cluster's part of the health report: this node, the others and their state, and the
     /// NATS connection.
     fn health(&self) -> serde_json::Value;
