@@ -11,8 +11,10 @@ use common::nats::NatsServer;
 use common::*;
 use serde_json::{json, Value};
 
-/// The cluster's time-to-live in these tests: short, so that a dead node shows quickly.
-const TTL: &str = "2s";
+/// The cluster's time-to-live in these tests: short, so that a dead node shows quickly, yet
+/// with room for heartbeats (every third of it) delayed by a busy machine running a dozen
+/// clusters at once.
+const TTL: &str = "4s";
 
 /// A nats-server and the daemons joined to it.
 struct Cluster {
