@@ -42,8 +42,10 @@ struct Watch {
     /// published for us: when either changes, events may have been lost.
     incarnation: Option<String>,
     reconnects: u64,
-    /// The last seq received.
-    last_seq: u64,
+    /// The last seq received through the subscription; until one is, where the first
+    /// watcher's join started. Other watchers' replies say nothing of what the subscription
+    /// delivered, and do not change it.
+    last_seq: Option<u64>,
     watchers: HashMap<u64, Watcher>,
 }
 
@@ -193,7 +195,7 @@ impl Remote {
             owner: owner.to_string(),
             incarnation: self.node.registry.live_incarnation(owner),
             reconnects: self.node.link.reconnects(),
-            last_seq: 0,
+            last_seq: None,
             watchers: HashMap::new(),
         });
         let first = w.watchers.is_empty();
@@ -252,7 +254,9 @@ impl Remote {
         };
         w.watchers
             .retain(|_, watcher| watcher.recipient.connected());
-        w.last_seq = w.last_seq.max(frame.seq.unwrap_or(0));
+        if let Some(seq) = frame.seq {
+            w.last_seq = Some(w.last_seq.map_or(seq, |last| last.max(seq)));
+        }
         for watcher in w.watchers.values_mut() {
             match &mut watcher.held {
                 Some(held) => held.push(frame.clone()),
@@ -312,7 +316,7 @@ impl Remote {
                 let now = self.node.registry.live_incarnation(&w.owner);
                 now.is_some() && (now != w.incarnation || reconnects != w.reconnects)
             })
-            .map(|(p, w)| (p.clone(), w.owner.clone(), w.last_seq))
+            .map(|(p, w)| (p.clone(), w.owner.clone(), w.last_seq.unwrap_or(0)))
             .collect()
     }
 }
@@ -327,7 +331,7 @@ fn release(watches: &mut Watches, project: &str, conn: u64, failed: bool, seen: 
         w.watchers.remove(&conn);
         return;
     }
-    w.last_seq = w.last_seq.max(seen);
+    w.last_seq.get_or_insert(seen);
     if let Some(watcher) = w.watchers.get_mut(&conn) {
         if let Some(held) = watcher.held.take().filter(|h| !h.is_empty()) {
             METRICS.cluster_remote_deliveries.inc_by(held.len() as u64);
