@@ -439,6 +439,45 @@ mod tests {
         assert!(own_cgroup_dir(info, "0::/other\n").is_err());
     }
 
+    /// A cgroup of this test's own below its process's cgroup, where cgroup v2 is writable.
+    fn test_cgroup(name: &str) -> Option<Cgroup> {
+        let read = |p| std::fs::read_to_string(p).ok();
+        let own =
+            own_cgroup_dir(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?).ok()?;
+        let dir = own.join(format!("agentvisor-unit-{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok().map(|()| Cgroup { dir })
+    }
+
+    /// The kill of kernels without `cgroup.kill`: a shell that forks a sleeper every 10 ms is
+    /// frozen and emptied, pid by pid, with nothing forked past it.
+    #[test]
+    fn freezing_and_killing_empties_a_cgroup_that_forks() {
+        let Some(cg) = test_cgroup("freeze") else {
+            eprintln!("cgroup v2 is not writable here: the freeze path is proved where it is");
+            return;
+        };
+        let entry = OpenOptions::new()
+            .write(true)
+            .open(cg.dir.join("cgroup.procs"))
+            .unwrap();
+        let fd = entry.as_raw_fd();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "while :; do sleep 30 & sleep 0.01; done"]);
+        // SAFETY: `join` is a single write(2).
+        unsafe { std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || join(fd)) };
+        let mut shell = cmd.spawn().unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while cg.pids().len() < 10 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(cg.pids().len() >= 10, "the shell forks: {:?}", cg.pids());
+        cg.freeze_and_kill();
+        assert_eq!(cg.pids(), [] as [i32; 0]);
+        assert!(shell.wait().is_ok());
+        cg.kill();
+        std::fs::remove_dir(&cg.dir).unwrap();
+    }
+
     #[test]
     fn without_v2_there_is_no_own_cgroup() {
         assert!(own_cgroup_dir(HYBRID, "4:memory:/x\n").is_err());
