@@ -135,8 +135,10 @@ fn own_cgroup_dir(mountinfo: &str, proc_cgroup: &str) -> Result<PathBuf, String>
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .ok_or("the daemon is in no cgroup v2 (no 0:: line in /proc/self/cgroup)")?;
+    // The last of several mounts on one point is the one visible there.
     let (root, mountpoint) = mountinfo
         .lines()
+        .rev()
         .filter_map(cgroup2_mount)
         .find(|(root, _)| Path::new(own).starts_with(root))
         .ok_or("no cgroup v2 mount shows the daemon's cgroup (see /proc/self/mountinfo)")?;
