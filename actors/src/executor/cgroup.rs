@@ -64,7 +64,7 @@ static BASE: OnceLock<Option<Base>> = OnceLock::new();
 const EMPTY_WITHIN: Duration = Duration::from_secs(2);
 
 /// Chooses the isolation once, at start, and says in the log which it is.
-pub fn init(setting: CgroupSetting) -> Isolation {
+pub fn init(setting: CgroupSetting) {
     let base = match setting {
         CgroupSetting::Off => {
             log::info!(
@@ -92,7 +92,6 @@ pub fn init(setting: CgroupSetting) -> Isolation {
         },
     };
     let _ = BASE.set(base);
-    mode()
 }
 
 /// The isolation chosen at start (the sweep before [`init`]).
@@ -230,8 +229,11 @@ fn probe(base: &Base) -> std::io::Result<()> {
     // SAFETY: the child only calls the async-signal-safe write(2) and _exit(2).
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let joined = join(fd).is_ok();
-        unsafe { libc::_exit(if joined { 0 } else { 1 }) };
+        let code = join(fd)
+            .err()
+            .map_or(0, |e| e.raw_os_error().unwrap_or(libc::EPERM));
+        // SAFETY: _exit ends the child at once, running nothing of the parent's.
+        unsafe { libc::_exit(code) };
     }
     if pid < 0 {
         return Err(std::io::Error::last_os_error());
@@ -240,10 +242,10 @@ fn probe(base: &Base) -> std::io::Result<()> {
     // SAFETY: waitpid on the child forked just above.
     unsafe { libc::waitpid(pid, &mut status, 0) };
     drop(cg);
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Ok(()),
+        (true, errno) => Err(std::io::Error::from_raw_os_error(errno)),
+        _ => Err(std::io::Error::other("the probe child was killed")),
     }
 }
 
@@ -314,9 +316,11 @@ impl RunCgroup {
         self.entry.as_raw_fd()
     }
 
-    /// Kills every process of the run (see [`Cgroup::kill`]).
-    pub fn kill(&self) {
+    /// Kills every process of the run (see [`Cgroup::kill`]); returns how many it held.
+    pub fn kill(&self) -> usize {
+        let held = self.cg.pids().len();
         self.cg.kill();
+        held
     }
 }
 

@@ -202,8 +202,8 @@ pub fn sweep(run_id: &str, pgid: i32) -> usize {
         let cgroup = runs.and_then(|m| m.get(run_id)?.cgroup.clone());
         (cgroup, runs.is_none_or(|m| m.keys().all(|k| k == run_id)))
     };
-    if let Some(cg) = cgroup {
-        cg.kill();
+    if let Some(held) = cgroup.map(|cg| cg.kill()).filter(|n| *n > 0) {
+        log::info!(run = run_id; "killed the run's cgroup with {held} process(es) in it");
     }
     let marker = format!("{RUN_ID_ENV}={run_id}").into_bytes();
     let mut killed = 0;
