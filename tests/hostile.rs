@@ -466,15 +466,7 @@ async fn add_dirs_are_passed_as_checked_and_checked_again_at_start() {
 /// Live processes whose command line has `tag` as an argument: the `forker` scenario's, which
 /// left the run's group and session and carry no environment to recognise them by.
 fn tagged(tag: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            alive(*pid)
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == tag.as_bytes()))
-        })
-        .collect()
+    processes_with("cmdline", tag.as_bytes())
 }
 
 /// Kills what a failed test left of a forker (it forks on: kill until none is left).
