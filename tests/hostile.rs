@@ -1,6 +1,6 @@
 //! The review's classes of weakness, each proved against the real binary: secrets kept from
 //! agents, prompts the CLI cannot take, hostile clients before and after authentication, runs
-//! lost to a crash, and the smaller guarantees of `docs/security.md`.
+//! lost to a crash, escaped processes, and the smaller guarantees of `docs/security.md`.
 
 mod common;
 
