@@ -469,13 +469,14 @@ fn tagged(tag: &str) -> Vec<i32> {
     processes_with("cmdline", tag.as_bytes())
 }
 
-/// Kills what a failed test left of a forker (it forks on: kill until none is left).
-struct Forkers(String);
+/// Kills what a failed test left: the processes `find` names, until it names none (a forker
+/// forks on).
+struct KillOnDrop<F: Fn() -> Vec<i32>>(F);
 
-impl Drop for Forkers {
+impl<F: Fn() -> Vec<i32>> Drop for KillOnDrop<F> {
     fn drop(&mut self) {
         for _ in 0..100 {
-            let left = tagged(&self.0);
+            let left = (self.0)();
             if left.is_empty() {
                 return;
             }
@@ -585,7 +586,7 @@ async fn forkers_left(tag: &str) -> Vec<i32> {
 /// after the run. Returns the isolation the daemon used.
 async fn escapees_die_with_their_runs(setting: &str) -> String {
     let tag = format!("forker-{}-{setting}", std::process::id());
-    let _cleanup = Forkers(tag.clone());
+    let _cleanup = KillOnDrop(|| tagged(&tag));
     let d = Daemon::builder().env("AGENTVISOR_CGROUPS", setting).start();
     let mut c = d.client().await;
     let mode = isolation(&mut c).await;
@@ -665,4 +666,41 @@ async fn escapees_that_drop_everything_die_with_their_run() {
 async fn with_cgroups_off_the_sweep_still_finds_every_escapee() {
     let mode = escapees_die_with_their_runs("off").await;
     assert_eq!(mode, "sweep");
+}
+
+/// With the sweep alone, an escapee that dropped its run's id cannot be told apart from another
+/// live run's processes: ending one run leaves the other's processes (its escaped grandchild
+/// included) alone, and the unmarked escapee dies when the last live run ends.
+#[tokio::test]
+async fn with_the_sweep_alone_overlapping_runs_are_not_hit_and_the_last_one_clears_up() {
+    let tag = format!("forker-{}-overlap", std::process::id());
+    let _cleanup = KillOnDrop(|| tagged(&tag));
+    let d = Daemon::builder().env("AGENTVISOR_CGROUPS", "off").start();
+    let mut c = d.client().await;
+    let other = c.create_project(&d.project_dir("other")).await;
+    c.join(&other).await;
+    let other_run = c.execute(&other, "mock:escape").await;
+    let _escaped = KillOnDrop(|| processes_of_run(&other_run));
+    let line = c
+        .recv_where(|m| {
+            m["type"] == "agent_message" && m["data"]["message"]["type"] == "mock_grandchild"
+        })
+        .await;
+    let stray = line["data"]["message"]["pid"].as_i64().unwrap() as i32;
+    let p = c.create_project(&d.project_dir("p")).await;
+    c.join(&p).await;
+    let (run, _) = start_forker(&mut c, &p, &tag, "hang").await;
+
+    c.kill(&p).await;
+    assert_eq!(c.finished(&run).await["data"]["status"], "killed");
+    assert!(alive(stray), "another live run's process was hit");
+    assert!(!processes_of_run(&other_run).is_empty());
+
+    c.kill(&other).await;
+    assert_eq!(c.finished(&other_run).await["data"]["status"], "killed");
+    assert_eq!(forkers_left(&tag).await, [] as [i32; 0]);
+    assert_eq!(
+        run_leftovers(&other_run, Duration::from_secs(10)).await,
+        [] as [i32; 0]
+    );
 }
