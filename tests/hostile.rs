@@ -560,16 +560,35 @@ async fn start_forker(c: &mut Client, p: &str, tag: &str, then: &str) -> (String
         .collect();
     dirs.sort();
     dirs.dedup();
-    let agent_group = processes_of_run(&run);
+    let agent = processes_of_run(&run);
+    assert_eq!(
+        agent.len(),
+        1,
+        "only the agent carries the run's id: {agent:?}"
+    );
+    let (agent_group, agent_session) = group_and_session(agent[0]).expect("the agent runs");
     for pid in pids.iter().take(5) {
         let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         assert!(
             env.is_empty(),
             "the forker's process {pid} has an environment"
         );
-        assert!(!agent_group.contains(pid), "{pid} is marked as the run's");
+        let Some((group, session)) = group_and_session(*pid) else {
+            continue; // gone meanwhile
+        };
+        assert!(
+            group != agent_group && session != agent_session,
+            "{pid} stayed with the agent"
+        );
     }
     (run, dirs)
+}
+
+/// A process's group and session, from `/proc/<pid>/stat`.
+fn group_and_session(pid: i32) -> Option<(i32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = stat.rsplit_once(')')?.1.split_whitespace().skip(2);
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
 }
 
 /// Every process the forker started is gone; returns what is left otherwise.
