@@ -486,23 +486,19 @@ impl<F: Fn() -> Vec<i32>> Drop for KillOnDrop<F> {
     }
 }
 
-/// The cgroup v2 mount point and root, from this process's mountinfo.
-fn cgroup2_mount() -> Option<(PathBuf, PathBuf)> {
+/// The directory of `pid`'s cgroup v2: on the last cgroup2 mount (the one visible at its mount
+/// point) whose root holds it.
+fn cgroup_dir(pid: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let own = Path::new(text.lines().find_map(|l| l.strip_prefix("0::"))?);
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().rev().find_map(|l| {
         let (mount, fs) = l.split_once(" - ")?;
         (fs.split_whitespace().next()? == "cgroup2").then_some(())?;
         let f: Vec<&str> = mount.split_whitespace().collect();
-        Some((PathBuf::from(f.get(3)?), PathBuf::from(f.get(4)?)))
+        let rel = own.strip_prefix(f.get(3)?).ok()?;
+        Some(Path::new(f.get(4)?).join(rel))
     })
-}
-
-/// The directory of `pid`'s cgroup v2.
-fn cgroup_dir(pid: &str) -> Option<PathBuf> {
-    let (root, mountpoint) = cgroup2_mount()?;
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let own = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    Some(mountpoint.join(Path::new(own).strip_prefix(&root).ok()?))
 }
 
 /// Whether a daemon started from here may create cgroups: a cgroup v2 is mounted, a cgroup can
