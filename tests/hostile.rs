@@ -587,6 +587,15 @@ fn group_and_session(pid: i32) -> Option<(i32, i32)> {
     Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
 }
 
+/// Waits (a generous while) for a cgroup directory to be removed.
+async fn assert_removed(dir: &Path) {
+    let left = left_after(Duration::from_secs(10), Duration::from_millis(20), || {
+        dir.exists().then_some(()).into_iter().collect()
+    })
+    .await;
+    assert!(left.is_empty(), "{} was not removed", dir.display());
+}
+
 /// Every process the forker started is gone; returns what is left otherwise.
 async fn forkers_left(tag: &str) -> Vec<i32> {
     left_after(Duration::from_secs(10), Duration::from_millis(20), || {
@@ -637,7 +646,7 @@ async fn escapees_die_with_their_runs(setting: &str) -> String {
         assert_eq!(f["data"]["status"], status, "{f}");
         assert_eq!(forkers_left(&tag).await, [] as [i32; 0], "after {then}");
         if mode == "cgroup" {
-            assert!(!dirs[0].exists(), "{} was not removed", dirs[0].display());
+            assert_removed(&dirs[0]).await;
         }
     }
     if mode == "cgroup" {

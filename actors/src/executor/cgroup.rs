@@ -60,8 +60,12 @@ struct Base {
 
 static BASE: OnceLock<Option<Base>> = OnceLock::new();
 
-/// How long a cgroup may take to empty after it was killed.
-const EMPTY_WITHIN: Duration = Duration::from_secs(2);
+/// How long the actors' thread waits for a killed run cgroup to empty; what takes longer (a
+/// process in uninterruptible sleep) is waited for, and the cgroup removed, by a thread of its
+/// own.
+const SETTLE: Duration = Duration::from_millis(100);
+/// How long a cgroup may take to empty after it was killed before it is given up on.
+const EMPTY_WITHIN: Duration = Duration::from_secs(10);
 
 /// Chooses the isolation once, at start, and says in the log which it is.
 pub fn init(setting: CgroupSetting) {
@@ -102,11 +106,24 @@ pub fn mode() -> Isolation {
     }
 }
 
-/// Removes this daemon's (empty) directory of run cgroups as it exits.
+/// Removes this daemon's directory of run cgroups as it exits (with any run cgroup whose removal
+/// was still under way).
 pub fn release() {
     if let Some(Some(b)) = BASE.get() {
-        let _ = std::fs::remove_dir(&b.dir);
+        if let Err(e) = remove_all(&b.dir) {
+            log::warn!("cannot remove {}: {e}", b.dir.display());
+        }
     }
+}
+
+/// Kills and removes every cgroup in `dir`, then `dir` itself.
+fn remove_all(dir: &Path) -> std::io::Result<()> {
+    for run in std::fs::read_dir(dir)?.flatten() {
+        if run.path().join("cgroup.procs").exists() {
+            Cgroup { dir: run.path() }.remove();
+        }
+    }
+    std::fs::remove_dir(dir)
 }
 
 /// Finds the daemon's own cgroup v2 directory, clears what a dead daemon left there, creates
@@ -203,12 +220,7 @@ fn clear_stale(own: &Path) {
             continue;
         }
         let dir = e.path();
-        for run in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if run.path().join("cgroup.procs").exists() {
-                Cgroup { dir: run.path() }.remove();
-            }
-        }
-        match std::fs::remove_dir(&dir) {
+        match remove_all(&dir) {
             Ok(()) => log::warn!(
                 "removed {} left by a daemon that did not exit cleanly, with its runs' processes",
                 dir.display()
@@ -319,14 +331,27 @@ impl RunCgroup {
     /// Kills every process of the run (see [`Cgroup::kill`]); returns how many it held.
     pub fn kill(&self) -> usize {
         let held = self.cg.pids().len();
-        self.cg.kill();
+        self.cg.kill(SETTLE);
         held
     }
 }
 
 impl Drop for RunCgroup {
+    /// Kills what is left and removes the cgroup; when it does not empty at once, a thread of
+    /// its own waits for that, so the actors' thread never does.
     fn drop(&mut self) {
-        self.cg.remove();
+        if self.cg.kill(SETTLE) && std::fs::remove_dir(&self.cg.dir).is_ok() {
+            return;
+        }
+        let cg = Cgroup {
+            dir: std::mem::take(&mut self.cg.dir),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("cgroup-remove".into())
+            .spawn(move || cg.remove());
+        if let Err(e) = spawned {
+            log::warn!("cannot start a thread to remove a run's cgroup: {e}");
+        }
     }
 }
 
@@ -336,30 +361,26 @@ struct Cgroup {
 }
 
 impl Cgroup {
-    /// Kills every process in the cgroup and waits (a bounded while) until it is empty. New
-    /// processes cannot escape: `cgroup.kill` takes forks in flight along, and without it the
-    /// cgroup is frozen first, so nothing in it runs (or forks) while its pids are killed.
-    fn kill(&self) {
+    /// Kills every process in the cgroup and waits up to `within` until it is empty; returns
+    /// whether it is. New processes cannot escape: `cgroup.kill` takes forks in flight along,
+    /// and without it the cgroup is frozen first, so nothing in it runs (or forks) while its
+    /// pids are killed (it stays frozen: a process that outlives the kill cannot run).
+    fn kill(&self, within: Duration) -> bool {
+        let until = Instant::now() + within;
         if !self.write("cgroup.kill", "1") {
-            self.freeze_and_kill();
+            self.freeze_and_kill(until);
         }
-        if !self.wait_for("populated", "0") {
-            log::warn!(
-                "cgroup {} still has processes after being killed",
-                self.dir.display()
-            );
-        }
+        self.wait_for("populated", "0", until)
     }
 
-    /// Freezes the cgroup, SIGKILLs every pid in `cgroup.procs` until it lists none (a frozen
-    /// process still dies of SIGKILL), then thaws it.
-    fn freeze_and_kill(&self) {
+    /// Freezes the cgroup and SIGKILLs every pid in `cgroup.procs` until it lists none (a
+    /// frozen process still dies of SIGKILL) or `until` has passed.
+    fn freeze_and_kill(&self, until: Instant) {
         self.write("cgroup.freeze", "1");
-        self.wait_for("frozen", "1");
-        let until = Instant::now() + EMPTY_WITHIN;
-        while Instant::now() < until {
+        self.wait_for("frozen", "1", until);
+        loop {
             let pids = self.pids();
-            if pids.is_empty() {
+            if pids.is_empty() || Instant::now() >= until {
                 break;
             }
             for pid in pids {
@@ -368,12 +389,16 @@ impl Cgroup {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        self.write("cgroup.freeze", "0");
     }
 
-    /// Kills what is left and removes the cgroup.
+    /// Kills what is left, waiting up to [`EMPTY_WITHIN`], and removes the cgroup.
     fn remove(&self) {
-        self.kill();
+        if !self.kill(EMPTY_WITHIN) {
+            log::warn!(
+                "cgroup {} still has processes {EMPTY_WITHIN:?} after being killed",
+                self.dir.display()
+            );
+        }
         if let Err(e) = std::fs::remove_dir(&self.dir) {
             log::warn!("cannot remove cgroup {}: {e}", self.dir.display());
         }
@@ -396,11 +421,10 @@ impl Cgroup {
             .is_ok()
     }
 
-    /// Waits until `cgroup.events` shows `key value`; false if it did not within
-    /// [`EMPTY_WITHIN`] (or the cgroup is gone).
-    fn wait_for(&self, key: &str, value: &str) -> bool {
+    /// Waits until `cgroup.events` shows `key value`; false if it did not by `until` (or the
+    /// cgroup is gone).
+    fn wait_for(&self, key: &str, value: &str, until: Instant) -> bool {
         let want = format!("{key} {value}");
-        let until = Instant::now() + EMPTY_WITHIN;
         loop {
             let Ok(events) = std::fs::read_to_string(self.dir.join("cgroup.events")) else {
                 return false;
@@ -477,10 +501,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(cg.pids().len() >= 10, "the shell forks: {:?}", cg.pids());
-        cg.freeze_and_kill();
+        cg.freeze_and_kill(Instant::now() + EMPTY_WITHIN);
         assert_eq!(cg.pids(), [] as [i32; 0]);
         assert!(shell.wait().is_ok());
-        cg.kill();
         std::fs::remove_dir(&cg.dir).unwrap();
     }
 
