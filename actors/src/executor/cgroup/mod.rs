@@ -20,11 +20,16 @@
 //! [`super::process`] finds what is left alone; it also runs after the cgroup kill in cgroup mode.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod dir;
+mod mount;
+
+use dir::Cgroup;
+use mount::own_cgroup_dir;
 
 /// `AGENTVISOR_CGROUPS`: whether the daemon tries cgroups at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +69,6 @@ static BASE: OnceLock<Option<Base>> = OnceLock::new();
 /// process in uninterruptible sleep) is waited for, and the cgroup removed, by a thread of its
 /// own.
 const SETTLE: Duration = Duration::from_millis(100);
-/// How long a cgroup may take to empty after it was killed before it is given up on.
-const EMPTY_WITHIN: Duration = Duration::from_secs(10);
 
 /// Chooses the isolation once, at start, and says in the log which it is.
 pub fn init(setting: CgroupSetting) {
@@ -144,62 +147,6 @@ fn prepare() -> Result<Base, String> {
     }
     Ok(base)
 }
-
-/// The daemon's own cgroup directory on the cgroup v2 mount.
-fn own_cgroup_dir(mountinfo: &str, proc_cgroup: &str) -> Result<PathBuf, String> {
-    let own = proc_cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or("the daemon is in no cgroup v2 (no 0:: line in /proc/self/cgroup)")?;
-    // The last of several mounts on one point is the one visible there.
-    let (root, mountpoint) = mountinfo
-        .lines()
-        .rev()
-        .filter_map(cgroup2_mount)
-        .find(|(root, _)| Path::new(own).starts_with(root))
-        .ok_or("no cgroup v2 mount shows the daemon's cgroup (see /proc/self/mountinfo)")?;
-    let rel = Path::new(own)
-        .strip_prefix(&root)
-        .map_err(|_| "the daemon's cgroup is outside the mount")?;
-    Ok(mountpoint.join(rel))
-}
-
-/// `(root, mount point)` of a mountinfo line of a cgroup2 file system.
-fn cgroup2_mount(line: &str) -> Option<(PathBuf, PathBuf)> {
-    let (mount, fs) = line.split_once(" - ")?;
-    if fs.split_whitespace().next()? != "cgroup2" {
-        return None;
-    }
-    let mut f = mount.split_whitespace();
-    let root = unescape(f.nth(3)?);
-    let mountpoint = unescape(f.next()?);
-    Some((root.into(), mountpoint.into()))
-}
-
-/// Mountinfo writes space, tab, newline and backslash in paths as `\ooo` octal.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).and_then(|d| {
-            let d = std::str::from_utf8(d).ok()?;
-            u8::from_str_radix(d, 8).ok()
-        });
-        match (b[i], octal) {
-            (b'\\', Some(c)) => {
-                out.push(c);
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Kills and removes the run cgroups of a daemon that died without removing them (killed
 /// with -9: its agents died with it, but what escaped them lives on in its cgroups). A
 /// directory counts as dead when no process has its pid, or when the pid is ours (a daemon
@@ -352,165 +299,5 @@ impl Drop for RunCgroup {
         if let Err(e) = spawned {
             log::warn!("cannot start a thread to remove a run's cgroup: {e}");
         }
-    }
-}
-
-/// A cgroup directory.
-struct Cgroup {
-    dir: PathBuf,
-}
-
-impl Cgroup {
-    /// Kills every process in the cgroup and waits up to `within` until it is empty; returns
-    /// whether it is. New processes cannot escape: `cgroup.kill` takes forks in flight along,
-    /// and without it the cgroup is frozen first, so nothing in it runs (or forks) while its
-    /// pids are killed (it stays frozen: a process that outlives the kill cannot run).
-    fn kill(&self, within: Duration) -> bool {
-        let until = Instant::now() + within;
-        if !self.write("cgroup.kill", "1") {
-            self.freeze_and_kill(until);
-        }
-        self.wait_for("populated", "0", until)
-    }
-
-    /// Freezes the cgroup and SIGKILLs every pid in `cgroup.procs` until it lists none (a
-    /// frozen process still dies of SIGKILL) or `until` has passed.
-    fn freeze_and_kill(&self, until: Instant) {
-        self.write("cgroup.freeze", "1");
-        self.wait_for("frozen", "1", until);
-        loop {
-            let pids = self.pids();
-            if pids.is_empty() || Instant::now() >= until {
-                break;
-            }
-            for pid in pids {
-                // SAFETY: kill(2) on a pid; no memory is involved.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Kills what is left, waiting up to [`EMPTY_WITHIN`], and removes the cgroup.
-    fn remove(&self) {
-        if !self.kill(EMPTY_WITHIN) {
-            log::warn!(
-                "cgroup {} still has processes {EMPTY_WITHIN:?} after being killed",
-                self.dir.display()
-            );
-        }
-        if let Err(e) = std::fs::remove_dir(&self.dir) {
-            log::warn!("cannot remove cgroup {}: {e}", self.dir.display());
-        }
-    }
-
-    /// The pids `cgroup.procs` lists.
-    fn pids(&self) -> Vec<i32> {
-        std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
-
-    fn write(&self, file: &str, value: &str) -> bool {
-        OpenOptions::new()
-            .write(true)
-            .open(self.dir.join(file))
-            .and_then(|mut f| f.write_all(value.as_bytes()))
-            .is_ok()
-    }
-
-    /// Waits until `cgroup.events` shows `key value`; false if it did not by `until` (or the
-    /// cgroup is gone).
-    fn wait_for(&self, key: &str, value: &str, until: Instant) -> bool {
-        let want = format!("{key} {value}");
-        loop {
-            let Ok(events) = std::fs::read_to_string(self.dir.join("cgroup.events")) else {
-                return false;
-            };
-            if events.lines().any(|l| l == want) {
-                return true;
-            }
-            if Instant::now() >= until {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HYBRID: &str = "\
-25 30 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-33 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
-";
-
-    #[test]
-    fn finds_the_v2_mount_of_a_hybrid_hierarchy() {
-        let cgroup = "4:memory:/x\n0::/system.slice/agentvisor.service\n";
-        assert_eq!(
-            own_cgroup_dir(HYBRID, cgroup).unwrap(),
-            Path::new("/sys/fs/cgroup/unified/system.slice/agentvisor.service")
-        );
-    }
-
-    #[test]
-    fn a_mount_of_a_subtree_and_escaped_paths_are_followed() {
-        let info = "50 1 0:40 /lxc/a\\040b /mnt/cg\\040v2 rw - cgroup2 none rw\n";
-        assert_eq!(
-            own_cgroup_dir(info, "0::/lxc/a b/inner\n").unwrap(),
-            Path::new("/mnt/cg v2/inner")
-        );
-        assert!(own_cgroup_dir(info, "0::/other\n").is_err());
-    }
-
-    /// A cgroup of this test's own below its process's cgroup, where cgroup v2 is writable.
-    fn test_cgroup(name: &str) -> Option<Cgroup> {
-        let read = |p| std::fs::read_to_string(p).ok();
-        let own =
-            own_cgroup_dir(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?).ok()?;
-        let dir = own.join(format!("agentvisor-unit-{name}-{}", std::process::id()));
-        std::fs::create_dir(&dir).ok().map(|()| Cgroup { dir })
-    }
-
-    /// The kill of kernels without `cgroup.kill`: a shell that forks a sleeper every 10 ms is
-    /// frozen and emptied, pid by pid, with nothing forked past it.
-    #[test]
-    fn freezing_and_killing_empties_a_cgroup_that_forks() {
-        let Some(cg) = test_cgroup("freeze") else {
-            eprintln!("cgroup v2 is not writable here: the freeze path is proved where it is");
-            return;
-        };
-        let entry = OpenOptions::new()
-            .write(true)
-            .open(cg.dir.join("cgroup.procs"))
-            .unwrap();
-        let fd = entry.as_raw_fd();
-        let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", "while :; do sleep 30 & sleep 0.01; done"]);
-        // SAFETY: `join` is a single write(2).
-        unsafe { std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || join(fd)) };
-        let mut shell = cmd.spawn().unwrap();
-        let until = Instant::now() + Duration::from_secs(10);
-        while cg.pids().len() < 10 && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(cg.pids().len() >= 10, "the shell forks: {:?}", cg.pids());
-        cg.freeze_and_kill(Instant::now() + EMPTY_WITHIN);
-        assert_eq!(cg.pids(), [] as [i32; 0]);
-        assert!(shell.wait().is_ok());
-        std::fs::remove_dir(&cg.dir).unwrap();
-    }
-
-    #[test]
-    fn without_v2_there_is_no_own_cgroup() {
-        assert!(own_cgroup_dir(HYBRID, "4:memory:/x\n").is_err());
-        let v1_only = "33 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
-        assert!(own_cgroup_dir(v1_only, "0::/\n").is_err());
     }
 }
