@@ -47,14 +47,20 @@ impl Cgroup {
 
     /// Kills what is left, waiting up to [`EMPTY_WITHIN`], and removes the cgroup.
     pub(super) fn remove(&self) {
-        if !self.kill(EMPTY_WITHIN) {
+        if !self.dir.exists() {
+            return; // removed already (by the daemon's exit, racing a removal thread)
+        }
+        if !self.kill(EMPTY_WITHIN) && self.dir.exists() {
             log::warn!(
                 "cgroup {} still has processes {EMPTY_WITHIN:?} after being killed",
                 self.dir.display()
             );
         }
-        if let Err(e) = std::fs::remove_dir(&self.dir) {
-            log::warn!("cannot remove cgroup {}: {e}", self.dir.display());
+        match std::fs::remove_dir(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                log::warn!("cannot remove cgroup {}: {e}", self.dir.display());
+            }
+            _ => {}
         }
     }
 
