@@ -29,6 +29,15 @@ impl Cluster {
         let nodes = ["a", "b", "c"].iter().map(|n| node(&nats, n)).collect();
         Cluster { nats, nodes }
     }
+
+    /// A project on node `owner`, once every node lists it.
+    async fn project_on(&self, owner: usize, name: &str) -> String {
+        let p = project_on(&self.nodes[owner], name).await;
+        for d in &self.nodes {
+            listed(d, &p).await;
+        }
+        p
+    }
 }
 
 /// A daemon joined to `nats` as node `name`.
@@ -140,9 +149,7 @@ async fn every_node_lists_every_project_with_its_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_of_another_node_joins_executes_and_sees_the_output() {
     let cl = Cluster::start();
-    let p = project_on(&cl.nodes[0], "shop").await;
-    listed(&cl.nodes[1], &p).await;
-    listed(&cl.nodes[2], &p).await;
+    let p = cl.project_on(0, "shop").await;
     // A watcher on the owner and one on node b see the same events with the same seqs.
     let mut on_a = cl.nodes[0].client().await;
     on_a.join(&p).await;
@@ -179,8 +186,7 @@ async fn a_client_of_another_node_joins_executes_and_sees_the_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_is_killed_from_another_node() {
     let cl = Cluster::start();
-    let p = project_on(&cl.nodes[1], "k").await;
-    listed(&cl.nodes[0], &p).await;
+    let p = cl.project_on(1, "k").await;
     let mut c = cl.nodes[0].client().await;
     let run = c.start_run(&p, "mock:hang").await;
     let r = c.call("agent_kill", json!({"project_id": p})).await;
@@ -194,9 +200,7 @@ async fn a_run_is_killed_from_another_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_moves_to_another_node_replays_without_gap_or_duplicate() {
     let cl = Cluster::start();
-    let p = project_on(&cl.nodes[0], "r").await;
-    listed(&cl.nodes[1], &p).await;
-    listed(&cl.nodes[2], &p).await;
+    let p = cl.project_on(0, "r").await;
     let mut first = cl.nodes[1].client().await;
     first.join(&p).await;
     let run = first.execute(&p, "one").await;
@@ -228,10 +232,8 @@ async fn a_client_that_moves_to_another_node_replays_without_gap_or_duplicate() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_is_unavailable_then_back() {
     let mut cl = Cluster::start();
-    let p = project_on(&cl.nodes[1], "gone").await;
-    listed(&cl.nodes[0], &p).await;
+    let p = cl.project_on(1, "gone").await;
     // A client of node c watches b's project through b's death.
-    listed(&cl.nodes[2], &p).await;
     let mut watcher = cl.nodes[2].client().await;
     watcher.join(&p).await;
     cl.nodes[1].kill9();
@@ -268,8 +270,7 @@ async fn a_killed_node_is_unavailable_then_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_recovers_from_a_nats_server_restart() {
     let mut cl = Cluster::start();
-    let p = project_on(&cl.nodes[0], "n").await;
-    listed(&cl.nodes[1], &p).await;
+    let p = cl.project_on(0, "n").await;
     // A client of node b watches the project through the outage.
     let mut watcher = cl.nodes[1].client().await;
     watcher.join(&p).await;
@@ -367,9 +368,7 @@ async fn without_a_nats_url_the_daemon_is_a_single_machine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leave_and_delete_work_across_nodes() {
     let cl = Cluster::start();
-    let p = project_on(&cl.nodes[0], "d").await;
-    listed(&cl.nodes[1], &p).await;
-    listed(&cl.nodes[2], &p).await;
+    let p = cl.project_on(0, "d").await;
     let mut leaver = cl.nodes[1].client().await;
     leaver.join(&p).await;
     let left = leaver.call("project_leave", json!({"project_id": p})).await;
@@ -463,8 +462,7 @@ async fn a_slow_client_of_another_node_is_closed_there_and_slows_no_one() {
 async fn an_event_stream_of_another_nodes_project_is_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cl = Cluster::start();
-    let p = project_on(&cl.nodes[0], "sse").await;
-    listed(&cl.nodes[1], &p).await;
+    let p = cl.project_on(0, "sse").await;
     let port = cl.nodes[1].port;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
