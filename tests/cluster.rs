@@ -116,6 +116,16 @@ async fn run_events(c: &mut Client, run: &str) -> Vec<Value> {
     }
 }
 
+/// The events of `run` as `c` receives them, checking that the agent's output is among them.
+async fn streamed(c: &mut Client, run: &str) -> Vec<Value> {
+    let seen = run_events(c, run).await;
+    assert!(
+        seen.iter().any(|m| m["type"] == "agent_message"),
+        "no agent output: {seen:?}"
+    );
+    seen
+}
+
 /// Every seq in `events`, in order.
 fn seqs(events: &[Value]) -> Vec<u64> {
     events.iter().filter_map(|e| e["seq"].as_u64()).collect()
@@ -159,12 +169,8 @@ async fn a_client_of_another_node_joins_executes_and_sees_the_output() {
     assert_eq!(joined["data"]["project"]["id"], p.as_str(), "{joined}");
     let mut runner = cl.nodes[2].client().await;
     let run = runner.execute(&p, "hello").await;
-    let seen_b = run_events(&mut on_b, &run).await;
+    let seen_b = streamed(&mut on_b, &run).await;
     let seen_a = run_events(&mut on_a, &run).await;
-    assert!(
-        seen_b.iter().any(|m| m["type"] == "agent_message"),
-        "{seen_b:?}"
-    );
     assert_eq!(seqs(&seen_b), seqs(&seen_a));
     // The requester on node c was subscribed by its execute, as on the owner.
     let finished = runner
@@ -260,11 +266,7 @@ async fn a_killed_node_is_unavailable_then_back() {
     // The restarted owner publishes again for the node whose client still watches.
     let mut owner = cl.nodes[1].client().await;
     let run = owner.execute(&p, "after the restart").await;
-    let seen = run_events(&mut watcher, &run).await;
-    assert!(
-        seen.iter().any(|m| m["type"] == "agent_message"),
-        "{seen:?}"
-    );
+    streamed(&mut watcher, &run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,11 +423,7 @@ async fn a_node_that_serves_tls_answers_forwarded_requests() {
         .await;
     let id = p["id"].as_str().unwrap();
     let run = c.execute(id, "over tls").await;
-    let seen = run_events(&mut c, &run).await;
-    assert!(
-        seen.iter().any(|m| m["type"] == "agent_message"),
-        "{seen:?}"
-    );
+    streamed(&mut c, &run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
