@@ -458,7 +458,7 @@ async fn a_slow_client_of_another_node_is_closed_there_and_slows_no_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stream_of_another_nodes_project_is_served() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let cl = Cluster::start();
     let p = cl.project_on(0, "sse").await;
     let port = cl.nodes[1].port;
@@ -468,27 +468,25 @@ async fn an_event_stream_of_another_nodes_project_is_served() {
     let get = format!("GET /projects/{p}/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
     s.write_all(get.as_bytes()).await.unwrap();
     let mut text = String::new();
-    let mut buf = vec![0u8; 65536];
     // The stream is open (its project_joined came) before the run starts.
-    while !text.contains("event: project_joined") {
-        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
-            .await
-            .expect("the stream's first event in time")
-            .unwrap();
-        assert!(n > 0, "the stream ended: {text}");
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    read_until(&mut s, &mut text, "event: project_joined").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     let mut c = cl.nodes[0].client().await;
-    let run = c.execute(&p, "streamed elsewhere").await;
-    let finished = format!("\"run_id\":\"{run}\",\"status\":\"completed\"");
-    while !text.contains(&finished) && !text.contains("event: run_finished") {
+    c.execute(&p, "streamed elsewhere").await;
+    read_until(&mut s, &mut text, "event: run_finished").await;
+    assert!(text.contains("event: agent_message"), "{text}");
+}
+
+/// Reads the response on `s` into `text` until it holds `needle`.
+async fn read_until(s: &mut tokio::net::TcpStream, text: &mut String, needle: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 65536];
+    while !text.contains(needle) {
         let n = tokio::time::timeout(WAIT, s.read(&mut buf))
             .await
-            .expect("the run's events in time")
+            .unwrap_or_else(|_| panic!("no {needle} in time: {text}"))
             .unwrap();
-        assert!(n > 0, "the stream ended: {text}");
+        assert!(n > 0, "the stream ended before {needle}: {text}");
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert!(text.contains("event: agent_message"), "{text}");
 }
