@@ -490,3 +490,17 @@ async fn read_until(s: &mut tokio::net::TcpStream, text: &mut String, needle: &s
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_with_one_node_name_are_told_so() {
+    let nats = NatsServer::start();
+    let first = node(&nats, "twin");
+    let second = node(&nats, "twin");
+    until("a daemon logs the name clash", || async {
+        [&first, &second].iter().any(|d| {
+            d.log_text()
+                .contains("another daemon uses the node name twin")
+        })
+    })
+    .await;
+}

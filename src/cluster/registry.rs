@@ -161,9 +161,6 @@ impl Registry {
         let Some(node) = entry.key.strip_prefix("nodes.") else {
             return;
         };
-        if node == self.own {
-            return;
-        }
         let mut members = write(&self.members);
         if entry.operation != Operation::Put {
             members.remove(node);
@@ -173,6 +170,14 @@ impl Registry {
             log::warn!("ignoring an unreadable registry entry for node {node}");
             return;
         };
+        if node == self.own {
+            // Our own entry, unless another daemon was given the same name (while live: the
+            // history may hold this node's previous run).
+            if live && e.incarnation != self.incarnation {
+                log::error!("another daemon uses the node name {node} in this cluster: give each daemon its own AGENTVISOR_NODE");
+            }
+            return;
+        }
         // An entry read from history may be old: it counts from when it was written.
         let age = match live {
             true => Duration::ZERO,
