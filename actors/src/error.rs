@@ -108,14 +108,15 @@ impl ApiError {
         Self::new(Code::InternalError, what)
     }
 
-    /// An `INTERNAL_ERROR` for a request that was not carried out and may be sent again as it
-    /// is (with its `idempotency_key`, if it had one): `details.retryable` tells programs so.
-    /// A project of a node of the cluster that cannot be reached now: worth trying again.
+    /// A request on a project whose node of the cluster cannot be reached now: not carried
+    /// out, and worth sending again (`details.retryable`), `details.node` says which node.
     pub fn node_unavailable(what: impl Into<String>, node: &str) -> Self {
         Self::new(Code::NodeUnavailable, what)
             .with_details(serde_json::json!({ "node": node, "retryable": true }))
     }
 
+    /// An `INTERNAL_ERROR` for a request that was not carried out and may be sent again as it
+    /// is (with its `idempotency_key`, if it had one): `details.retryable` tells programs so.
     pub fn retryable(what: impl Into<String>) -> Self {
         Self::internal(what).with_details(serde_json::json!({ "retryable": true }))
     }
