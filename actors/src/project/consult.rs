@@ -21,14 +21,15 @@ use crate::backends::announce;
 use crate::breaker::{classify, RunEnd, Verdict};
 use crate::capability;
 use crate::connection::ReplyTo;
-use crate::consult::{Exchange, Kind, Next, Outcome, Reply, Status};
+use crate::consult::{Exchange, Kind, Next, Outcome, Reply};
 use crate::engine::Engine;
 use crate::error::{ApiError, Code};
+use crate::events::{ConsultAttempt, ConsultOutput, ConsultResult, ConsultStarted};
 use crate::executor::attempt::{self, AttemptEnd};
 use crate::executor::{environment, RunSpec};
 use crate::lines::Line;
 use crate::protocol::request::ConsultRequest;
-use crate::protocol::{Direction, RunOptions};
+use crate::protocol::RunOptions;
 use crate::storage::metadata::AgentKind;
 
 /// How long one attempt may take when neither the request nor the settings say.
@@ -116,14 +117,13 @@ impl ProjectActor {
         }
         let (consult_id, session_id) = self.consults.open(req.consult_id, to)?;
         self.subscribe(reply, Vec::new())?;
-        self.emit(
-            "consult_started",
-            Direction::Client,
-            &json!({
-                "consult_id": &*consult_id, "to": to.as_str(), "kind": req.kind.as_str(),
-                "question": req.question, "context": req.context,
-            }),
-        );
+        self.emit_event(&ConsultStarted {
+            consult_id: &consult_id,
+            context: req.context.as_deref(),
+            kind: req.kind.as_str(),
+            question: &req.question,
+            to: to.as_str(),
+        });
         log::info!(project = &*self.id, consult = &*consult_id, to = to.as_str(); "consult accepted");
         reply.ok(
             "consult_accepted",
@@ -171,18 +171,14 @@ impl ProjectActor {
                 if trimmed.is_empty() {
                     continue;
                 }
-                match RawValue::from_string(trimmed.to_string()) {
-                    Ok(raw) if !line.cut && trimmed.starts_with('{') => act.emit(
-                        "consult_output",
-                        Direction::Agent,
-                        &json!({"consult_id": &*consult_id, "message": raw}),
-                    ),
-                    _ => act.emit(
-                        "consult_output",
-                        Direction::Agent,
-                        &json!({"consult_id": &*consult_id, "raw": text}),
-                    ),
-                }
+                let json = (!line.cut && trimmed.starts_with('{'))
+                    .then(|| RawValue::from_string(trimmed.to_string()).ok())
+                    .flatten();
+                act.emit_event(&ConsultOutput {
+                    consult_id,
+                    raw: json.is_none().then_some(&*text),
+                    message: json.as_deref(),
+                });
             }
         });
     }
@@ -268,11 +264,12 @@ impl Handler<ConsultUpdate> for ProjectActor {
                 attempt,
                 after,
                 prompt,
-            } => self.emit(
-                "consult_attempt",
-                Direction::System,
-                &json!({"consult_id": &*consult_id, "attempt": attempt, "after": after, "prompt": prompt}),
-            ),
+            } => self.emit_event(&ConsultAttempt {
+                after,
+                attempt,
+                consult_id: &consult_id,
+                prompt: &prompt,
+            }),
             ConsultUpdate::Output { consult_id, lines } => {
                 self.on_consult_output(&consult_id, lines)
             }
@@ -284,26 +281,9 @@ impl Handler<ConsultUpdate> for ProjectActor {
                 result,
             } => {
                 self.consults.close(&consult_id, session_id);
-                let mut data = json!({"consult_id": &*consult_id, "to": to.as_str(), "kind": kind.as_str()});
-                match result {
-                    Ok(outcome) => {
-                        if let (Some(obj), Ok(serde_json::Value::Object(o))) =
-                            (data.as_object_mut(), serde_json::to_value(&outcome))
-                        {
-                            obj.extend(o);
-                        }
-                    }
-                    Err(error) => {
-                        data["status"] = json!(Status::Failed);
-                        data["attempts"] = json!(0);
-                        data["sections"] = json!({});
-                        data["issues"] = json!([]);
-                        data["text"] = json!("");
-                        data["error"] = json!(error);
-                    }
-                }
-                log::info!(project = &*self.id, consult = &*consult_id, status = data["status"].as_str().unwrap_or(""); "consult finished");
-                self.emit("consult_result", Direction::System, &data);
+                let event = ConsultResult::new(&consult_id, to, kind, result);
+                log::info!(project = &*self.id, consult = &*consult_id, status = event.status.as_str(); "consult finished");
+                self.emit_event(&event);
             }
         }
     }
