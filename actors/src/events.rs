@@ -298,7 +298,12 @@ mod tests {
 
     #[test]
     fn a_failed_consult_result_writes_what_the_untyped_map_wrote() {
-        let e = ConsultResult::new("c", AgentKind::Codex, Kind::Review, Err("gone".into()));
+        let e = ConsultResult::new(
+            "c",
+            AgentKind::parse("codex").unwrap(),
+            Kind::Review,
+            Err("gone".into()),
+        );
         let untyped = serde_json::json!({"consult_id": "c", "to": "codex", "kind": "review",
             "status": "failed", "attempts": 0, "sections": {}, "issues": [], "text": "",
             "error": "gone"});

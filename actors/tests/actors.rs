@@ -156,7 +156,7 @@ fn project(engine: &Arc<Engine>, dir: &tempfile::TempDir) -> ProjectHandle {
         id: "proj".into(),
         path,
         name: "work".into(),
-        agent: AgentKind::Claude,
+        agent: AgentKind::parse("claude").unwrap(),
         session_id: Some("old-session".into()),
         created_at: "2026-01-01T00:00:00.000Z".into(),
         last_active: "2026-01-01T00:00:00.000Z".into(),

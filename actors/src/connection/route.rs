@@ -170,7 +170,6 @@ impl ConnectionActor {
                 None => reply.err(None, &ApiError::internal("no supervisor is running")),
             },
             Request::BreakerReset { agent } => {
-                let agent = crate::storage::metadata::AgentKind::from(agent);
                 log::warn!(conn = self.id, agent = agent.as_str(); "circuit breaker reset requested");
                 crate::backends::announce(&engine, engine.breakers.reset(agent));
                 reply.ok("breaker_reset", None, &engine.breakers.view(agent));

@@ -29,7 +29,7 @@ use crate::executor::attempt::{self, AttemptEnd};
 use crate::executor::{environment, RunSpec};
 use crate::lines::Line;
 use crate::protocol::request::ConsultRequest;
-use crate::protocol::RunOptions;
+
 use crate::storage::metadata::AgentKind;
 
 /// How long one attempt may take when neither the request nor the settings say.
@@ -97,7 +97,7 @@ impl ProjectActor {
         req: ConsultRequest,
         ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
-        let to = AgentKind::from(req.to);
+        let to = req.to;
         if self.engine.lifecycle() == crate::engine::Lifecycle::ShuttingDown {
             return Err(ApiError::new(
                 Code::ExecutionFailed,
@@ -107,7 +107,7 @@ impl ProjectActor {
         let program = resolve_program(self.agent_bin(to)).ok_or_else(|| not_found(to))?;
         // Built once now, so that a question no command line can carry is refused up front.
         let first = Exchange::new(req.kind, &req.question, req.context.as_deref(), 1);
-        build_args(to, &read_only(to), None, &first.first_prompt())?;
+        build_args(to, &to.agent().read_only(), None, &first.first_prompt())?;
         self.check_backend_of(to)?;
         if !self.meta.path.is_dir() {
             return Err(ApiError::new(
@@ -289,20 +289,6 @@ impl Handler<ConsultUpdate> for ProjectActor {
     }
 }
 
-/// The options that keep a consultant read-only.
-fn read_only(to: AgentKind) -> RunOptions {
-    match to {
-        AgentKind::Claude => RunOptions {
-            permission_mode: Some("plan".into()),
-            ..Default::default()
-        },
-        AgentKind::Codex => RunOptions {
-            sandbox: Some("read-only".into()),
-            ..Default::default()
-        },
-    }
-}
-
 /// Runs a consult to its end: a global slot, the breaker's leave, then attempts until the
 /// exchange is done.
 async fn run_consult(engine: Arc<Engine>, project: Addr<ProjectActor>, job: Job) {
@@ -427,7 +413,8 @@ async fn attempt_once(
     prompt: &str,
     number: u32,
 ) -> Result<AttemptEnd, String> {
-    let args = build_args(job.to, &read_only(job.to), session_id, prompt).map_err(|e| e.error)?;
+    let args =
+        build_args(job.to, &job.to.agent().read_only(), session_id, prompt).map_err(|e| e.error)?;
     let run_id = format!("consult-{}-{number}", job.consult_id);
     let spec = RunSpec {
         // The consultant gets the allowed environment, never a capability of its own.
@@ -461,25 +448,31 @@ mod tests {
     #[test]
     fn conversations_continue_and_the_oldest_idle_one_is_forgotten_first() {
         let mut c = Consults::default();
-        let (first, _) = c.open(None, AgentKind::Codex).unwrap();
+        let (first, _) = c.open(None, AgentKind::parse("codex").unwrap()).unwrap();
         assert_eq!(
-            c.open(Some(first.to_string()), AgentKind::Codex)
+            c.open(Some(first.to_string()), AgentKind::parse("codex").unwrap())
                 .unwrap_err()
                 .code,
             Code::ProjectBusy
         );
         c.close(&first, Some("s-1".into()));
-        let (again, session) = c.open(Some(first.to_string()), AgentKind::Codex).unwrap();
+        let (again, session) = c
+            .open(Some(first.to_string()), AgentKind::parse("codex").unwrap())
+            .unwrap();
         assert_eq!((&*again, session.as_deref()), (&*first, Some("s-1")));
         c.close(&first, None);
-        assert!(c.open(Some(first.to_string()), AgentKind::Claude).is_err());
+        assert!(c
+            .open(Some(first.to_string()), AgentKind::parse("claude").unwrap())
+            .is_err());
         for _ in 1..MAX_THREADS {
-            let (id, _) = c.open(None, AgentKind::Claude).unwrap();
+            let (id, _) = c.open(None, AgentKind::parse("claude").unwrap()).unwrap();
             c.close(&id, None);
         }
         assert_eq!(c.threads.len(), MAX_THREADS);
-        c.open(None, AgentKind::Claude).unwrap();
+        c.open(None, AgentKind::parse("claude").unwrap()).unwrap();
         assert_eq!(c.threads.len(), MAX_THREADS);
-        assert!(c.open(Some(first.to_string()), AgentKind::Codex).is_err());
+        assert!(c
+            .open(Some(first.to_string()), AgentKind::parse("codex").unwrap())
+            .is_err());
     }
 }
