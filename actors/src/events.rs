@@ -264,6 +264,7 @@ impl Event for ConsultResult<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::testing::codex;
 
     #[test]
     fn run_finished_writes_what_the_untyped_map_wrote() {
@@ -298,12 +299,7 @@ mod tests {
 
     #[test]
     fn a_failed_consult_result_writes_what_the_untyped_map_wrote() {
-        let e = ConsultResult::new(
-            "c",
-            AgentKind::parse("codex").unwrap(),
-            Kind::Review,
-            Err("gone".into()),
-        );
+        let e = ConsultResult::new("c", codex(), Kind::Review, Err("gone".into()));
         let untyped = serde_json::json!({"consult_id": "c", "to": "codex", "kind": "review",
             "status": "failed", "attempts": 0, "sections": {}, "issues": [], "text": "",
             "error": "gone"});

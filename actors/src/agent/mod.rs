@@ -143,17 +143,24 @@ fn unsupported(agent: &str, name: &str) -> ApiError {
     ))
 }
 
+/// The two agents every test names.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use super::AgentKind;
 
-    fn claude() -> AgentKind {
+    pub fn claude() -> AgentKind {
         AgentKind::parse("claude").unwrap()
     }
 
-    fn codex() -> AgentKind {
+    pub fn codex() -> AgentKind {
         AgentKind::parse("codex").unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::testing::{claude, codex};
 
     #[test]
     fn the_registry_names_each_agent_once_and_derives_its_setting() {

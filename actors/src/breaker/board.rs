@@ -163,14 +163,7 @@ fn unavailable(agent: AgentKind, refusal: Refusal, now: Instant) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn claude() -> AgentKind {
-        AgentKind::parse("claude").unwrap()
-    }
-
-    fn codex() -> AgentKind {
-        AgentKind::parse("codex").unwrap()
-    }
+    use crate::agent::testing::{claude, codex};
 
     #[test]
     fn the_end_of_a_cool_down_is_a_change() {

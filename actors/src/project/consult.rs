@@ -444,35 +444,28 @@ async fn attempt_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::testing::{claude, codex};
 
     #[test]
     fn conversations_continue_and_the_oldest_idle_one_is_forgotten_first() {
         let mut c = Consults::default();
-        let (first, _) = c.open(None, AgentKind::parse("codex").unwrap()).unwrap();
+        let (first, _) = c.open(None, codex()).unwrap();
         assert_eq!(
-            c.open(Some(first.to_string()), AgentKind::parse("codex").unwrap())
-                .unwrap_err()
-                .code,
+            c.open(Some(first.to_string()), codex()).unwrap_err().code,
             Code::ProjectBusy
         );
         c.close(&first, Some("s-1".into()));
-        let (again, session) = c
-            .open(Some(first.to_string()), AgentKind::parse("codex").unwrap())
-            .unwrap();
+        let (again, session) = c.open(Some(first.to_string()), codex()).unwrap();
         assert_eq!((&*again, session.as_deref()), (&*first, Some("s-1")));
         c.close(&first, None);
-        assert!(c
-            .open(Some(first.to_string()), AgentKind::parse("claude").unwrap())
-            .is_err());
+        assert!(c.open(Some(first.to_string()), claude()).is_err());
         for _ in 1..MAX_THREADS {
-            let (id, _) = c.open(None, AgentKind::parse("claude").unwrap()).unwrap();
+            let (id, _) = c.open(None, claude()).unwrap();
             c.close(&id, None);
         }
         assert_eq!(c.threads.len(), MAX_THREADS);
-        c.open(None, AgentKind::parse("claude").unwrap()).unwrap();
+        c.open(None, claude()).unwrap();
         assert_eq!(c.threads.len(), MAX_THREADS);
-        assert!(c
-            .open(Some(first.to_string()), AgentKind::parse("codex").unwrap())
-            .is_err());
+        assert!(c.open(Some(first.to_string()), codex()).is_err());
     }
 }
