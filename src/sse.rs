@@ -17,7 +17,7 @@ use actix::prelude::*;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use agentvisor_actors::api::project::{ProjectHandle, ProjectOp, ProjectRequest};
+use agentvisor_actors::api::project::{Join, ProjectHandle};
 use agentvisor_actors::auth::token_matches;
 use agentvisor_actors::broadcast::Disconnect;
 use agentvisor_actors::connection::{ConnectionPermit, ConnectionSignal, Deliver, Mark, ReplyTo};
@@ -399,9 +399,9 @@ impl Handler<ConnectionSignal> for SseStream {
 
 /// Asks the project to (re)subscribe stream `conn`, replaying what came after `since_seq`.
 fn join(addr: &ProjectHandle, conn: u64, recipient: Recipient<Deliver>, since_seq: Option<u64>) {
-    addr.do_send(ProjectRequest {
+    addr.do_send(Join {
         reply: ReplyTo::new(conn, recipient, None),
-        op: ProjectOp::Join { since_seq },
+        since_seq,
     });
 }
 
