@@ -1,10 +1,12 @@
 //! Configuration: command-line flags, each with an `AGENTVISOR_*` environment variable (the flag
 //! wins), validated at start. Every option and its default is in `docs/configuration.md`.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agentvisor_actors::agent::AgentKind;
 use agentvisor_actors::config::{BackoffPolicy, Durability, EngineConfig};
 use agentvisor_actors::executor::cgroup::CgroupSetting;
 use clap::Parser;
@@ -22,12 +24,8 @@ pub struct Args {
     /// `:`-separated directories that projects must lie inside [default: your home directory].
     #[arg(long, env = "AGENTVISOR_PROJECT_ROOTS")]
     pub project_roots: Option<String>,
-    /// Claude Code executable (a path, or a name looked up on PATH).
-    #[arg(long, env = "AGENTVISOR_CLAUDE_BIN", default_value = "claude")]
-    pub claude_bin: String,
-    /// Codex executable (a path, or a name looked up on PATH).
-    #[arg(long, env = "AGENTVISOR_CODEX_BIN", default_value = "codex")]
-    pub codex_bin: String,
+    #[command(flatten)]
+    pub agent_bins: AgentBins,
     /// Comma-separated extra variables an agent may see (`NAME`, or `PREFIX*`); no
     /// `AGENTVISOR_*` variable ever passes (see docs/security.md).
     #[arg(long, env = "AGENTVISOR_AGENT_ENV", default_value = "")]
@@ -181,6 +179,56 @@ pub struct Args {
 }
 
 /// A list of IP addresses.
+/// Each registered agent's executable: `--<name>-bin` / `AGENTVISOR_<NAME>_BIN`, by default its
+/// name looked up on `PATH`. The options come from the agent registry, so a new agent brings its
+/// own.
+#[derive(Debug, Clone, Default)]
+pub struct AgentBins(HashMap<AgentKind, String>);
+
+/// The option naming `agent`'s executable: `claude-bin`.
+fn bin_option(agent: AgentKind) -> String {
+    format!("{}-bin", agent.as_str())
+}
+
+impl clap::Args for AgentBins {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        AgentKind::all().fold(cmd, |cmd, agent| {
+            let option = bin_option(agent);
+            let title = agent.agent().title();
+            cmd.arg(
+                clap::Arg::new(option.clone())
+                    .long(option)
+                    .env(agent.bin_variable())
+                    .default_value(agent.as_str())
+                    .value_name(format!("{}_BIN", agent.as_str().to_ascii_uppercase()))
+                    .value_parser(clap::value_parser!(String))
+                    .help(format!(
+                        "{title} executable (a path, or a name looked up on PATH)"
+                    )),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for AgentBins {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(AgentBins(
+            AgentKind::all()
+                .filter_map(|a| Some((a, matches.get_one::<String>(&bin_option(a))?.clone())))
+                .collect(),
+        ))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct IpList(pub Vec<IpAddr>);
 
@@ -254,8 +302,7 @@ impl Args {
             engine: EngineConfig {
                 data_dir,
                 project_roots: roots,
-                claude_bin: self.claude_bin,
-                codex_bin: self.codex_bin,
+                agent_bins: self.agent_bins.0,
                 agent_env: self
                     .agent_env
                     .split(',')

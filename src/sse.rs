@@ -18,7 +18,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use agentvisor_actors::api::cluster::Cluster;
-use agentvisor_actors::api::project::{ProjectHandle, ProjectOp, ProjectRequest};
+use agentvisor_actors::api::project::{Join, ProjectHandle};
 use agentvisor_actors::auth::token_matches;
 use agentvisor_actors::broadcast::Disconnect;
 use agentvisor_actors::connection::{ConnectionPermit, ConnectionSignal, Deliver, Mark, ReplyTo};
@@ -48,7 +48,7 @@ pub async fn events(
     };
     let project = project.into_inner();
     let owner = match engine.directory.route(&project) {
-        ProjectRoute::Up(addr) => Owner::Here(addr),
+        ProjectRoute::Up(addr) => Owner::Here(Box::new(addr)),
         ProjectRoute::Missing if engine.cluster().is_some_and(|c| c.owns_elsewhere(&project)) => {
             Owner::Elsewhere
         }
@@ -279,7 +279,8 @@ fn queue(
 /// Where the stream's project runs: in this daemon, or on another node of its cluster (whose
 /// events the cluster brings here, docs/scaling.md).
 enum Owner {
-    Here(ProjectHandle),
+    /// Boxed: a handle holds one recipient per message the project accepts.
+    Here(Box<ProjectHandle>),
     Elsewhere,
 }
 
@@ -417,9 +418,9 @@ impl Handler<ConnectionSignal> for SseStream {
 
 /// Asks the project to (re)subscribe stream `conn`, replaying what came after `since_seq`.
 fn join(addr: &ProjectHandle, conn: u64, recipient: Recipient<Deliver>, since_seq: Option<u64>) {
-    addr.do_send(ProjectRequest {
+    addr.do_send(Join {
         reply: ReplyTo::new(conn, recipient, None),
-        op: ProjectOp::Join { since_seq },
+        since_seq,
     });
 }
 

@@ -2,9 +2,12 @@
 //! environment variables and defaults (see the workspace's `src/config.rs` and
 //! `docs/configuration.md`).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::agent::AgentKind;
 
 /// How hard the history log works to survive a power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +35,9 @@ pub struct BackoffPolicy {
 pub struct EngineConfig {
     pub data_dir: PathBuf,
     pub project_roots: Vec<PathBuf>,
-    pub claude_bin: String,
-    pub codex_bin: String,
+    /// Each agent's executable (a path, or a name looked up on `PATH`); an agent missing here
+    /// is looked up by its name.
+    pub agent_bins: HashMap<AgentKind, String>,
     /// Variable names (a trailing `*` makes a prefix) an agent gets besides the built-in list.
     pub agent_env: Vec<String>,
     pub max_projects: usize,
@@ -74,13 +78,19 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// The executable that runs `agent`: its setting, or its name.
+    pub fn agent_bin(&self, agent: AgentKind) -> &str {
+        self.agent_bins
+            .get(&agent)
+            .map_or(agent.as_str(), String::as_str)
+    }
+
     /// Settings for tests of the engine itself: small, quick, in `data_dir`.
     pub fn for_tests(data_dir: PathBuf, root: PathBuf) -> Self {
         EngineConfig {
             data_dir,
             project_roots: vec![root],
-            claude_bin: "claude".into(),
-            codex_bin: "codex".into(),
+            agent_bins: HashMap::new(),
             agent_env: Vec::new(),
             max_projects: 100,
             max_connections: 100,

@@ -123,8 +123,9 @@ impl Engine {
             runs_active: self.stats.runs_active.load(Ordering::Relaxed),
             queued_runs: self.directory.queued_runs(),
             projects: self.directory.project_count(),
-            breakers: [AgentKind::Claude, AgentKind::Codex]
-                .map(|a| (a.as_str(), self.breakers.level(a))),
+            breakers: AgentKind::all()
+                .map(|a| (a.as_str(), self.breakers.level(a)))
+                .collect(),
         }
     }
 

@@ -1,14 +1,16 @@
 //! The health actor: samples the process and the machine in the background and publishes the
 //! result, so that `/health` and `health_check` only read a ready-made value and never wait.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use serde::Serialize;
 use serde_json::json;
 
-use crate::agent::{resolve_program, AgentProbe};
+use crate::agent::{resolve_program, AgentKind};
 use crate::api::health::Panic;
 use crate::api::supervisor::{ChildGuard, ChildId, SupervisorHandle};
 use crate::engine::Engine;
@@ -113,7 +115,9 @@ impl HealthActor {
 
     fn probe_agents(&mut self, ctx: &mut Context<Self>) {
         let cfg = &self.engine.config;
-        let bins = crate::agent::all().map(|a| (a.kind(), a.binary(cfg).to_string()));
+        let bins: Vec<_> = AgentKind::all()
+            .map(|a| (a, cfg.agent_bin(a).to_string()))
+            .collect();
         let fut = async move {
             let mut out = serde_json::Map::new();
             for (kind, bin) in bins {
@@ -166,4 +170,41 @@ pub fn disk_free_bytes(dir: &std::path::Path) -> Option<u64> {
     // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
     (rc == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// What health reports about an agent CLI.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentProbe {
+    pub available: bool,
+    pub path: Option<String>,
+    pub version: Option<String>,
+}
+
+impl AgentProbe {
+    pub fn missing() -> Self {
+        AgentProbe {
+            available: false,
+            path: None,
+            version: None,
+        }
+    }
+
+    /// Runs `<path> --version` with a short time limit.
+    pub async fn run(path: &Path) -> Self {
+        let mut cmd = tokio::process::Command::new(path);
+        cmd.arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let out = crate::executor::process::managed_output(cmd, Duration::from_secs(5)).await;
+        let version = out.and_then(|o| {
+            let s = String::from_utf8_lossy(&o).trim().to_string();
+            (!s.is_empty()).then(|| crate::logfmt::sanitize(&s, 100))
+        });
+        AgentProbe {
+            available: true,
+            path: Some(path.display().to_string()),
+            version,
+        }
+    }
 }

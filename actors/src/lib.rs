@@ -26,6 +26,7 @@ pub mod limits;
 pub mod lines;
 pub mod logfmt;
 pub mod metrics;
+pub mod options;
 pub mod paths;
 pub mod procfs;
 pub mod project;

@@ -392,12 +392,12 @@ pub fn run_finished(status: &str, duration_ms: Option<u64>) {
 }
 
 /// The gauges read from the engine's live state when the metrics are scraped.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Gauges {
     pub connections: usize,
     pub runs_active: u64,
     pub queued_runs: usize,
     pub projects: usize,
     /// Each agent backend's breaker: 0 closed, 1 half-open, 2 open.
-    pub breakers: [(&'static str, i64); 2],
+    pub breakers: Vec<(&'static str, i64)>,
 }

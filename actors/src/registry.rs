@@ -33,12 +33,13 @@ impl RegistryActor {
     fn create(&mut self, msg: &CreateProject) -> Result<serde_json::Value, ApiError> {
         let cfg = &self.engine.config;
         let agent = match msg.agent.as_deref() {
-            None => AgentKind::Claude,
-            Some(a) => AgentKind::parse(a)
-                .ok_or_else(|| ApiError::validation("'agent' must be 'claude' or 'codex'"))?,
+            None => AgentKind::default(),
+            Some(a) => AgentKind::parse(a).ok_or_else(|| {
+                ApiError::validation(format!("'agent' must be {}", AgentKind::choices('\'')))
+            })?,
         };
-        if msg.approvals && agent == AgentKind::Codex {
-            return Err(crate::agent::codex_approvals_refused());
+        if let Some(refused) = agent.agent().approvals_refused().filter(|_| msg.approvals) {
+            return Err(refused);
         }
         if let Some(name) = &msg.name {
             if name.len() > 256 || name.chars().any(char::is_control) {

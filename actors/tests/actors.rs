@@ -10,7 +10,7 @@ use agentvisor_actors::api::broadcast::{
     BroadcastHandle, Disconnect, ProjectGone, Publish, Subscribe,
 };
 use agentvisor_actors::api::connection::{Deliver, ReplyTo};
-use agentvisor_actors::api::project::{ProjectHandle, ProjectOp, ProjectRequest};
+use agentvisor_actors::api::project::{Join, Kill, NewSession, ProjectHandle};
 use agentvisor_actors::broadcast::BroadcastActor;
 use agentvisor_actors::config::EngineConfig;
 use agentvisor_actors::engine::Engine;
@@ -156,7 +156,7 @@ fn project(engine: &Arc<Engine>, dir: &tempfile::TempDir) -> ProjectHandle {
         id: "proj".into(),
         path,
         name: "work".into(),
-        agent: AgentKind::Claude,
+        agent: AgentKind::parse("claude").unwrap(),
         session_id: Some("old-session".into()),
         created_at: "2026-01-01T00:00:00.000Z".into(),
         last_active: "2026-01-01T00:00:00.000Z".into(),
@@ -169,11 +169,9 @@ fn project(engine: &Arc<Engine>, dir: &tempfile::TempDir) -> ProjectHandle {
     ProjectHandle::of(&spawn_project(engine, meta, None).unwrap())
 }
 
-fn request(recipient: &Recipient<Deliver>, op: ProjectOp) -> ProjectRequest {
-    ProjectRequest {
-        reply: ReplyTo::new(7, recipient.clone(), Some("r1".into())),
-        op,
-    }
+/// Where a test request's answer goes: request `r1` of connection 7.
+fn reply(recipient: &Recipient<Deliver>) -> ReplyTo {
+    ReplyTo::new(7, recipient.clone(), Some("r1".into()))
 }
 
 #[actix_rt::test]
@@ -184,12 +182,15 @@ async fn project_join_replies_then_streams_its_events() {
     let p = project(&engine, &dir);
     let (r, mut rx) = collector();
 
-    p.do_send(request(&r, ProjectOp::Join { since_seq: None }));
+    p.do_send(Join {
+        reply: reply(&r),
+        since_seq: None,
+    });
     let joined = next(&mut rx).await;
     assert_eq!(joined["type"], "project_joined");
     assert_eq!(joined["id"], "r1");
 
-    p.do_send(request(&r, ProjectOp::NewSession));
+    p.do_send(NewSession { reply: reply(&r) });
     // The subscriber sees the stored event, and the requester its reply.
     let mut kinds = Vec::new();
     for _ in 0..2 {
@@ -210,7 +211,10 @@ async fn project_refuses_to_kill_when_nothing_runs() {
     let p = project(&engine, &dir);
     let (r, mut rx) = collector();
 
-    p.do_send(request(&r, ProjectOp::Kill { clear_queue: false }));
+    p.do_send(Kill {
+        reply: reply(&r),
+        clear_queue: false,
+    });
     let reply = next(&mut rx).await;
     assert_eq!(reply["type"], "error");
     assert_eq!(reply["id"], "r1");

@@ -113,7 +113,7 @@ fuzz_target!(|data: &[u8]| {
                 prompt, options, ..
             } = inbound.request
             {
-                for agent in [AgentKind::Claude, AgentKind::Codex] {
+                for agent in AgentKind::all() {
                     for resume in [None, Some("s-1")] {
                         match build_args(agent, &options, resume, &prompt) {
                             Ok(args) => assert!(args

@@ -9,6 +9,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::render::Render;
 use super::session::{Incoming, Session};
 use super::Failure;
 
@@ -92,8 +93,50 @@ impl Asker {
     }
 }
 
+/// How following a project ended.
+pub enum Followed {
+    /// An event ended it, with the command's exit code.
+    Ended(i32),
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// Follows the session's events: prints each one `shown` picks, asking its permission requests
+/// on the terminal (and sending the answers typed) until `ends` gives an exit code for an event
+/// shown, or Ctrl-C. The loop `run` and `watch` share.
+pub async fn follow(
+    s: &mut Session,
+    render: &Render,
+    json: bool,
+    shown: impl Fn(&Incoming) -> bool,
+    ends: impl Fn(&Incoming) -> Option<i32>,
+) -> Result<Followed, Failure> {
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    let mut asker = Asker::on_terminal(json);
+    loop {
+        tokio::select! {
+            event = s.next_event() => {
+                let m = event?;
+                if !shown(&m) {
+                    continue;
+                }
+                render.event(&m);
+                if let Some(a) = asker.as_mut() {
+                    a.see(&m);
+                }
+                if let Some(code) = ends(&m) {
+                    return Ok(Followed::Ended(code));
+                }
+            }
+            answer = next_answer(&mut asker) => respond(s, answer).await?,
+            _ = &mut interrupt => return Ok(Followed::Interrupted),
+        }
+    }
+}
+
 /// The next typed answer of `asker`; never, when there is no asker or its terminal closed.
-pub async fn next_answer(asker: &mut Option<Asker>) -> (String, Value) {
+async fn next_answer(asker: &mut Option<Asker>) -> (String, Value) {
     match asker.as_mut() {
         Some(a) => match a.answer().await {
             Some(answer) => answer,
@@ -105,7 +148,7 @@ pub async fn next_answer(asker: &mut Option<Asker>) -> (String, Value) {
 
 /// Sends a typed answer; an answer the daemon refuses (another client was first) is told on
 /// stderr and the command goes on.
-pub async fn respond(s: &mut Session, (project, data): (String, Value)) -> Result<(), Failure> {
+async fn respond(s: &mut Session, (project, data): (String, Value)) -> Result<(), Failure> {
     match s
         .call("permission_respond", Some(&project), data, true)
         .await

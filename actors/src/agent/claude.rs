@@ -1,24 +1,30 @@
 //! Claude Code: print mode with stream-json output.
 
 use super::{unsupported, Agent, AgentLine, Observation};
-use crate::config::EngineConfig;
 use crate::error::ApiError;
-use crate::protocol::RunOptions;
-use crate::storage::metadata::AgentKind;
+use crate::options::RunOptions;
 
 pub struct Claude;
 
 impl Agent for Claude {
-    fn kind(&self) -> AgentKind {
-        AgentKind::Claude
+    fn name(&self) -> &'static str {
+        "claude"
     }
 
-    fn binary<'a>(&self, config: &'a EngineConfig) -> &'a str {
-        &config.claude_bin
+    fn title(&self) -> &'static str {
+        "Claude Code"
     }
 
-    fn install_hint(&self) -> (&'static str, &'static str) {
-        ("@anthropic-ai/claude-code", "AGENTVISOR_CLAUDE_BIN")
+    fn npm_package(&self) -> &'static str {
+        "@anthropic-ai/claude-code"
+    }
+
+    /// Plan mode: Claude Code reads and answers, and changes nothing.
+    fn read_only(&self) -> RunOptions {
+        RunOptions {
+            permission_mode: Some("plan".into()),
+            ..Default::default()
+        }
     }
 
     fn args(
@@ -46,7 +52,7 @@ impl Agent for Claude {
             args.push(format!("--resume={id}"));
         }
         if options.sandbox.is_some() {
-            return Err(unsupported(self.kind(), "sandbox"));
+            return Err(unsupported(self.name(), "sandbox"));
         }
         if let Some(m) = &options.model {
             args.push(format!("--model={m}"));

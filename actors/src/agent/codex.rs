@@ -1,24 +1,41 @@
 //! Codex: `exec --json` mode.
 
 use super::{unsupported, Agent, AgentLine, Observation};
-use crate::config::EngineConfig;
 use crate::error::ApiError;
-use crate::protocol::RunOptions;
-use crate::storage::metadata::AgentKind;
+use crate::options::RunOptions;
 
 pub struct Codex;
 
+/// Why Codex runs cannot ask for approvals.
+fn approvals_refused() -> ApiError {
+    ApiError::validation(
+        "option 'approvals' is not supported by the codex agent: `codex exec` never asks for permission, its 'sandbox' option alone decides what it may do",
+    )
+}
+
 impl Agent for Codex {
-    fn kind(&self) -> AgentKind {
-        AgentKind::Codex
+    fn name(&self) -> &'static str {
+        "codex"
     }
 
-    fn binary<'a>(&self, config: &'a EngineConfig) -> &'a str {
-        &config.codex_bin
+    fn title(&self) -> &'static str {
+        "Codex"
     }
 
-    fn install_hint(&self) -> (&'static str, &'static str) {
-        ("@openai/codex", "AGENTVISOR_CODEX_BIN")
+    fn npm_package(&self) -> &'static str {
+        "@openai/codex"
+    }
+
+    /// The read-only sandbox.
+    fn read_only(&self) -> RunOptions {
+        RunOptions {
+            sandbox: Some("read-only".into()),
+            ..Default::default()
+        }
+    }
+
+    fn approvals_refused(&self) -> Option<ApiError> {
+        Some(approvals_refused())
     }
 
     fn args(
@@ -28,7 +45,7 @@ impl Agent for Codex {
         prompt: &str,
     ) -> Result<Vec<String>, ApiError> {
         if options.asks_approval() {
-            return Err(super::codex_approvals_refused());
+            return Err(approvals_refused());
         }
         for (set, name) in [
             (options.permission_mode.is_some(), "permission_mode"),
@@ -42,7 +59,7 @@ impl Agent for Codex {
             (!options.add_dirs.is_empty(), "add_dirs"),
         ] {
             if set {
-                return Err(unsupported(self.kind(), name));
+                return Err(unsupported(self.name(), name));
             }
         }
         let mut args: Vec<String> = vec!["exec".into()];

@@ -3,34 +3,46 @@
 //!
 //! Commands follow what the CLIs actually accept (see `docs/agents.md`). The prompt always comes
 //! after `--`, so a prompt starting with `-` can never be read as an option, and every option
-//! value is passed as `--flag=value` for the same reason. Adding an agent means one new module
-//! here and one line in [`for_kind`] (plus its [`AgentKind`] name).
+//! value is passed as `--flag=value` for the same reason.
+//!
+//! Adding an agent means one new module here and one line in [`AGENTS`]: its name (from
+//! [`Agent::name`]) is then accepted on the wire and in `metadata.json`, its executable is the
+//! setting `--<name>-bin` / `AGENTVISOR_<NAME>_BIN`, and it has a circuit breaker, a health probe
+//! and a metrics label of its own. This module sits low in the engine's layers (it needs only the
+//! run options and the error type), so that the protocol and storage can name agents through it.
 
 mod claude;
 mod codex;
+mod kind;
 mod line;
 
+pub use kind::AgentKind;
 pub use line::{AgentLine, Observation};
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::Serialize;
-
-use crate::config::EngineConfig;
 use crate::error::{ApiError, Code};
-use crate::protocol::RunOptions;
-use crate::storage::metadata::AgentKind;
+use crate::options::RunOptions;
 
 /// What the daemon knows about one agent CLI.
 pub trait Agent: Sync {
-    fn kind(&self) -> AgentKind;
+    /// Its name on the wire and in `metadata.json`, lowercase ASCII letters: also the default
+    /// executable, and `<NAME>` in the setting `AGENTVISOR_<NAME>_BIN`.
+    fn name(&self) -> &'static str;
 
-    /// The configured executable (a path, or a name looked up on `PATH`).
-    fn binary<'a>(&self, config: &'a EngineConfig) -> &'a str;
+    /// What the CLI is called, for people (`--help`).
+    fn title(&self) -> &'static str;
 
-    /// The npm package that installs the CLI, and the variable that points at it.
-    fn install_hint(&self) -> (&'static str, &'static str);
+    /// The npm package that installs the CLI.
+    fn npm_package(&self) -> &'static str;
+
+    /// The options that keep it from changing anything: how it runs as a consultant.
+    fn read_only(&self) -> RunOptions;
+
+    /// Why its runs cannot ask for approvals; `None` when they can.
+    fn approvals_refused(&self) -> Option<ApiError> {
+        None
+    }
 
     /// The arguments for one run; an error for an option this CLI does not take.
     fn args(
@@ -44,18 +56,9 @@ pub trait Agent: Sync {
     fn observe(&self, line: &AgentLine) -> Observation;
 }
 
-/// The registry: the module that knows each agent.
-pub fn for_kind(kind: AgentKind) -> &'static dyn Agent {
-    match kind {
-        AgentKind::Claude => &claude::Claude,
-        AgentKind::Codex => &codex::Codex,
-    }
-}
-
-/// Every agent, for health's probes.
-pub fn all() -> [&'static dyn Agent; 2] {
-    [for_kind(AgentKind::Claude), for_kind(AgentKind::Codex)]
-}
+/// The registry: every agent the daemon knows, one line each. The first is a new project's
+/// agent when the request names none.
+static AGENTS: [&dyn Agent; 2] = [&claude::Claude, &codex::Codex];
 
 /// Finds an executable: a path as given when it contains `/`, otherwise on `PATH`.
 pub fn resolve_program(bin: &str) -> Option<PathBuf> {
@@ -79,20 +82,14 @@ fn is_executable(p: &Path) -> bool {
 
 /// The error for a missing agent CLI, saying how to install it.
 pub fn not_found(kind: AgentKind) -> ApiError {
-    let (pkg, var) = for_kind(kind).install_hint();
+    let pkg = kind.agent().npm_package();
+    let var = kind.bin_variable();
     ApiError::new(
         Code::AgentNotFound,
         format!(
             "the {} agent CLI is not installed on the server: install it with `npm install -g {pkg}`, or point {var} at its executable",
             kind.as_str()
         ),
-    )
-}
-
-/// Why Codex runs cannot ask for approvals.
-pub fn codex_approvals_refused() -> ApiError {
-    ApiError::validation(
-        "option 'approvals' is not supported by the codex agent: `codex exec` never asks for permission, its 'sandbox' option alone decides what it may do",
     )
 }
 
@@ -130,7 +127,7 @@ pub fn build_args(
     if prompt_in_argv {
         check_arg("'prompt'", prompt)?;
     }
-    let args = for_kind(kind).args(options, resume, prompt)?;
+    let args = kind.agent().args(options, resume, prompt)?;
     let flags = &args[..args.len() - usize::from(prompt_in_argv)];
     for arg in flags {
         let flag = crate::logfmt::sanitize(arg.split('=').next().unwrap_or_default(), 64);
@@ -139,54 +136,51 @@ pub fn build_args(
     Ok(args)
 }
 
-/// The error for an option `kind` does not take.
-fn unsupported(kind: AgentKind, name: &str) -> ApiError {
+/// The error for an option the agent `agent` does not take.
+fn unsupported(agent: &str, name: &str) -> ApiError {
     ApiError::validation(format!(
-        "option '{name}' is not supported by the {} agent",
-        kind.as_str()
+        "option '{name}' is not supported by the {agent} agent"
     ))
 }
 
-/// What health reports about an agent CLI.
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentProbe {
-    pub available: bool,
-    pub path: Option<String>,
-    pub version: Option<String>,
-}
+/// The two agents every test names.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::AgentKind;
 
-impl AgentProbe {
-    pub fn missing() -> Self {
-        AgentProbe {
-            available: false,
-            path: None,
-            version: None,
-        }
+    pub fn claude() -> AgentKind {
+        AgentKind::parse("claude").unwrap()
     }
 
-    /// Runs `<path> --version` with a short time limit.
-    pub async fn run(path: &Path) -> Self {
-        let mut cmd = tokio::process::Command::new(path);
-        cmd.arg("--version")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let out = crate::executor::process::managed_output(cmd, Duration::from_secs(5)).await;
-        let version = out.and_then(|o| {
-            let s = String::from_utf8_lossy(&o).trim().to_string();
-            (!s.is_empty()).then(|| crate::logfmt::sanitize(&s, 100))
-        });
-        AgentProbe {
-            available: true,
-            path: Some(path.display().to_string()),
-            version,
-        }
+    pub fn codex() -> AgentKind {
+        AgentKind::parse("codex").unwrap()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::testing::{claude, codex};
+
+    #[test]
+    fn the_registry_names_each_agent_once_and_derives_its_setting() {
+        let names: Vec<&str> = AgentKind::all().map(AgentKind::as_str).collect();
+        assert_eq!(names, ["claude", "codex"]);
+        for kind in AgentKind::all() {
+            let name = kind.as_str();
+            assert!(name.bytes().all(|b| b.is_ascii_lowercase()), "{name}");
+            assert_eq!(AgentKind::parse(name), Some(kind));
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<AgentKind>(&json).unwrap(), kind);
+        }
+        assert_eq!(claude().bin_variable(), "AGENTVISOR_CLAUDE_BIN");
+        assert_eq!(codex().bin_variable(), "AGENTVISOR_CODEX_BIN");
+        assert_eq!(AgentKind::default(), claude());
+        assert_eq!(AgentKind::choices('\''), "'claude' or 'codex'");
+        assert!(AgentKind::parse("gemini").is_none());
+        assert!(serde_json::from_str::<AgentKind>("\"gemini\"").is_err());
+    }
 
     #[test]
     fn claude_prompt_goes_after_double_dash_and_resume_is_passed() {
@@ -195,7 +189,7 @@ mod tests {
             allowed_tools: vec!["Read".into(), "Bash(git:*)".into()],
             ..Default::default()
         };
-        let a = build_args(AgentKind::Claude, &o, Some("s-1"), "--help").unwrap();
+        let a = build_args(claude(), &o, Some("s-1"), "--help").unwrap();
         assert_eq!(
             a,
             [
@@ -216,11 +210,11 @@ mod tests {
     fn codex_new_and_resume() {
         let o = RunOptions::default();
         assert_eq!(
-            build_args(AgentKind::Codex, &o, None, "hi").unwrap(),
+            build_args(codex(), &o, None, "hi").unwrap(),
             ["exec", "--json", "--skip-git-repo-check", "--", "hi"]
         );
         assert_eq!(
-            build_args(AgentKind::Codex, &o, Some("t-1"), "-x").unwrap(),
+            build_args(codex(), &o, Some("t-1"), "-x").unwrap(),
             [
                 "exec",
                 "resume",
@@ -235,7 +229,7 @@ mod tests {
             max_turns: Some(2),
             ..Default::default()
         };
-        assert!(build_args(AgentKind::Codex, &o, None, "hi").is_err());
+        assert!(build_args(codex(), &o, None, "hi").is_err());
     }
 
     #[test]
@@ -244,7 +238,7 @@ mod tests {
             approvals: Some(true),
             ..Default::default()
         };
-        let a = build_args(AgentKind::Claude, &o, None, "hi").unwrap();
+        let a = build_args(claude(), &o, None, "hi").unwrap();
         assert_eq!(
             a,
             [
@@ -258,24 +252,24 @@ mod tests {
                 "stdio"
             ]
         );
-        let e = build_args(AgentKind::Codex, &o, None, "hi").unwrap_err();
+        let e = build_args(codex(), &o, None, "hi").unwrap_err();
         assert!(e.error.contains("sandbox"), "{}", e.error);
         // The prompt goes on stdin: no argument limit applies to it.
         let long = "a".repeat(MAX_ARG_BYTES + 1);
-        assert!(build_args(AgentKind::Claude, &o, None, &long).is_ok());
+        assert!(build_args(claude(), &o, None, &long).is_ok());
     }
 
     #[test]
     fn arguments_no_program_can_take_are_refused() {
         let o = RunOptions::default();
         let longest = "a".repeat(MAX_ARG_BYTES);
-        assert!(build_args(AgentKind::Claude, &o, None, &longest).is_ok());
+        assert!(build_args(claude(), &o, None, &longest).is_ok());
         for prompt in [format!("{longest}a"), "a\0b".to_string()] {
-            let e = build_args(AgentKind::Codex, &o, None, &prompt).unwrap_err();
+            let e = build_args(codex(), &o, None, &prompt).unwrap_err();
             assert_eq!(e.code, Code::ValidationFailed);
             assert!(e.error.contains("'prompt'"), "{}", e.error);
         }
-        let e = build_args(AgentKind::Claude, &o, Some("s\0"), "hi").unwrap_err();
+        let e = build_args(claude(), &o, Some("s\0"), "hi").unwrap_err();
         assert!(e.error.contains("--resume"), "{}", e.error);
     }
 

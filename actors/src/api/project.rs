@@ -1,4 +1,6 @@
-//! What a project accepts: client requests, its run's output and end, and shutdown.
+//! What a project accepts: one message per client request, its run's output and end, and
+//! shutdown. All of them enter the project's one mailbox, so requests and run events keep
+//! their order.
 
 use std::time::{Duration, Instant};
 
@@ -11,43 +13,51 @@ use crate::protocol::request::{ConsultRequest, HistoryQuery};
 use crate::protocol::RunOptions;
 use crate::storage::metadata::AgentKind;
 
-/// A client request for a project.
-#[derive(Debug)]
-pub enum ProjectOp {
-    Join {
-        since_seq: Option<u64>,
-    },
-    Leave,
-    Execute {
-        prompt: String,
-        options: RunOptions,
-    },
-    Consult(ConsultRequest),
-    NewSession,
-    Kill {
-        clear_queue: bool,
-    },
-    GetMessages(HistoryQuery),
-    RunDiff {
-        run_id: String,
-        path: Option<String>,
-    },
+/// Declares the client requests a project accepts: one message type each, carrying where its
+/// answer goes (`reply`) and the request's own fields. Each has its own `Handler` in the project
+/// actor; an `Err` from it is answered as an `error` for the project.
+macro_rules! requests {
+    ($($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? })+) => {
+        $($(#[$doc])*
+        #[derive(Message)]
+        #[rtype(result = "()")]
+        pub struct $name {
+            pub reply: ReplyTo,
+            $($(#[$fdoc])* pub $field: $ty,)*
+        })+
+    };
+}
+
+requests! {
+    /// `project_join`: subscribe, replaying what came after `since_seq` first (`None`: from now).
+    Join { since_seq: Option<u64> }
+    /// `project_leave`.
+    Leave {}
+    /// `execute`: run (or queue) the agent with `prompt`.
+    Execute { prompt: String, options: RunOptions }
+    /// `consult`: ask the other agent for a second opinion, read-only.
+    Consult { consult: ConsultRequest }
+    /// `agent_new_session`: the next run starts a new agent session.
+    NewSession {}
+    /// `agent_kill`: stop the active run, and the queue with it if `clear_queue`.
+    Kill { clear_queue: bool }
+    /// `get_messages`: a page of the project's history.
+    GetMessages { query: HistoryQuery }
+    /// `run_diff`: what a finished run changed, as a git diff.
+    RunDiff { run_id: String, path: Option<String> }
+    /// `permission_respond`: a client's answer to an open permission request.
     PermissionRespond {
         request_id: String,
         allow: bool,
         message: Option<String>,
         remember: bool,
-    },
-    Delete,
-    Panic,
-    PanicExecutor,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ProjectRequest {
-    pub reply: ReplyTo,
-    pub op: ProjectOp,
+    }
+    /// `project_delete`.
+    Delete {}
+    /// `fault_inject` on the project (tests only): panic after replying.
+    Panic {}
+    /// `fault_inject` on the project's running executor (tests only).
+    PanicExecutor {}
 }
 
 /// Output for the project.
@@ -91,7 +101,18 @@ pub struct Shutdown {
 super::handle!(
     /// A project as connections, the SSE stream and shutdown reach it.
     ProjectHandle {
-        request: ProjectRequest,
+        join: Join,
+        leave: Leave,
+        execute: Execute,
+        consult: Consult,
+        new_session: NewSession,
+        kill: Kill,
+        get_messages: GetMessages,
+        run_diff: RunDiff,
+        permission_respond: PermissionRespond,
+        delete: Delete,
+        panic: Panic,
+        panic_executor: PanicExecutor,
         shutdown: Shutdown,
         backend_unavailable: BackendUnavailable,
     }

@@ -1,4 +1,4 @@
-//! The breakers of both agent backends, shared by every project.
+//! The breakers of the agent backends, one per agent, shared by every project.
 //!
 //! Each operation returns the [`Change`] it caused, if any, so that the caller can tell every
 //! client: the board itself knows nothing of connections or projects.
@@ -22,17 +22,16 @@ pub struct Change {
     pub opened_for: Option<Duration>,
 }
 
-pub struct Breakers {
-    claude: Mutex<Breaker>,
-    codex: Mutex<Breaker>,
-}
+/// One breaker per agent, in the registry's order.
+pub struct Breakers(Vec<Mutex<Breaker>>);
 
 impl Breakers {
     pub fn new(settings: BreakerSettings) -> Self {
-        Breakers {
-            claude: Mutex::new(Breaker::new(settings)),
-            codex: Mutex::new(Breaker::new(settings)),
-        }
+        Breakers(
+            AgentKind::all()
+                .map(|_| Mutex::new(Breaker::new(settings)))
+                .collect(),
+        )
     }
 
     /// Whether a request for `agent` may be accepted now (it does not take the trial).
@@ -69,19 +68,17 @@ impl Breakers {
         self.read(agent, |b, now| view(agent, b, now))
     }
 
-    /// Both breakers, by agent.
+    /// Every breaker, by agent.
     pub fn views(&self) -> Value {
-        json!({
-            "claude": self.view(AgentKind::Claude),
-            "codex": self.view(AgentKind::Codex),
-        })
+        AgentKind::all()
+            .map(|a| (a.as_str().to_string(), self.view(a)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     }
 
     /// Whether any breaker is not closed (health is then degraded).
     pub fn any_tripped(&self) -> bool {
-        [AgentKind::Claude, AgentKind::Codex]
-            .into_iter()
-            .any(|a| self.read(a, |b, now| b.state(now) != State::Closed))
+        AgentKind::all().any(|a| self.read(a, |b, now| b.state(now) != State::Closed))
     }
 
     /// The state as a number for metrics: 0 closed, 1 half-open, 2 open.
@@ -99,10 +96,7 @@ impl Breakers {
     }
 
     fn lock(&self, agent: AgentKind) -> &Mutex<Breaker> {
-        match agent {
-            AgentKind::Claude => &self.claude,
-            AgentKind::Codex => &self.codex,
-        }
+        &self.0[agent.index()]
     }
 
     /// Runs `f` on `agent`'s breaker and reports a change of state (counting a cool-down that
@@ -169,6 +163,7 @@ fn unavailable(agent: AgentKind, refusal: Refusal, now: Instant) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::testing::{claude, codex};
 
     #[test]
     fn the_end_of_a_cool_down_is_a_change() {
@@ -177,18 +172,18 @@ mod tests {
             cooldown: Duration::from_millis(1),
             cooldown_max: Duration::from_millis(1),
         });
-        let (a, _) = board.admit(AgentKind::Claude);
+        let (a, _) = board.admit(claude());
         assert!(board
-            .record(AgentKind::Claude, a.unwrap(), Verdict::BackendFault)
+            .record(claude(), a.unwrap(), Verdict::BackendFault)
             .is_some());
         std::thread::sleep(Duration::from_millis(5));
         // Health checks and scrapes read the half-open state without taking its announcement.
         assert!(board.any_tripped());
-        assert_eq!(board.level(AgentKind::Claude), 1);
-        assert_eq!(board.view(AgentKind::Claude)["state"], "half_open");
-        let change = board.poll(AgentKind::Claude).expect("half-open");
+        assert_eq!(board.level(claude()), 1);
+        assert_eq!(board.view(claude())["state"], "half_open");
+        let change = board.poll(claude()).expect("half-open");
         assert_eq!(change.view["state"], "half_open");
-        assert!(board.poll(AgentKind::Claude).is_none());
+        assert!(board.poll(claude()).is_none());
     }
 
     #[test]
@@ -198,25 +193,22 @@ mod tests {
             cooldown: Duration::from_secs(30),
             cooldown_max: Duration::from_secs(60),
         });
-        let (a, change) = board.admit(AgentKind::Codex);
+        let (a, change) = board.admit(codex());
         assert!(change.is_none());
         let change = board
-            .record(AgentKind::Codex, a.unwrap(), Verdict::BackendFault)
+            .record(codex(), a.unwrap(), Verdict::BackendFault)
             .expect("opened");
         assert_eq!(change.view["state"], "open");
         assert_eq!(change.opened_for, Some(Duration::from_secs(30)));
-        let (refused, change) = board.check(AgentKind::Codex);
+        let (refused, change) = board.check(codex());
         assert!(change.is_none());
         let e = refused.unwrap_err();
         assert_eq!(e.code, Code::AgentUnavailable);
         assert!(e.error.contains("try it again at") && e.error.contains("(in 30 s)"));
-        assert!(board.check(AgentKind::Claude).0.is_ok());
-        assert_eq!(board.level(AgentKind::Codex), 2);
+        assert!(board.check(claude()).0.is_ok());
+        assert_eq!(board.level(codex()), 2);
         assert!(board.any_tripped());
-        assert_eq!(
-            board.reset(AgentKind::Codex).unwrap().view["state"],
-            "closed"
-        );
-        assert!(board.reset(AgentKind::Codex).is_none());
+        assert_eq!(board.reset(codex()).unwrap().view["state"], "closed");
+        assert!(board.reset(codex()).is_none());
     }
 }

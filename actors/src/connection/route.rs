@@ -7,8 +7,9 @@ use actix::prelude::*;
 use super::ConnectionActor;
 use crate::api::connection::ReplyTo;
 use crate::api::idempotency::Admission;
-use crate::api::project::{ProjectOp, ProjectRequest};
+use crate::api::project::{self as project, ProjectHandle};
 use crate::api::registry::CreateProject;
+use crate::api::Sends;
 use crate::directory::ProjectRoute;
 use crate::error::{ApiError, Code};
 use crate::protocol::{Inbound, Request};
@@ -107,60 +108,77 @@ impl ConnectionActor {
                 ),
             },
             Request::ProjectDelete { project_id } => {
-                self.send_to_project(project_id, ProjectOp::Delete, reply)
+                self.send_to_project(project_id, reply, |reply| project::Delete { reply })
             }
             Request::ProjectJoin {
                 project_id,
                 since_seq,
-            } => self.send_to_project(project_id, ProjectOp::Join { since_seq }, reply),
+            } => self.send_to_project(project_id, reply, |reply| project::Join {
+                reply,
+                since_seq,
+            }),
             Request::ProjectLeave { project_id } => {
-                self.send_to_project(project_id, ProjectOp::Leave, reply)
+                self.send_to_project(project_id, reply, |reply| project::Leave { reply })
             }
             Request::Execute {
                 project_id,
                 prompt,
                 options,
-            } => self.send_to_project(project_id, ProjectOp::Execute { prompt, options }, reply),
+            } => self.send_to_project(project_id, reply, |reply| project::Execute {
+                reply,
+                prompt,
+                options,
+            }),
             Request::Consult {
                 project_id,
                 consult,
-            } => self.send_to_project(project_id, ProjectOp::Consult(consult), reply),
+            } => self.send_to_project(project_id, reply, |reply| project::Consult {
+                reply,
+                consult,
+            }),
             Request::AgentNewSession { project_id } => {
-                self.send_to_project(project_id, ProjectOp::NewSession, reply)
+                self.send_to_project(project_id, reply, |reply| project::NewSession { reply })
             }
             Request::AgentKill {
                 project_id,
                 clear_queue,
-            } => self.send_to_project(project_id, ProjectOp::Kill { clear_queue }, reply),
+            } => self.send_to_project(project_id, reply, |reply| project::Kill {
+                reply,
+                clear_queue,
+            }),
             Request::GetMessages { project_id, query } => {
-                self.send_to_project(project_id, ProjectOp::GetMessages(query), reply)
+                self.send_to_project(project_id, reply, |reply| project::GetMessages {
+                    reply,
+                    query,
+                })
             }
             Request::RunDiff {
                 project_id,
                 run_id,
                 path,
-            } => self.send_to_project(project_id, ProjectOp::RunDiff { run_id, path }, reply),
+            } => self.send_to_project(project_id, reply, |reply| project::RunDiff {
+                reply,
+                run_id,
+                path,
+            }),
             Request::PermissionRespond {
                 project_id,
                 request_id,
                 allow,
                 message,
                 remember,
-            } => {
-                let op = ProjectOp::PermissionRespond {
-                    request_id,
-                    allow,
-                    message,
-                    remember,
-                };
-                self.send_to_project(project_id, op, reply)
-            }
+            } => self.send_to_project(project_id, reply, |reply| project::PermissionRespond {
+                reply,
+                request_id,
+                allow,
+                message,
+                remember,
+            }),
             Request::ActorReset { actor } => match &self.supervisor {
                 Some(s) => s.do_send(crate::api::supervisor::ResetActor { name: actor, reply }),
                 None => reply.err(None, &ApiError::internal("no supervisor is running")),
             },
             Request::BreakerReset { agent } => {
-                let agent = crate::storage::metadata::AgentKind::from(agent);
                 log::warn!(conn = self.id, agent = agent.as_str(); "circuit breaker reset requested");
                 crate::backends::announce(&engine, engine.breakers.reset(agent));
                 reply.ok("breaker_reset", None, &engine.breakers.view(agent));
@@ -171,9 +189,19 @@ impl ConnectionActor {
         }
     }
 
-    fn send_to_project(&mut self, project_id: String, op: ProjectOp, reply: ReplyTo) {
+    /// Sends the project named `project_id` the request `request` builds around `reply`, or
+    /// answers for it when the project is missing, down or restarting.
+    fn send_to_project<M>(
+        &mut self,
+        project_id: String,
+        reply: ReplyTo,
+        request: impl FnOnce(ReplyTo) -> M,
+    ) where
+        ProjectHandle: Sends<M>,
+        M: Message<Result = ()> + Send + 'static,
+    {
         match self.engine.directory.route(&project_id) {
-            ProjectRoute::Up(addr) => addr.do_send(ProjectRequest { reply, op }),
+            ProjectRoute::Up(addr) => addr.do_send(request(reply)),
             ProjectRoute::Missing => {
                 let p: Arc<str> = Arc::from(crate::logfmt::sanitize(&project_id, 128));
                 reply.err(Some(&p), &ApiError::project_not_found(&project_id))
@@ -195,13 +223,10 @@ impl ConnectionActor {
     /// Joins a project again from `since` (after the broadcast actor restarted).
     pub(super) fn rejoin(&mut self, project: Arc<str>, since: u64, ctx: &mut Context<Self>) {
         let reply = self.reply_to(None, ctx);
-        self.send_to_project(
-            project.to_string(),
-            ProjectOp::Join {
-                since_seq: Some(since),
-            },
+        self.send_to_project(project.to_string(), reply, |reply| project::Join {
             reply,
-        );
+            since_seq: Some(since),
+        });
     }
 
     /// `fault_inject`: makes the named actor panic in a message handler (tests only; the
@@ -239,13 +264,11 @@ impl ConnectionActor {
                 }
             }
             "project" | "executor" => match project_id {
+                Some(id) if actor == "project" => {
+                    self.send_to_project(id, reply, |reply| project::Panic { reply })
+                }
                 Some(id) => {
-                    let op = if actor == "project" {
-                        ProjectOp::Panic
-                    } else {
-                        ProjectOp::PanicExecutor
-                    };
-                    self.send_to_project(id, op, reply)
+                    self.send_to_project(id, reply, |reply| project::PanicExecutor { reply })
                 }
                 None => reply.err(None, &ApiError::validation(format!("fault_inject for '{actor}' needs a project_id"))),
             },

@@ -62,6 +62,16 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Complete => "complete",
+            Status::Partial => "partial",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// The result of a consult.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {

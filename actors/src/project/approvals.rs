@@ -9,15 +9,14 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use actix::prelude::*;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::ProjectActor;
 use crate::connection::ReplyTo;
 use crate::error::{ApiError, Code};
+use crate::events::{PermissionRequest, PermissionResolved};
 use crate::executor::control::{self, ControlRequest, ToolRequest};
 use crate::executor::{CloseStdin, WriteStdin};
-use crate::protocol::Direction;
 
 /// The most requests one run may have open; more are denied at once.
 const MAX_OPEN_PER_RUN: usize = 32;
@@ -26,13 +25,7 @@ const REMEMBERED_ANSWERS: usize = 256;
 /// The most rules `remember` keeps for a session.
 const MAX_REMEMBERED_RULES: usize = 64;
 
-/// An answer to a permission request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Allow,
-    Deny,
-}
+pub use crate::events::Decision;
 
 /// A request waiting for its answer.
 struct Open {
@@ -155,15 +148,15 @@ impl ProjectActor {
         let timeout = self.engine.config.approval_timeout;
         let expires_at = chrono::Utc::now()
             + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
-        self.emit(
-            "permission_request",
-            Direction::Agent,
-            &json!({
-                "run_id": run_id, "request_id": request_id, "tool": t.tool, "input": t.input,
-                "summary": summarize(&t), "suggestions": t.suggestions,
-                "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            }),
-        );
+        self.emit_event(&PermissionRequest {
+            expires_at: &expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            input: &t.input,
+            request_id: &request_id,
+            run_id,
+            suggestions: &t.suggestions,
+            summary: &summarize(&t),
+            tool: &t.tool,
+        });
         log::info!(project = &*self.id, run = run_id, request = request_id.as_str(); "permission requested");
         let id = request_id.clone();
         let timer = ctx.run_later(timeout, move |act, ctx| {
@@ -257,14 +250,15 @@ impl ProjectActor {
             self.remember_rules(&open.suggestions);
         }
         let at = crate::time::now_rfc3339();
-        let mut data = json!({
-            "run_id": open.run_id, "request_id": request_id, "decision": answer.decision,
-            "by": answer.by, "at": at, "remember": remember,
+        self.emit_event(&PermissionResolved {
+            at: &at,
+            by: &answer.by,
+            decision: answer.decision,
+            message: answer.message.as_deref(),
+            remember,
+            request_id,
+            run_id: &open.run_id,
         });
-        if let Some(m) = &answer.message {
-            data["message"] = json!(m);
-        }
-        self.emit("permission_resolved", Direction::System, &data);
         log::info!(project = &*self.id, request = request_id, by = answer.by.as_str(); "permission request resolved");
         if self.approvals.closed.len() >= REMEMBERED_ANSWERS {
             self.approvals.closed.pop_front();

@@ -21,14 +21,15 @@ use crate::backends::announce;
 use crate::breaker::{classify, RunEnd, Verdict};
 use crate::capability;
 use crate::connection::ReplyTo;
-use crate::consult::{Exchange, Kind, Next, Outcome, Reply, Status};
+use crate::consult::{Exchange, Kind, Next, Outcome, Reply};
 use crate::engine::Engine;
 use crate::error::{ApiError, Code};
+use crate::events::{ConsultAttempt, ConsultOutput, ConsultResult, ConsultStarted};
 use crate::executor::attempt::{self, AttemptEnd};
 use crate::executor::{environment, RunSpec};
 use crate::lines::Line;
 use crate::protocol::request::ConsultRequest;
-use crate::protocol::{Direction, RunOptions};
+
 use crate::storage::metadata::AgentKind;
 
 /// How long one attempt may take when neither the request nor the settings say.
@@ -96,7 +97,7 @@ impl ProjectActor {
         req: ConsultRequest,
         ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
-        let to = AgentKind::from(req.to);
+        let to = req.to;
         if self.engine.lifecycle() == crate::engine::Lifecycle::ShuttingDown {
             return Err(ApiError::new(
                 Code::ExecutionFailed,
@@ -106,7 +107,7 @@ impl ProjectActor {
         let program = resolve_program(self.agent_bin(to)).ok_or_else(|| not_found(to))?;
         // Built once now, so that a question no command line can carry is refused up front.
         let first = Exchange::new(req.kind, &req.question, req.context.as_deref(), 1);
-        build_args(to, &read_only(to), None, &first.first_prompt())?;
+        build_args(to, &to.agent().read_only(), None, &first.first_prompt())?;
         self.check_backend_of(to)?;
         if !self.meta.path.is_dir() {
             return Err(ApiError::new(
@@ -116,14 +117,13 @@ impl ProjectActor {
         }
         let (consult_id, session_id) = self.consults.open(req.consult_id, to)?;
         self.subscribe(reply, Vec::new())?;
-        self.emit(
-            "consult_started",
-            Direction::Client,
-            &json!({
-                "consult_id": &*consult_id, "to": to.as_str(), "kind": req.kind.as_str(),
-                "question": req.question, "context": req.context,
-            }),
-        );
+        self.emit_event(&ConsultStarted {
+            consult_id: &consult_id,
+            context: req.context.as_deref(),
+            kind: req.kind.as_str(),
+            question: &req.question,
+            to: to.as_str(),
+        });
         log::info!(project = &*self.id, consult = &*consult_id, to = to.as_str(); "consult accepted");
         reply.ok(
             "consult_accepted",
@@ -171,18 +171,14 @@ impl ProjectActor {
                 if trimmed.is_empty() {
                     continue;
                 }
-                match RawValue::from_string(trimmed.to_string()) {
-                    Ok(raw) if !line.cut && trimmed.starts_with('{') => act.emit(
-                        "consult_output",
-                        Direction::Agent,
-                        &json!({"consult_id": &*consult_id, "message": raw}),
-                    ),
-                    _ => act.emit(
-                        "consult_output",
-                        Direction::Agent,
-                        &json!({"consult_id": &*consult_id, "raw": text}),
-                    ),
-                }
+                let json = (!line.cut && trimmed.starts_with('{'))
+                    .then(|| RawValue::from_string(trimmed.to_string()).ok())
+                    .flatten();
+                act.emit_event(&ConsultOutput {
+                    consult_id,
+                    raw: json.is_none().then_some(&*text),
+                    message: json.as_deref(),
+                });
             }
         });
     }
@@ -268,11 +264,12 @@ impl Handler<ConsultUpdate> for ProjectActor {
                 attempt,
                 after,
                 prompt,
-            } => self.emit(
-                "consult_attempt",
-                Direction::System,
-                &json!({"consult_id": &*consult_id, "attempt": attempt, "after": after, "prompt": prompt}),
-            ),
+            } => self.emit_event(&ConsultAttempt {
+                after,
+                attempt,
+                consult_id: &consult_id,
+                prompt: &prompt,
+            }),
             ConsultUpdate::Output { consult_id, lines } => {
                 self.on_consult_output(&consult_id, lines)
             }
@@ -284,42 +281,11 @@ impl Handler<ConsultUpdate> for ProjectActor {
                 result,
             } => {
                 self.consults.close(&consult_id, session_id);
-                let mut data = json!({"consult_id": &*consult_id, "to": to.as_str(), "kind": kind.as_str()});
-                match result {
-                    Ok(outcome) => {
-                        if let (Some(obj), Ok(serde_json::Value::Object(o))) =
-                            (data.as_object_mut(), serde_json::to_value(&outcome))
-                        {
-                            obj.extend(o);
-                        }
-                    }
-                    Err(error) => {
-                        data["status"] = json!(Status::Failed);
-                        data["attempts"] = json!(0);
-                        data["sections"] = json!({});
-                        data["issues"] = json!([]);
-                        data["text"] = json!("");
-                        data["error"] = json!(error);
-                    }
-                }
-                log::info!(project = &*self.id, consult = &*consult_id, status = data["status"].as_str().unwrap_or(""); "consult finished");
-                self.emit("consult_result", Direction::System, &data);
+                let event = ConsultResult::new(&consult_id, to, kind, result);
+                log::info!(project = &*self.id, consult = &*consult_id, status = event.status.as_str(); "consult finished");
+                self.emit_event(&event);
             }
         }
-    }
-}
-
-/// The options that keep a consultant read-only.
-fn read_only(to: AgentKind) -> RunOptions {
-    match to {
-        AgentKind::Claude => RunOptions {
-            permission_mode: Some("plan".into()),
-            ..Default::default()
-        },
-        AgentKind::Codex => RunOptions {
-            sandbox: Some("read-only".into()),
-            ..Default::default()
-        },
     }
 }
 
@@ -447,7 +413,8 @@ async fn attempt_once(
     prompt: &str,
     number: u32,
 ) -> Result<AttemptEnd, String> {
-    let args = build_args(job.to, &read_only(job.to), session_id, prompt).map_err(|e| e.error)?;
+    let args =
+        build_args(job.to, &job.to.agent().read_only(), session_id, prompt).map_err(|e| e.error)?;
     let run_id = format!("consult-{}-{number}", job.consult_id);
     let spec = RunSpec {
         // The consultant gets the allowed environment, never a capability of its own.
@@ -477,29 +444,28 @@ async fn attempt_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::testing::{claude, codex};
 
     #[test]
     fn conversations_continue_and_the_oldest_idle_one_is_forgotten_first() {
         let mut c = Consults::default();
-        let (first, _) = c.open(None, AgentKind::Codex).unwrap();
+        let (first, _) = c.open(None, codex()).unwrap();
         assert_eq!(
-            c.open(Some(first.to_string()), AgentKind::Codex)
-                .unwrap_err()
-                .code,
+            c.open(Some(first.to_string()), codex()).unwrap_err().code,
             Code::ProjectBusy
         );
         c.close(&first, Some("s-1".into()));
-        let (again, session) = c.open(Some(first.to_string()), AgentKind::Codex).unwrap();
+        let (again, session) = c.open(Some(first.to_string()), codex()).unwrap();
         assert_eq!((&*again, session.as_deref()), (&*first, Some("s-1")));
         c.close(&first, None);
-        assert!(c.open(Some(first.to_string()), AgentKind::Claude).is_err());
+        assert!(c.open(Some(first.to_string()), claude()).is_err());
         for _ in 1..MAX_THREADS {
-            let (id, _) = c.open(None, AgentKind::Claude).unwrap();
+            let (id, _) = c.open(None, claude()).unwrap();
             c.close(&id, None);
         }
         assert_eq!(c.threads.len(), MAX_THREADS);
-        c.open(None, AgentKind::Claude).unwrap();
+        c.open(None, claude()).unwrap();
         assert_eq!(c.threads.len(), MAX_THREADS);
-        assert!(c.open(Some(first.to_string()), AgentKind::Codex).is_err());
+        assert!(c.open(Some(first.to_string()), codex()).is_err());
     }
 }

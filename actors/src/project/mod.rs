@@ -11,7 +11,10 @@ mod recovery;
 mod requests;
 mod runs;
 
-pub use crate::api::project::{ProjectOp, ProjectRequest, Shutdown};
+pub use crate::api::project::{
+    Consult, Delete, Execute, GetMessages, Join, Kill, Leave, NewSession, Panic, PanicExecutor,
+    PermissionRespond, RunDiff, Shutdown,
+};
 pub use approvals::{Answer, Decision};
 
 use std::collections::VecDeque;

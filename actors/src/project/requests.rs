@@ -6,7 +6,10 @@ use serde_json::json;
 use super::ProjectActor;
 use crate::api::broadcast::{ProjectGone, Subscribe, Unsubscribe};
 use crate::api::connection::{Deliver, Mark, ReplyTo};
-use crate::api::project::{ProjectOp, ProjectRequest};
+use crate::api::project::{
+    Consult, Delete, Execute, GetMessages, Join, Kill, Leave, NewSession, Panic, PanicExecutor,
+    PermissionRespond, RunDiff,
+};
 use crate::api::supervisor::{ChildId, Forget};
 use crate::error::{ApiError, Code};
 use crate::protocol::request::HistoryQuery;
@@ -17,45 +20,134 @@ use crate::storage::metadata::ProjectState;
 /// pages the rest with `get_messages`.
 pub const MAX_REPLAY: usize = 10_000;
 
-impl Handler<ProjectRequest> for ProjectActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: ProjectRequest, ctx: &mut Self::Context) {
-        let ProjectRequest { reply, op } = msg;
-        let result = match op {
-            ProjectOp::Join { since_seq } => self.join(&reply, since_seq),
-            ProjectOp::Leave => self.leave(&reply),
-            ProjectOp::Execute { prompt, options } => self.execute(&reply, prompt, options, ctx),
-            ProjectOp::Consult(c) => self.consult(&reply, c, ctx),
-            ProjectOp::NewSession => self.new_session(&reply),
-            ProjectOp::Kill { clear_queue } => self.kill(&reply, clear_queue, ctx),
-            ProjectOp::GetMessages(q) => self.get_messages(&reply, &q),
-            ProjectOp::RunDiff { run_id, path } => self.run_diff(&reply, run_id, path, ctx),
-            ProjectOp::PermissionRespond {
-                request_id,
-                allow,
-                message,
-                remember,
-            } => {
-                let answer = super::Answer {
-                    decision: if allow {
-                        super::Decision::Allow
-                    } else {
-                        super::Decision::Deny
-                    },
-                    by: format!("client:{}", reply.conn),
-                    message,
-                    remember,
-                };
-                self.permission_respond(&reply, &request_id, answer, ctx)
-            }
-            ProjectOp::Delete => self.delete(&reply, ctx),
-            ProjectOp::Panic => self.fault(&reply),
-            ProjectOp::PanicExecutor => self.fault_executor(&reply),
-        };
+impl ProjectActor {
+    /// Answers a request whose handler failed: an `error` naming the project.
+    fn refused(&self, reply: &ReplyTo, result: Result<(), ApiError>) {
         if let Err(e) = result {
             reply.err(Some(&self.id), &e);
         }
+    }
+}
+
+impl Handler<Join> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Join, _: &mut Context<Self>) {
+        let result = self.join(&m.reply, m.since_seq);
+        self.refused(&m.reply, result);
+    }
+}
+
+impl Handler<Leave> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Leave, _: &mut Context<Self>) {
+        self.leave(&m.reply);
+    }
+}
+
+impl Handler<Execute> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Execute, ctx: &mut Context<Self>) {
+        let result = self.execute(&m.reply, m.prompt, m.options, ctx);
+        self.refused(&m.reply, result);
+    }
+}
+
+impl Handler<Consult> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Consult, ctx: &mut Context<Self>) {
+        let result = self.consult(&m.reply, m.consult, ctx);
+        self.refused(&m.reply, result);
+    }
+}
+
+impl Handler<NewSession> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, m: NewSession, _: &mut Context<Self>) {
+        let result = self.new_session(&m.reply);
+        self.refused(&m.reply, result);
+    }
+}
+
+impl Handler<Kill> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Kill, ctx: &mut Context<Self>) {
+        let result = self.kill(&m.reply, m.clear_queue, ctx);
+        self.refused(&m.reply, result);
+    }
+}
+
+impl Handler<GetMessages> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, m: GetMessages, _: &mut Context<Self>) {
+        let result = self.get_messages(&m.reply, &m.query);
+        self.refused(&m.reply, result);
+    }
+}
+
+impl Handler<RunDiff> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, m: RunDiff, ctx: &mut Context<Self>) {
+        let result = self.run_diff(&m.reply, m.run_id, m.path, ctx);
+        self.refused(&m.reply, result);
+    }
+}
+
+impl Handler<PermissionRespond> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, m: PermissionRespond, ctx: &mut Context<Self>) {
+        let answer = super::Answer {
+            decision: if m.allow {
+                super::Decision::Allow
+            } else {
+                super::Decision::Deny
+            },
+            by: format!("client:{}", m.reply.conn),
+            message: m.message,
+            remember: m.remember,
+        };
+        let result = self.permission_respond(&m.reply, &m.request_id, answer, ctx);
+        self.refused(&m.reply, result);
+    }
+}
+
+impl Handler<Delete> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Delete, ctx: &mut Context<Self>) {
+        let result = self.delete(&m.reply, ctx);
+        self.refused(&m.reply, result);
+    }
+}
+
+impl Handler<Panic> for ProjectActor {
+    type Result = ();
+
+    /// `fault_inject` on the project: panics inside this handler, after replying.
+    fn handle(&mut self, m: Panic, _: &mut Context<Self>) {
+        m.reply.ok(
+            "fault_injected",
+            Some(&self.id),
+            &json!({"actor": "project"}),
+        );
+        panic!("fault injected into project actor {}", self.id);
+    }
+}
+
+impl Handler<PanicExecutor> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, m: PanicExecutor, _: &mut Context<Self>) {
+        let result = self.fault_executor(&m.reply);
+        self.refused(&m.reply, result);
     }
 }
 
@@ -81,18 +173,6 @@ fn keep_newest_within(records: &mut Vec<(u64, String)>, budget: usize) -> bool {
 }
 
 impl ProjectActor {
-    /// Subscribes the requester, replaying what it missed first. `since_seq: None` subscribes
-    /// from now on.
-    /// `fault_inject` on the project: panics inside this handler, after replying.
-    fn fault(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
-        reply.ok(
-            "fault_injected",
-            Some(&self.id),
-            &json!({"actor": "project"}),
-        );
-        panic!("fault injected into project actor {}", self.id);
-    }
-
     /// `fault_inject` on the project's executor: makes the running executor panic.
     fn fault_executor(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
         let exec = self
@@ -114,6 +194,8 @@ impl ProjectActor {
         Ok(())
     }
 
+    /// Subscribes the requester, replaying what it missed first. `since_seq: None` subscribes
+    /// from now on.
     fn join(&mut self, reply: &ReplyTo, since_seq: Option<u64>) -> Result<(), ApiError> {
         let last = self.history.last_seq();
         let (replay, recovered) = match since_seq {
@@ -166,7 +248,7 @@ impl ProjectActor {
         Ok(())
     }
 
-    fn leave(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
+    fn leave(&mut self, reply: &ReplyTo) {
         let left = Deliver::marked(
             reply.frame(
                 "project_left",
@@ -183,7 +265,6 @@ impl ProjectActor {
             }),
             None => reply.recipient.do_send(left),
         }
-        Ok(())
     }
 
     fn get_messages(&mut self, reply: &ReplyTo, q: &HistoryQuery) -> Result<(), ApiError> {

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::ProjectActor;
-use crate::agent::{self, build_args, not_found, resolve_program, AgentLine};
+use crate::agent::{build_args, not_found, resolve_program, AgentLine};
 use crate::api::connection::ReplyTo;
 use crate::api::executor::{RunSpec, StopReason, StopRun};
 use crate::api::project::{RunExited, RunOutput, RunReport, Shutdown};
@@ -173,7 +173,7 @@ impl ProjectActor {
     }
 
     pub(super) fn agent_bin(&self, kind: AgentKind) -> &str {
-        agent::for_kind(kind).binary(&self.engine.config)
+        self.engine.config.agent_bin(kind)
     }
 
     /// Starts the next queued run when none is active and a global slot is free (or waits for
@@ -396,7 +396,7 @@ impl ProjectActor {
     }
 
     fn observe(&mut self, head: &AgentLine) {
-        let seen = agent::for_kind(self.meta.agent).observe(head);
+        let seen = self.meta.agent.agent().observe(head);
         if let Some(s) = seen.session.filter(|s| !s.is_empty() && s.len() <= 256) {
             if self.meta.session_id.as_deref() != Some(s.as_str()) {
                 log::info!(project = &*self.id, session = s.as_str(); "agent session id saved");

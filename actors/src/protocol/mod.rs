@@ -3,7 +3,7 @@
 
 pub mod frame;
 pub mod key;
-pub mod options;
+pub use crate::options;
 pub mod request;
 
 pub use frame::{Direction, Frame, FrameBuilder};

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::key::{IdempotencyKey, KEYED_REQUESTS, MAX_KEY_BYTES};
 use super::options::RunOptions;
+use crate::agent::AgentKind;
 use crate::consult::Kind;
 use crate::error::{ApiError, Code};
 
@@ -109,7 +110,7 @@ pub enum Request {
     },
     /// Closes an agent backend's circuit breaker (an operator who knows the backend is back).
     BreakerReset {
-        agent: AgentName,
+        agent: AgentKind,
     },
 }
 
@@ -446,30 +447,13 @@ struct AuthData {
     token: String,
 }
 
-/// An agent backend named on the wire (`consult`'s `to`, `breaker_reset`'s `agent`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AgentName {
-    Claude,
-    Codex,
-}
-
-impl AgentName {
-    pub fn parse(name: &str) -> Option<AgentName> {
-        match name {
-            "claude" => Some(AgentName::Claude),
-            "codex" => Some(AgentName::Codex),
-            _ => None,
-        }
-    }
-}
-
 /// The longest consult a client may ask for, in seconds.
 pub const MAX_CONSULT_TIMEOUT_S: u64 = 3600;
 
 /// A validated `consult` request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsultRequest {
-    pub to: AgentName,
+    pub to: AgentKind,
     pub kind: Kind,
     pub question: String,
     pub context: Option<String>,
@@ -488,8 +472,8 @@ struct ConsultData {
 }
 
 fn consult_request(d: ConsultData) -> Result<ConsultRequest, ApiError> {
-    let to = AgentName::parse(&d.to)
-        .ok_or_else(|| ApiError::validation("'to' must be \"claude\" or \"codex\""))?;
+    let to = AgentKind::parse(&d.to)
+        .ok_or_else(|| ApiError::validation(format!("'to' must be {}", AgentKind::choices('"'))))?;
     let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
     let kind = Kind::parse(&d.kind).ok_or_else(|| {
         ApiError::validation(format!("'kind' must be one of {}", kinds.join(", ")))
@@ -634,8 +618,9 @@ fn typed(
         },
         "breaker_reset" => {
             let d: BreakerData = fields(kind, data)?;
-            let agent = AgentName::parse(&d.agent)
-                .ok_or_else(|| ApiError::validation("'agent' must be \"claude\" or \"codex\""))?;
+            let agent = AgentKind::parse(&d.agent).ok_or_else(|| {
+                ApiError::validation(format!("'agent' must be {}", AgentKind::choices('"')))
+            })?;
             Request::BreakerReset { agent }
         }
         "fault_inject" if fault_injection => {

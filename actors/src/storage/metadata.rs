@@ -6,39 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{atomic, project_dir, projects_dir};
 
-/// The agents a project can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentKind {
-    Claude,
-    Codex,
-}
-
-impl From<crate::protocol::request::AgentName> for AgentKind {
-    fn from(name: crate::protocol::request::AgentName) -> Self {
-        match name {
-            crate::protocol::request::AgentName::Claude => AgentKind::Claude,
-            crate::protocol::request::AgentName::Codex => AgentKind::Codex,
-        }
-    }
-}
-
-impl AgentKind {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "claude" => Some(AgentKind::Claude),
-            "codex" => Some(AgentKind::Codex),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentKind::Claude => "claude",
-            AgentKind::Codex => "codex",
-        }
-    }
-}
+pub use crate::agent::AgentKind;
 
 /// A project's state machine. `EXECUTING` while a run is active; `ERROR` after a run failed or
 /// timed out (the next run is still accepted).
@@ -173,7 +141,7 @@ mod tests {
             id: id.into(),
             path: "/tmp".into(),
             name: "n".into(),
-            agent: AgentKind::Claude,
+            agent: AgentKind::default(),
             session_id: Some("s".into()),
             created_at: created.into(),
             last_active: created.into(),

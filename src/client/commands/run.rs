@@ -3,7 +3,7 @@
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::client::ask::{next_answer, respond, Asker};
+use crate::client::ask::{follow, Followed};
 use crate::client::render::Render;
 use crate::client::session::{Incoming, Session};
 use crate::client::settings::{ConnectOpts, Settings};
@@ -72,41 +72,17 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         s.close().await;
         return Ok(0);
     }
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
-    let mut asker = Asker::on_terminal(args.json);
-    loop {
-        tokio::select! {
-            event = s.next_event() => {
-                let event = event?;
-                if let Some(code) = show(&render, &event, &id, &run_id, asker.as_mut()) {
-                    s.close().await;
-                    return Ok(code);
-                }
-            }
-            answer = next_answer(&mut asker) => respond(&mut s, answer).await?,
-            _ = &mut interrupt => return stop(s, &id).await,
+    let shown = |m: &Incoming| {
+        m.value["project_id"] == id.as_str() && m.value["data"]["run_id"] == run_id.as_str()
+    };
+    let ends = |m: &Incoming| (m.kind() == "run_finished").then(|| exit_code(&m.value["data"]));
+    match follow(&mut s, &render, args.json, shown, ends).await? {
+        Followed::Ended(code) => {
+            s.close().await;
+            Ok(code)
         }
+        Followed::Interrupted => stop(s, &id).await,
     }
-}
-
-/// Prints an event of this run; the exit code once it has finished.
-fn show(
-    render: &Render,
-    m: &Incoming,
-    project: &str,
-    run_id: &str,
-    asker: Option<&mut Asker>,
-) -> Option<i32> {
-    let d = &m.value["data"];
-    if m.value["project_id"] != project || d["run_id"] != run_id {
-        return None;
-    }
-    render.event(m);
-    if let Some(a) = asker {
-        a.see(m);
-    }
-    (m.kind() == "run_finished").then(|| exit_code(d))
 }
 
 fn exit_code(d: &Value) -> i32 {

@@ -2,9 +2,9 @@
 
 use clap::Args;
 
-use crate::client::ask::{next_answer, respond, Asker};
+use crate::client::ask::{follow, Followed};
 use crate::client::render::Render;
-use crate::client::session::Session;
+use crate::client::session::{Incoming, Session};
 use crate::client::settings::{ConnectOpts, Settings};
 use crate::client::{resolve, Failure};
 
@@ -31,26 +31,10 @@ pub async fn watch(args: WatchArgs) -> Result<i32, Failure> {
         .since_seq
         .unwrap_or_else(|| project["last_seq"].as_u64().unwrap_or(0));
     s.follow(&id, since).await?;
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
-    let mut asker = Asker::on_terminal(args.json);
-    loop {
-        tokio::select! {
-            event = s.next_event() => {
-                let m = event?;
-                if m.value["project_id"] != id.as_str() {
-                    continue;
-                }
-                render.event(&m);
-                if let Some(a) = asker.as_mut() {
-                    a.see(&m);
-                }
-                if m.kind() == "project_deleted" {
-                    return Ok(1);
-                }
-            }
-            answer = next_answer(&mut asker) => respond(&mut s, answer).await?,
-            _ = &mut interrupt => return Err(Failure::Interrupted),
-        }
+    let shown = |m: &Incoming| m.value["project_id"] == id.as_str();
+    let ends = |m: &Incoming| (m.kind() == "project_deleted").then_some(1);
+    match follow(&mut s, &render, args.json, shown, ends).await? {
+        Followed::Ended(code) => Ok(code),
+        Followed::Interrupted => Err(Failure::Interrupted),
     }
 }
