@@ -17,6 +17,11 @@ use crate::limits::ConnectionLimiter;
 use crate::metrics;
 use crate::storage::metadata::AgentKind;
 
+/// History reads (pages, replays) running at once, across all projects. Each is bounded by its
+/// budget; bounding how many run together keeps clients that loop heavy queries from taking
+/// every core from the actors' thread. More wait their turn, without blocking anything else.
+pub const HISTORY_READERS: usize = 2;
+
 /// Where the daemon is in its life, as `/ready` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
@@ -41,6 +46,8 @@ pub struct Engine {
     pub stats: Stats,
     /// Bounds concurrent agent processes across all projects: each is hundreds of MB.
     pub run_slots: Arc<Semaphore>,
+    /// Bounds the history reads running at once on the blocking pool (see [`HISTORY_READERS`]).
+    pub history_readers: Arc<Semaphore>,
     pub started: Instant,
     pub limiter: Arc<ConnectionLimiter>,
     /// Connections that have not authenticated yet: a small share of `limiter`'s.
@@ -73,6 +80,7 @@ impl Engine {
             directory: Directory::default(),
             stats: Stats::default(),
             run_slots: Arc::new(Semaphore::new(slots)),
+            history_readers: Arc::new(Semaphore::new(HISTORY_READERS)),
             started: Instant::now(),
             lifecycle: AtomicU8::new(Lifecycle::Starting as u8),
             health: RwLock::new(serde_json::json!({"status": "starting"})),

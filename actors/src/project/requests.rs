@@ -1,5 +1,7 @@
 //! Client requests addressed to a project.
 
+use std::collections::VecDeque;
+
 use actix::prelude::*;
 use serde_json::json;
 
@@ -9,27 +11,26 @@ use crate::api::connection::{Deliver, Mark, ReplyTo};
 use crate::api::project::{ProjectOp, ProjectRequest};
 use crate::api::supervisor::{ChildId, Forget};
 use crate::error::{ApiError, Code};
-use crate::protocol::request::HistoryQuery;
-use crate::protocol::{Frame, FrameBuilder};
+use crate::protocol::FrameBuilder;
 use crate::storage::metadata::ProjectState;
-
-/// The most events replayed on one join; a client further behind gets `recovered: false` and
-/// pages the rest with `get_messages`.
-pub const MAX_REPLAY: usize = 10_000;
 
 impl Handler<ProjectRequest> for ProjectActor {
     type Result = ();
 
     fn handle(&mut self, msg: ProjectRequest, ctx: &mut Self::Context) {
+        if let Some(held) = &mut self.held {
+            held.push_back(msg);
+            return;
+        }
         let ProjectRequest { reply, op } = msg;
         let result = match op {
-            ProjectOp::Join { since_seq } => self.join(&reply, since_seq),
+            ProjectOp::Join { since_seq } => self.join(reply.clone(), since_seq, ctx),
             ProjectOp::Leave => self.leave(&reply),
             ProjectOp::Execute { prompt, options } => self.execute(&reply, prompt, options, ctx),
             ProjectOp::Consult(c) => self.consult(&reply, c, ctx),
             ProjectOp::NewSession => self.new_session(&reply),
             ProjectOp::Kill { clear_queue } => self.kill(&reply, clear_queue, ctx),
-            ProjectOp::GetMessages(q) => self.get_messages(&reply, &q),
+            ProjectOp::GetMessages(q) => self.get_messages(reply.clone(), q, ctx),
             ProjectOp::RunDiff { run_id, path } => self.run_diff(&reply, run_id, path, ctx),
             ProjectOp::PermissionRespond {
                 request_id,
@@ -59,30 +60,21 @@ impl Handler<ProjectRequest> for ProjectActor {
     }
 }
 
-/// Drops the oldest replay records until the rest fit in `budget` bytes; returns whether all
-/// were kept. The replay enters the connection's outbound queue at once, and that queue is
-/// bounded (`max_backlog_bytes`): a replay as big as the bound would close the client with 4008
-/// before it could read anything, and again on every reconnect. Keeping half the bound leaves
-/// room for live events; what is left out is reported as `recovered: false` and the client pages
-/// it with `get_messages`, as after retention.
-fn keep_newest_within(records: &mut Vec<(u64, String)>, budget: usize) -> bool {
-    let mut bytes = 0usize;
-    let keep = records
-        .iter()
-        .rev()
-        .take_while(|(_, line)| {
-            bytes = bytes.saturating_add(line.len());
-            bytes <= budget
-        })
-        .count();
-    let cut = records.len() - keep;
-    records.drain(..cut);
-    cut == 0
-}
-
 impl ProjectActor {
-    /// Subscribes the requester, replaying what it missed first. `since_seq: None` subscribes
-    /// from now on.
+    /// Holds the requests that arrive from now on until [`Self::release_requests`] (while a
+    /// replay is read off the actor's thread).
+    pub(super) fn hold_requests(&mut self) {
+        self.held.get_or_insert_with(VecDeque::new);
+    }
+
+    /// Handles the held requests in the order they came; a `project_join` among them that
+    /// replays holds the rest again.
+    pub(super) fn release_requests(&mut self, ctx: &mut Context<Self>) {
+        for msg in self.held.take().into_iter().flatten() {
+            self.handle(msg, ctx);
+        }
+    }
+
     /// `fault_inject` on the project: panics inside this handler, after replying.
     fn fault(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
         reply.ok(
@@ -112,45 +104,6 @@ impl ProjectActor {
             &json!({"actor": "executor"}),
         );
         Ok(())
-    }
-
-    fn join(&mut self, reply: &ReplyTo, since_seq: Option<u64>) -> Result<(), ApiError> {
-        let last = self.history.last_seq();
-        let (replay, recovered) = match since_seq {
-            None => (Vec::new(), true),
-            Some(n) if n > last => (Vec::new(), false),
-            Some(n) => {
-                let mut r = self.history.replay_after(n, MAX_REPLAY).map_err(|e| {
-                    log::error!(project = &*self.id; "could not read history for replay: {e}");
-                    ApiError::storage("read the project's history")
-                })?;
-                let budget = self.engine.config.max_backlog_bytes / 2;
-                let recovered = keep_newest_within(&mut r.records, budget) && r.recovered;
-                crate::metrics::METRICS.replay(recovered);
-                (r.records, recovered)
-            }
-        };
-        let joined = reply.frame(
-            "project_joined",
-            Some(&self.id),
-            &json!({"project": self.view(), "recovered": recovered, "replayed": replay.len()}),
-        );
-        let mut lead = Vec::with_capacity(replay.len() + 1);
-        lead.push(Deliver::marked(
-            joined,
-            Mark::Joined {
-                project: self.id.clone(),
-                since: since_seq.unwrap_or(last).min(last),
-            },
-        ));
-        lead.extend(replay.into_iter().map(|(seq, line)| {
-            Deliver::plain(Frame {
-                text: line.into(),
-                project: Some(self.id.clone()),
-                seq: Some(seq),
-            })
-        }));
-        self.subscribe(reply, lead)
     }
 
     pub(super) fn subscribe(&self, reply: &ReplyTo, lead: Vec<Deliver>) -> Result<(), ApiError> {
@@ -183,31 +136,6 @@ impl ProjectActor {
             }),
             None => reply.recipient.do_send(left),
         }
-        Ok(())
-    }
-
-    fn get_messages(&mut self, reply: &ReplyTo, q: &HistoryQuery) -> Result<(), ApiError> {
-        let page = self.history.query(q).map_err(|e| {
-            log::error!(project = &*self.id; "could not read history: {e}");
-            ApiError::storage("read the project's history")
-        })?;
-        /// The page as stored: records go out byte for byte, never re-parsed (a stored agent
-        /// line may hold numbers that a `serde_json::Value` cannot represent).
-        #[derive(serde::Serialize)]
-        struct Messages<'a> {
-            messages: &'a [Box<serde_json::value::RawValue>],
-            has_more: bool,
-            next_seq: u64,
-        }
-        reply.ok(
-            "messages",
-            Some(&self.id),
-            &Messages {
-                messages: &page.records,
-                has_more: page.has_more,
-                next_seq: page.next_seq,
-            },
-        );
         Ok(())
     }
 
@@ -274,34 +202,5 @@ impl ProjectActor {
         self.guard.stop_expected();
         ctx.stop();
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::keep_newest_within;
-
-    fn recs(lens: &[usize]) -> Vec<(u64, String)> {
-        lens.iter()
-            .enumerate()
-            .map(|(i, n)| (i as u64 + 1, "x".repeat(*n)))
-            .collect()
-    }
-
-    #[test]
-    fn a_replay_within_budget_is_kept_whole() {
-        let mut r = recs(&[10, 10, 10]);
-        assert!(keep_newest_within(&mut r, 30));
-        assert_eq!(r.len(), 3);
-    }
-
-    #[test]
-    fn a_replay_over_budget_keeps_the_newest() {
-        let mut r = recs(&[10, 10, 10, 10]);
-        assert!(!keep_newest_within(&mut r, 25));
-        assert_eq!(r.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4]);
-        let mut r = recs(&[10, 50]);
-        assert!(!keep_newest_within(&mut r, 25));
-        assert!(r.is_empty());
     }
 }
