@@ -188,7 +188,11 @@ fn a_batch_spans_rotations_and_keeps_seqs_contiguous() {
 fn fill_sized(log: &mut HistoryLog, n: u64, size: usize, every: u64) {
     for _ in 0..n {
         let stamp = log.stamp(Utc::now());
-        let dir = if stamp.seq % every == 0 { "client" } else { "agent" };
+        let dir = if stamp.seq % every == 0 {
+            "client"
+        } else {
+            "agent"
+        };
         let line = format!(
             r#"{{"type":"t","project_id":"p","seq":{},"ts":"{}","direction":"{dir}","data":"{}"}}"#,
             stamp.seq,
@@ -238,7 +242,9 @@ fn a_page_of_large_records_stops_at_the_byte_budget_and_pages_on() {
     let mut got = Vec::new();
     let mut cursor = Cursor::Latest;
     loop {
-        let page = view.query(&q(cursor, 1000), budget(usize::MAX, 3500)).unwrap();
+        let page = view
+            .query(&q(cursor, 1000), budget(usize::MAX, 3500))
+            .unwrap();
         assert!(page.records.len() <= 3);
         got.splice(0..0, seqs(&page));
         match page.before_seq {
@@ -278,7 +284,11 @@ fn a_filter_over_other_records_stops_at_the_scan_budget_and_continues() {
     let page = filtered(Cursor::SinceSeq(0));
     assert!(page.records.is_empty());
     assert!(page.has_more);
-    assert!(page.next_seq >= 200 && page.next_seq < 500, "{}", page.next_seq);
+    assert!(
+        page.next_seq >= 200 && page.next_seq < 500,
+        "{}",
+        page.next_seq
+    );
     let (mut got, mut after, mut pages) = (Vec::new(), 0, 0);
     loop {
         let page = filtered(Cursor::SinceSeq(after));
