@@ -90,7 +90,7 @@ impl HistoryView {
                 let s = self.scan(Way::Forward, start, budget.scan, |h, line| {
                     keep_if(h.seq > n && want(h.direction), &mut c, h.seq, line)
                 })?;
-                Ok(self.forward_page(c, s, n))
+                Ok(self.forward_page(c, s, Some(n)))
             }
             Cursor::Since(t) => {
                 let t = crate::time::format_ts(*t);
@@ -98,23 +98,25 @@ impl HistoryView {
                 let s = self.scan(Way::Forward, start, budget.scan, |h, line| {
                     keep_if(h.ts > t.as_str() && want(h.direction), &mut c, h.seq, line)
                 })?;
-                Ok(self.forward_page(c, s, self.last_seq()))
+                Ok(self.forward_page(c, s, None))
             }
             Cursor::Latest => self.backward_page(self.last_seq(), want, c, budget.scan),
             Cursor::BeforeSeq(n) => self.backward_page(n.saturating_sub(1), want, c, budget.scan),
         }
     }
 
-    /// A forward page: `after` is where it started (its `next_seq` when it found nothing).
-    fn forward_page(&self, c: Collect, s: Scanned, after: u64) -> Page {
+    /// A forward page. `after` is the `since_seq` it started from (none for `since`): the
+    /// `next_seq` of a page that found nothing, the project's last seq without it.
+    fn forward_page(&self, c: Collect, s: Scanned, after: Option<u64>) -> Page {
         let returned = c.out.last().map(|r| r.0);
+        let empty = after.unwrap_or(self.last_seq());
         let (has_more, next_seq) = match s.ended {
-            Ended::Stopped => (true, returned.unwrap_or(after)),
+            Ended::Stopped => (true, returned.unwrap_or(empty)),
             Ended::Cut => {
-                let reached = s.reached.unwrap_or(after).max(after);
+                let reached = s.reached.unwrap_or(0).max(after.unwrap_or(0));
                 (reached < self.last_seq(), reached)
             }
-            Ended::Exhausted => (false, returned.unwrap_or(after)),
+            Ended::Exhausted => (false, returned.unwrap_or(empty)),
         };
         Page {
             records: raw(c.out),

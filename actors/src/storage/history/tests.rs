@@ -188,7 +188,7 @@ fn a_batch_spans_rotations_and_keeps_seqs_contiguous() {
 fn fill_sized(log: &mut HistoryLog, n: u64, size: usize, every: u64) {
     for _ in 0..n {
         let stamp = log.stamp(Utc::now());
-        let dir = if stamp.seq % every == 0 {
+        let dir = if stamp.seq.is_multiple_of(every) {
             "client"
         } else {
             "agent"
