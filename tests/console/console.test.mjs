@@ -140,7 +140,7 @@ function check(cond, what) {
 /** Sends one request over a WebSocket of its own, from inside the page; resolves with the reply
  * (for set-ups the console has no button for, and for waiting on another project's run). */
 function wsCall(page, msg, untilType) {
-  return page.evaluate(([m, until]) => new Promise((resolve, reject) => {
+  return page.evaluate(([m, until, wait]) => new Promise((resolve, reject) => {
     const ws = new WebSocket(`ws://${location.host}/ws`);
     ws.onopen = () => ws.send(JSON.stringify({ id: 'x', ...m }));
     ws.onmessage = (e) => {
@@ -151,7 +151,10 @@ function wsCall(page, msg, untilType) {
       }
     };
     ws.onerror = () => reject(new Error('websocket error'));
-  }), [msg, untilType]);
+    // Settled already when the awaited reply came; otherwise the daemon closed the socket.
+    ws.onclose = (e) => reject(new Error(`websocket closed (${e.code} ${e.reason}) before ${until || 'the reply'}`));
+    setTimeout(() => reject(new Error(`no ${until || 'reply'} within ${wait} ms`)), wait);
+  }), [msg, untilType, WAIT]);
 }
 
 // --- scenarios ----------------------------------------------------------------------------------
@@ -365,7 +368,12 @@ scenario('history of 100 000 records opens at once and pages up without freezing
   const big = await createProject(page, 'big');
   // Run it from a socket of its own while the page shows no project, then open it.
   await page.evaluate(() => { location.hash = ''; });
-  await wsCall(page, { type: 'execute', project_id: big, data: { prompt: 'mock:lines count=100000 bytes=80' } }, 'run_finished');
+  // The run's 100 000 lines go out live to the client that ran it: the CLI client reads them as
+  // fast as they come (a page's socket may fall behind and be closed as a slow client, rightly).
+  execFileSync(BIN, ['run', '--json', big, 'mock:lines count=100000 bytes=80'], {
+    env: { ...process.env, AGENTVISOR_URL: `ws://127.0.0.1:${daemon.port}/ws` },
+    stdio: ['ignore', 'ignore', 'inherit'], timeout: 120000, maxBuffer: 1 << 20,
+  });
   const t0 = Date.now();
   await page.evaluate((id) => { location.hash = `#/p/${id}`; }, big);
   await page.waitForSelector('.rec-run_finished', { timeout: WAIT });
@@ -521,6 +529,22 @@ async function launch() {
   });
 }
 
+/** One scenario's limit: a hang fails that scenario (and restarts the browser), not the suite. */
+const SCENARIO_MS = 150000;
+
+function inTime(work, ms) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => {
+      const stuck = context;
+      context = null;
+      stuck?.close().catch(() => {});
+      reject(new Error(`still running after ${ms / 1000} s`));
+    }, ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
 let passed = 0;
 let failed = 0;
 try {
@@ -530,7 +554,7 @@ try {
     if (!context) await launch();
     problems.length = 0;
     try {
-      await s.fn();
+      await inTime(s.fn(), SCENARIO_MS);
       if (problems.length) throw new Error(problems.join('; '));
       console.log(`PASS: ${s.name}`);
       passed++;
