@@ -244,7 +244,8 @@ struct Abuse {
     replays: usize,
 }
 
-/// Loops the heaviest history requests there are against `project` until `stop` is set.
+/// Loops the heaviest history requests there are against `project` until `stop` is set (and at
+/// least once through them all).
 async fn abuse(port: u16, project: String, stop: Arc<AtomicBool>) -> Abuse {
     let mut c = Client::connect(port).await;
     let mut seen = Abuse::default();
@@ -255,7 +256,8 @@ async fn abuse(port: u16, project: String, stop: Arc<AtomicBool>) -> Abuse {
         json!({"direction": "client", "before_seq": 999_999, "limit": 1000}),
     ];
     let mut i = 0;
-    while !stop.load(Ordering::Relaxed) {
+    // At least one full round of every kind of request, however slow the machine.
+    while i < 5 || !stop.load(Ordering::Relaxed) {
         if i % 5 == 4 {
             let id = c
                 .request(
@@ -337,10 +339,7 @@ async fn heavy_history_queries_do_not_hold_up_another_projects_run() {
         seen.cut_by_size += one.cut_by_size;
         seen.replays += one.replays;
     }
-    assert!(
-        seen.answered >= 5 && seen.replays >= 1,
-        "the abuse did not run"
-    );
+    assert!(seen.answered >= 10 && seen.replays >= 2);
     assert!(
         seen.cut_empty > 0,
         "a filtered page was never cut at the scan budget"

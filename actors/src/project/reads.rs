@@ -2,7 +2,7 @@
 //! the thread the actors share.
 //!
 //! Each read takes a [`HistoryView`] on the actor (cheap: shared indexes, no I/O), then runs on
-//! tokio's blocking pool, at most [`crate::engine::HISTORY_READERS`] at a time, within a budget.
+//! tokio's blocking pool, at most [`crate::engine::history_readers`] at a time, within a budget.
 //! A page is answered from the pool, so even encoding a large reply costs the actors nothing.
 //!
 //! A replay must still hand over to live events without a gap or a duplicate. Events are only
@@ -245,21 +245,26 @@ impl ProjectActor {
             Some(&self.id),
             &json!({"project": self.view(), "recovered": recovered, "replayed": replay.len()}),
         );
-        let mut lead = Vec::with_capacity(replay.len() + 1);
-        lead.push(Deliver::marked(
+        let mut lead = vec![Deliver::marked(
             joined,
             Mark::Joined {
                 project: self.id.clone(),
                 since,
             },
-        ));
-        lead.extend(replay.into_iter().map(|(seq, line)| {
-            Deliver::plain(Frame {
-                text: line.into(),
-                project: Some(self.id.clone()),
-                seq: Some(seq),
-            })
-        }));
+        )];
+        // One message for the whole replay, not one per event: thousands of sends would cost
+        // the broadcast actor (on the actors' thread) and the connection a message each.
+        if !replay.is_empty() {
+            let frames: Vec<Frame> = replay
+                .into_iter()
+                .map(|(seq, line)| Frame {
+                    text: line.into(),
+                    project: Some(self.id.clone()),
+                    seq: Some(seq),
+                })
+                .collect();
+            lead.push(Deliver::batch(frames.into()));
+        }
         self.subscribe(reply, lead)
     }
 }
