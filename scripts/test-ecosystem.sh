@@ -163,9 +163,13 @@ if command -v systemd-analyze > /dev/null; then
     fail "systemd-analyze verify: exit $rc: $rest"
   fi
   for key in 'Type=notify' 'NotifyAccess=main' 'WatchdogSec=' 'KillMode=control-group' \
-    'Restart=on-failure' 'TimeoutStopSec=' 'RestartSteps=' 'RestartMaxDelaySec='; do
+    'Restart=on-failure' 'TimeoutStopSec=' 'RestartSteps=' 'RestartMaxDelaySec=' 'Delegate=yes'; do
     grep -q "^$key" ecosystem/agentvisor.service || fail "agentvisor.service lacks $key"
   done
+  # A read-only cgroup tree would leave the runs without cgroups of their own.
+  if grep -q '^ProtectControlGroups=yes' ecosystem/agentvisor.service; then
+    fail "agentvisor.service has ProtectControlGroups=yes, which forbids the runs' cgroups"
+  fi
   stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s$/\1/p' ecosystem/agentvisor.service)
   if [ "${stop:-0}" -le 10 ]; then
     fail "TimeoutStopSec (${stop}s) must exceed the daemon's 10s shutdown timeout"

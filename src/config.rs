@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agentvisor_actors::config::{BackoffPolicy, Durability, EngineConfig};
+use agentvisor_actors::executor::cgroup::CgroupSetting;
 use clap::Parser;
 
 /// Drive AI coding agents remotely and together, over WebSocket.
@@ -104,6 +105,10 @@ pub struct Args {
         default_value_t = 0
     )]
     pub history_retention_segments: usize,
+    /// Each run in a cgroup v2 of its own where the daemon may create one (`auto`), or only
+    /// the process-group sweep (`off`).
+    #[arg(long, env = "AGENTVISOR_CGROUPS", default_value = "auto", value_parser = parse_cgroups)]
+    pub cgroups: CgroupSetting,
     /// When history is fsynced: `always` (every record), `batch` (group commit), `os` (never).
     #[arg(long, env = "AGENTVISOR_HISTORY_DURABILITY", default_value = "batch", value_parser = parse_durability)]
     pub history_durability: Durability,
@@ -197,6 +202,7 @@ pub struct Config {
     pub sse_heartbeat: Duration,
     pub log_format: String,
     pub log_level: String,
+    pub cgroups: CgroupSetting,
     pub engine: EngineConfig,
 }
 
@@ -242,6 +248,7 @@ impl Args {
             sse_heartbeat: self.sse_heartbeat,
             log_format: self.log_format,
             log_level: self.log_level,
+            cgroups: self.cgroups,
             engine: EngineConfig {
                 data_dir,
                 project_roots: roots,
@@ -520,6 +527,14 @@ fn parse_durability(s: &str) -> Result<Durability, String> {
         "batch" => Ok(Durability::Batch),
         "os" => Ok(Durability::Os),
         _ => Err("must be always, batch or os".into()),
+    }
+}
+
+fn parse_cgroups(s: &str) -> Result<CgroupSetting, String> {
+    match s {
+        "auto" => Ok(CgroupSetting::Auto),
+        "off" => Ok(CgroupSetting::Off),
+        _ => Err("must be auto or off".into()),
     }
 }
 

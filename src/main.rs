@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use agentvisor_actors::engine::{Engine, Lifecycle};
-use agentvisor_actors::executor::process;
+use agentvisor_actors::executor::{cgroup, process};
 use agentvisor_actors::supervisor::{install_panic_hook, Supervisor};
 use clap::{Parser, Subcommand};
 
@@ -87,6 +87,7 @@ fn serve(args: config::Args) -> ! {
     if let Err(e) = process::become_subreaper() {
         log::warn!("could not become a child subreaper ({e}); escaped agent processes are still swept by run id");
     }
+    cgroup::init(config.cgroups);
     if config::token_on_command_line(std::env::args_os()) {
         log::warn!("the token was given with --token on the command line, where every local user can read it (ps, /proc/<pid>/cmdline): use AGENTVISOR_TOKEN_FILE instead");
     }
@@ -116,6 +117,7 @@ fn serve(args: config::Args) -> ! {
         log::warn!("could not set TCP_NODELAY: {e}");
     }
     let code = actix_rt::System::new().block_on(run(config, listener, signals));
+    cgroup::release();
     std::process::exit(code);
 }
 

@@ -860,9 +860,10 @@ async fn kill9_during_a_heavy_stream_then_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_closed_with_4008_and_others_keep_up() {
     let d = Daemon::builder()
-        // Small, yet not so small that a daemon thread busy for a moment on a loaded 2-core
-        // machine closes the clients that do read (64 kB was: 1 MB/s leaves it 64 ms).
-        .env("AGENTVISOR_MAX_BACKLOG_BYTES", "262144")
+        // Small, yet not so small that a reading client stalled for a moment on a loaded 2-core
+        // machine is closed too: at 1 MB/s, 1 MiB leaves it a second (256 kB, a quarter of
+        // that, was seen to close a reader when the machine ran at a load of 6).
+        .env("AGENTVISOR_MAX_BACKLOG_BYTES", "1048576")
         .start();
     let pid = d.pid();
     let mut control = d.client().await;

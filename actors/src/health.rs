@@ -67,6 +67,7 @@ impl HealthActor {
                 "agents": self.agents,
                 "connections": self.engine.directory.connection_count(),
                 "runs_active": self.engine.stats.runs_active.load(Ordering::Relaxed),
+                "isolation": crate::executor::cgroup::mode().name(),
             },
             "sampled_at": crate::time::now_rfc3339(),
         });

@@ -22,11 +22,6 @@ pub fn spawn_detached_sleeper() -> Result<libc::pid_t, Failure> {
     let program = PROGRAM.as_ptr().cast::<libc::c_char>();
     let argv = [program, SECONDS.as_ptr().cast(), std::ptr::null()];
 
-    // Let the kernel reap the child if it dies while we are still running, so
-    // a test probing its pid does not find a zombie.
-    // SAFETY: setting a signal disposition has no memory-safety preconditions.
-    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-
     // SAFETY: the mock is single-threaded, and the child only calls
     // async-signal-safe functions (setsid, signal, execvp, _exit) on data
     // prepared before the fork.
@@ -44,6 +39,13 @@ pub fn spawn_detached_sleeper() -> Result<libc::pid_t, Failure> {
         },
         pid => Ok(pid),
     }
+}
+
+/// Lets the kernel reap a child that dies while we are still running, so a
+/// test probing its pid does not find a zombie.
+pub fn reap_children_automatically() {
+    // SAFETY: setting a signal disposition has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
 }
 
 /// Appends `pid` and a newline to `MOCK_AGENT_PIDFILE`, so a test can clean

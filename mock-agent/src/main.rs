@@ -11,7 +11,7 @@
 //! - `MOCK_AGENT_SCENARIO`, `MOCK_AGENT_PARAMS`: scenario when the prompt
 //!   names none.
 //! - `MOCK_AGENT_ARGV_LOG`: append one JSON line describing the invocation.
-//! - `MOCK_AGENT_PIDFILE`: where `escape` records its grandchild's pid.
+//! - `MOCK_AGENT_PIDFILE`: where `escape` and `forker` record their grandchild's pid.
 //! - `AGENTVISOR_RUN_ID`: reported by the `env` scenario (with every other variable).
 //!
 //! stdin is read only with `--input-format stream-json` (Claude): the prompt,
@@ -26,6 +26,7 @@ mod error;
 mod escape;
 mod events;
 mod fixtures;
+mod forker;
 mod git_repo;
 mod ids;
 mod json;
@@ -60,6 +61,9 @@ fn run() -> Result<i32, Failure> {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    if argv.first().map(String::as_str) == Some(forker::FLAG) {
+        forker::run();
+    }
     let flavour_env = env::var("MOCK_AGENT_FLAVOUR").ok();
 
     let invocation = match args::parse(&argv, flavour_env.as_deref())? {

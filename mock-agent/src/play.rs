@@ -14,6 +14,7 @@ use crate::error::Failure;
 use crate::escape;
 use crate::events;
 use crate::fixtures::Recording;
+use crate::forker;
 use crate::ids;
 use crate::output;
 use crate::scenario::{Params, Scenario, Selection, Then};
@@ -48,7 +49,8 @@ pub fn play(s: &mut Session, selection: &Selection, prompt: &str) -> Result<i32,
         }
         Scenario::Lines => lines(s, p),
         Scenario::Huge => huge(s, p.bytes.unwrap_or(DEFAULT_HUGE_BYTES)),
-        Scenario::Escape => escape(s, p),
+        Scenario::Escape => escape(s, p, 0, escape::spawn_detached_sleeper),
+        Scenario::Forker => escape(s, p, p.interval_ms, || forker::spawn(&p.tag)),
         Scenario::Ask => ask(s, p.count.unwrap_or(1)),
         Scenario::Edit => {
             edit_files()?;
@@ -331,15 +333,24 @@ fn huge(s: &mut Session, bytes: usize) -> Result<i32, Failure> {
     Ok(0)
 }
 
-fn escape(s: &mut Session, p: &Params) -> Result<i32, Failure> {
+/// Starts a process that escapes the agent's group (`spawn`), reports it,
+/// and lets it run `linger_ms` before `then`.
+fn escape(
+    s: &mut Session,
+    p: &Params,
+    linger_ms: u64,
+    spawn: impl FnOnce() -> Result<libc::pid_t, Failure>,
+) -> Result<i32, Failure> {
     let init = s.init_line();
     s.emit(&init);
     s.flush();
-    let pid = escape::spawn_detached_sleeper()?;
+    escape::reap_children_automatically();
+    let pid = spawn()?;
     s.emit(&events::grandchild(pid));
     if let Some(path) = env::var_os("MOCK_AGENT_PIDFILE") {
         escape::record_pid(&path, pid)?;
     }
+    s.pause(linger_ms);
     match p.then {
         Then::Hang => s.hang(),
         Then::Exit => {

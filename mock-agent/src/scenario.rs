@@ -37,6 +37,10 @@ pub enum Scenario {
     NonJson,
     /// Start a grandchild in its own session, then hang (or exit).
     Escape,
+    /// Start a grandchild that leaves the session, drops its environment,
+    /// double-forks and keeps forking (see `forker.rs`; its command line
+    /// carries `tag=`), let it run `interval_ms`, then hang (or exit).
+    Forker,
     /// Report `AGENTVISOR_RUN_ID`, the cwd and the whole environment.
     Env,
     /// Change the working directory (append to `edit.txt`, write `added.txt`, remove
@@ -76,6 +80,7 @@ pub const NAMES: &[(&str, Scenario)] = &[
     ("stderr", Scenario::Stderr),
     ("nonjson", Scenario::NonJson),
     ("escape", Scenario::Escape),
+    ("forker", Scenario::Forker),
     ("env", Scenario::Env),
     ("edit", Scenario::Edit),
     ("ask", Scenario::Ask),
@@ -139,6 +144,8 @@ pub struct Params {
     pub answer: Answer,
     /// `project=…`: the project `lead_consult` consults on.
     pub project: Option<String>,
+    /// `tag=…`: the word on the command line of every process `forker` starts.
+    pub tag: String,
 }
 
 impl Default for Params {
@@ -156,6 +163,7 @@ impl Default for Params {
             text: String::new(),
             answer: Answer::default(),
             project: None,
+            tag: String::new(),
         }
     }
 }
@@ -234,6 +242,7 @@ fn parse_params<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Params, Fai
                 }
             }
             "project" => p.project = Some(value.to_string()),
+            "tag" => p.tag = value.to_string(),
             "answer" => {
                 p.answer = Answer::named(value).ok_or_else(|| {
                     bad("expected complete, nomarker, incomplete, unrelated or slow")
@@ -242,7 +251,7 @@ fn parse_params<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Params, Fai
             "text" => p.text = percent_decode(value).ok_or_else(|| bad("expected percent-encoded UTF-8"))?,
             _ => {
                 return Err(bad(
-                    "unknown key (known: exit, delay_ms, interval_ms, count, bytes, rate, ignore_sigint, ignore_sigterm, then, text, answer, project)",
+                    "unknown key (known: exit, delay_ms, interval_ms, count, bytes, rate, ignore_sigint, ignore_sigterm, then, text, answer, project, tag)",
                 ))
             }
         }

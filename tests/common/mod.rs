@@ -315,15 +315,18 @@ pub fn alive(pid: i32) -> bool {
 /// Live pids belonging to one run (`AGENTVISOR_RUN_ID=<run_id>` in their environment): safe to
 /// assert on while other tests run agents of their own.
 pub fn processes_of_run(run_id: &str) -> Vec<i32> {
-    let marker = format!("AGENTVISOR_RUN_ID={run_id}").into_bytes();
+    processes_with("environ", format!("AGENTVISOR_RUN_ID={run_id}").as_bytes())
+}
+
+/// Live pids whose `/proc/<pid>/<file>` (`environ`, `cmdline`: NUL-separated) holds `entry`.
+pub fn processes_with(file: &str, entry: &[u8]) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
             alive(*pid)
-                && std::fs::read(format!("/proc/{pid}/environ"))
-                    .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker))
-                    .unwrap_or(false)
+                && std::fs::read(format!("/proc/{pid}/{file}"))
+                    .is_ok_and(|text| text.split(|b| *b == 0).any(|e| e == entry))
         })
         .collect()
 }

@@ -8,6 +8,7 @@
 //! failed, so a crash never leaks an agent.
 
 pub mod attempt;
+pub mod cgroup;
 pub mod control;
 pub mod environment;
 pub mod process;

@@ -1,19 +1,24 @@
 //! Agent processes: starting them so they can be stopped, and making sure none outlives its run.
 //!
-//! Each run's agent is the leader of a new process group, and carries `AGENTVISOR_RUN_ID` in its
-//! environment, which its descendants inherit. Stopping signals the group; the sweep afterwards
-//! kills anything still in the group *or* carrying the run's id — that catches tools that moved
-//! to their own session (Claude's Bash tool does). The daemon is a child subreaper, so such
-//! escapees are re-parented to it rather than to init, and their zombies are reaped here.
+//! Each run's agent is the leader of a new process group, joins the run's own cgroup before it
+//! execs where the daemon may create one (see [`super::cgroup`]), and carries `AGENTVISOR_RUN_ID`
+//! in its environment, which its descendants inherit. Stopping signals the group; the sweep
+//! afterwards kills the run's cgroup, then, pass after pass, anything still in the group or
+//! carrying the run's id — that catches tools that moved to their own session (Claude's Bash
+//! tool does). The daemon is a child subreaper, so escapees are re-parented to it rather than
+//! to init, and their zombies are reaped here; one that also dropped the run's id from its
+//! environment is recognised as the daemon's orphan, which the sweep kills when no other run is
+//! live to claim it.
 //!
 //! Tokio reaps the children it spawned itself; to never steal one of those exit statuses, every
 //! pid tokio manages is registered in [`MANAGED`] and the orphan reaper leaves it alone.
 
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::cgroup::{self, RunCgroup};
 use crate::sync::lock;
 
 /// The variable that marks every process of a run.
@@ -21,8 +26,16 @@ pub const RUN_ID_ENV: &str = "AGENTVISOR_RUN_ID";
 
 /// Pids that tokio spawned and will reap itself.
 static MANAGED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
-/// Live runs: run id → process group.
-static LIVE_RUNS: Mutex<Option<HashMap<String, i32>>> = Mutex::new(None);
+/// Live runs by run id.
+static LIVE_RUNS: Mutex<Option<HashMap<String, LiveRun>>> = Mutex::new(None);
+
+/// What finds a live run's processes.
+struct LiveRun {
+    /// Its process group; 0 once the leader was reaped (the number may be reused then).
+    pgid: i32,
+    /// Its cgroup, in cgroup mode; removed when the run is forgotten.
+    cgroup: Option<Arc<RunCgroup>>,
+}
 
 /// Makes this process a child subreaper: orphaned descendants are re-parented to it.
 pub fn become_subreaper() -> std::io::Result<()> {
@@ -35,9 +48,9 @@ pub fn become_subreaper() -> std::io::Result<()> {
     }
 }
 
-/// Starts an agent: own process group, stdin closed (a pipe with approvals), stdout and stderr piped, exactly the
-/// environment of its spec (which carries the run id), and killed by the kernel if the daemon
-/// dies.
+/// Starts an agent: own process group, own cgroup (in cgroup mode, joined before exec), stdin
+/// closed (a pipe with approvals), stdout and stderr piped, exactly the environment of its spec
+/// (which carries the run id), and killed by the kernel if the daemon dies.
 pub fn spawn_agent(spec: &super::RunSpec) -> std::io::Result<tokio::process::Child> {
     let run_id = &spec.run_id;
     let mut cmd = tokio::process::Command::new(&spec.program);
@@ -62,13 +75,22 @@ pub fn spawn_agent(spec: &super::RunSpec) -> std::io::Result<tokio::process::Chi
             Ok(())
         });
     }
+    let cgroup = RunCgroup::for_run(run_id);
+    if let Some(fd) = cgroup.as_ref().map(|c| c.entry_fd()) {
+        // SAFETY: `join` is a single write(2), async-signal-safe; a failure fails the spawn.
+        unsafe { cmd.pre_exec(move || cgroup::join(fd)) };
+    }
     let mut managed = lock(&MANAGED);
     let child = cmd.spawn()?;
     if let Some(pid) = child.id() {
         managed.get_or_insert_with(HashSet::new).insert(pid as i32);
+        let run = LiveRun {
+            pgid: pid as i32,
+            cgroup: cgroup.map(Arc::new),
+        };
         lock(&LIVE_RUNS)
             .get_or_insert_with(HashMap::new)
-            .insert(run_id.to_string(), pid as i32);
+            .insert(run_id.to_string(), run);
     }
     Ok(child)
 }
@@ -106,16 +128,15 @@ pub fn forget_managed(pid: i32) {
 /// The run's leader has been reaped: its group number may be reused from now on, so the group
 /// is never signalled again (what is left is found by [`sweep`]).
 pub fn leader_reaped(run_id: &str) {
-    if let Some(pgid) = lock(&LIVE_RUNS).as_mut().and_then(|m| m.get_mut(run_id)) {
-        *pgid = 0;
+    if let Some(run) = lock(&LIVE_RUNS).as_mut().and_then(|m| m.get_mut(run_id)) {
+        run.pgid = 0;
     }
 }
 
-/// The run is over.
+/// The run is over: its cgroup (emptied by the sweep) is removed.
 pub fn forget_run(run_id: &str) {
-    if let Some(m) = lock(&LIVE_RUNS).as_mut() {
-        m.remove(run_id);
-    }
+    let run = lock(&LIVE_RUNS).as_mut().and_then(|m| m.remove(run_id));
+    drop(run);
 }
 
 /// Sends `sig` to a process group.
@@ -168,15 +189,26 @@ fn carries_run_id(pid: i32, marker: &[u8]) -> bool {
 /// they were being killed; a sweep ends with the first pass that finds nothing.
 const SWEEP_PASSES: usize = 50;
 
-/// Kills every process left of a run: its group (when `pgid > 0`) and anything carrying its id,
-/// pass after pass until nothing is left. A group member is killed only when it descends from
-/// the daemon: once the group's leader is reaped its number can be reused, and a stranger that
-/// got it is never signalled. Returns how many were killed.
+/// Kills every process left of a run: its cgroup (in cgroup mode), then, pass after pass until
+/// nothing is left, its group (when `pgid > 0`), anything carrying its id and, when no other
+/// run is live, the daemon's orphans (escapees that dropped the id are re-parented to the
+/// daemon and cannot be told apart otherwise). A group member or orphan is killed only when it
+/// descends from the daemon: once the group's leader is reaped its number can be reused, and a
+/// stranger that got it is never signalled. Returns how many the passes killed.
 pub fn sweep(run_id: &str, pgid: i32) -> usize {
+    let (cgroup, alone) = {
+        let runs = lock(&LIVE_RUNS);
+        let runs = runs.as_ref();
+        let cgroup = runs.and_then(|m| m.get(run_id)?.cgroup.clone());
+        (cgroup, runs.is_none_or(|m| m.keys().all(|k| k == run_id)))
+    };
+    if let Some(held) = cgroup.map(|cg| cg.kill()).filter(|n| *n > 0) {
+        log::info!(run = run_id; "killed the run's cgroup with {held} process(es) in it");
+    }
     let marker = format!("{RUN_ID_ENV}={run_id}").into_bytes();
     let mut killed = 0;
     for _ in 0..SWEEP_PASSES {
-        let now = sweep_pass(&marker, pgid);
+        let now = sweep_pass(&marker, pgid, alone);
         if now == 0 {
             break;
         }
@@ -192,23 +224,27 @@ pub fn sweep(run_id: &str, pgid: i32) -> usize {
     killed
 }
 
-/// One pass of [`sweep`]: SIGKILL to every live process of the run; returns how many.
-fn sweep_pass(marker: &[u8], pgid: i32) -> usize {
+/// One pass of [`sweep`]: SIGKILL to every live process of the run (with `orphans`, to every
+/// descendant of the daemon that no child it manages leads to); returns how many.
+fn sweep_pass(marker: &[u8], pgid: i32, orphans: bool) -> usize {
     let me = std::process::id() as i32;
+    let procs: HashMap<i32, ProcInfo> = all_pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, proc_info(pid)?)))
+        .collect();
+    let managed = lock(&MANAGED).clone().unwrap_or_default();
     let mut killed = 0;
-    for pid in all_pids() {
-        if pid == me {
+    for info in procs.values() {
+        if info.pid == me || info.zombie {
             continue;
         }
-        let Some(info) = proc_info(pid) else { continue };
-        if info.zombie {
-            continue;
-        }
-        let in_group = pgid > 0 && info.pgrp == pgid && descends_from(pid, me);
-        if in_group || carries_run_id(pid, marker) {
+        let child = daemon_child(info.pid, &procs, me);
+        let in_group = pgid > 0 && info.pgrp == pgid && child.is_some();
+        let orphan = orphans && child.is_some_and(|c| !managed.contains(&c));
+        if in_group || orphan || carries_run_id(info.pid, marker) {
             // SAFETY: kill(2) on a pid; no memory is involved.
             unsafe {
-                libc::kill(pid, libc::SIGKILL);
+                libc::kill(info.pid, libc::SIGKILL);
             }
             killed += 1;
         }
@@ -216,16 +252,19 @@ fn sweep_pass(marker: &[u8], pgid: i32) -> usize {
     killed
 }
 
-/// Whether `ancestor` is an ancestor of `pid` (the parent chain in /proc).
-fn descends_from(mut pid: i32, ancestor: i32) -> bool {
+/// The daemon's child that `pid` is or descends from (the parent chain in `procs`).
+fn daemon_child(mut pid: i32, procs: &HashMap<i32, ProcInfo>, me: i32) -> Option<i32> {
     for _ in 0..4096 {
-        match proc_info(pid) {
-            Some(info) if info.ppid == ancestor => return true,
-            Some(info) if info.ppid > 1 => pid = info.ppid,
-            _ => return false,
+        let info = procs.get(&pid)?;
+        if info.ppid == me {
+            return Some(pid);
         }
+        if info.ppid <= 1 {
+            return None;
+        }
+        pid = info.ppid;
     }
-    false
+    None
 }
 
 /// Reaps zombies re-parented to the daemon (it is a subreaper), leaving tokio's own alone.
@@ -249,13 +288,14 @@ pub fn reap_orphans() {
 pub fn kill_all_runs() {
     let runs: Vec<(String, i32)> = lock(&LIVE_RUNS)
         .as_ref()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.pgid)).collect())
         .unwrap_or_default();
     for (run, pgid) in runs {
         if pgid > 0 {
             signal_group(pgid, libc::SIGKILL);
         }
         sweep(&run, pgid);
+        forget_run(&run);
     }
 }
 

@@ -173,6 +173,7 @@ impl Supervisor {
                 child.kind()
             );
             crate::executor::process::kill_all_runs();
+            crate::executor::cgroup::release();
             std::process::exit(EXIT_CRASH_LOOP);
         }
     }
