@@ -23,7 +23,9 @@ use crate::storage::metadata::AgentKind;
 /// cores, one reader keeps another project's live output within a few milliseconds where two
 /// did not). More wait their turn, without blocking anything else.
 pub fn history_readers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get() / 2).max(1)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get() / 2)
+        .max(1)
 }
 
 /// Where the daemon is in its life, as `/ready` reports it.

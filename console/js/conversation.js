@@ -161,9 +161,9 @@ export class Conversation {
       this.log.scrollTop += this.log.scrollHeight - before;
       if (msgs.length) this.firstSeq = msgs[0].seq;
       // The daemon says where to go on before (a page it cut short may even be empty).
-      const before = page.data.before_seq;
-      if (typeof before === 'number') this.firstSeq = before;
-      this.hasMore = page.data.has_more && (msgs.length > 0 || typeof before === 'number');
+      const olderFrom = page.data.before_seq;
+      if (typeof olderFrom === 'number') this.firstSeq = olderFrom;
+      this.hasMore = page.data.has_more && (msgs.length > 0 || typeof olderFrom === 'number');
       this.showTop();
     } catch (e) {
       this.onProjectEvent({ type: 'view_error', error: e.message });
