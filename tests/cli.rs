@@ -79,7 +79,7 @@ fn mock_lines(events: &[Value]) -> Vec<u64> {
 /// The prompts stored in a project's history.
 async fn prompts(d: &Daemon, project: &str) -> Vec<Value> {
     let mut c = d.client().await;
-    c.messages(project, json!({"direction": "client", "limit": 1000}))
+    c.messages_all(project, json!({"direction": "client", "limit": 1000}))
         .await
 }
 
@@ -89,7 +89,7 @@ async fn stored_run_finished(d: &Daemon, project: &str) -> Value {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let records = c
-            .messages(project, json!({"direction": "system", "limit": 1000}))
+            .messages_all(project, json!({"direction": "system", "limit": 1000}))
             .await;
         if let Some(f) = records.into_iter().find(|m| m["type"] == "run_finished") {
             return f;
