@@ -50,22 +50,13 @@ async fn walk_forward(c: &mut Client, project: &str, extra: Value) -> (Vec<u64>,
     }
 }
 
-/// Pages backward from the latest records with each page's `before_seq`.
-async fn walk_backward(c: &mut Client, project: &str, extra: Value) -> (Vec<u64>, usize) {
-    let (mut got, mut query, mut pages) = (Vec::new(), extra.clone(), 0);
-    loop {
-        let d = page(c, project, query.clone()).await;
-        pages += 1;
-        got.splice(0..0, seqs(&d));
-        if d["has_more"] != true {
-            return (got, pages);
-        }
-        let before = d["before_seq"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("a backward page with more must say before_seq: {d}"));
-        query = extra.clone();
-        query["before_seq"] = json!(before);
-    }
+/// Pages backward from the latest records with each page's `before_seq`; every record's seq.
+async fn walk_backward(c: &mut Client, project: &str, query: Value) -> Vec<u64> {
+    c.messages_all(project, query)
+        .await
+        .iter()
+        .map(seq)
+        .collect()
 }
 
 /// Runs `prompt` to its end on `project`; returns the run's `run_finished`.
@@ -104,7 +95,7 @@ async fn a_page_of_large_records_stops_at_the_byte_budget_and_pages_on() {
     let (forward, pages) = walk_forward(&mut c, &p, json!({"limit": 1000})).await;
     assert_eq!(forward, all, "forward paging: every record exactly once");
     assert!(pages > 15, "{pages} pages");
-    let (backward, _) = walk_backward(&mut c, &p, json!({"limit": 1000})).await;
+    let backward = walk_backward(&mut c, &p, json!({"limit": 1000})).await;
     assert_eq!(backward, all, "backward paging: every record exactly once");
 }
 
@@ -147,7 +138,7 @@ async fn a_filter_over_mostly_other_records_stops_at_the_scan_budget_and_continu
         "forward paging: every prompt exactly once"
     );
     assert!(pages >= 6000 / 700, "{pages} pages");
-    let (backward, _) = walk_backward(&mut c, &p, json!({"direction": "client"})).await;
+    let backward = walk_backward(&mut c, &p, json!({"direction": "client"})).await;
     assert_eq!(
         backward, prompts,
         "backward paging: every prompt exactly once"
