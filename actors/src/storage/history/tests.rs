@@ -374,3 +374,39 @@ fn a_view_keeps_what_it_saw() {
     assert_eq!(page.next_seq, 15);
     assert!(!page.has_more);
 }
+
+#[test]
+fn a_look_back_stops_at_its_budget() {
+    let d = tempfile::tempdir().unwrap();
+    let mut log = HistoryLog::open(d.path().to_path_buf(), cfg(1000)).unwrap();
+    fill_sized(&mut log, 3000, 10, 1000);
+    let view = log.view();
+    let mut seen = 0usize;
+    let budget = ScanBudget {
+        records: 500,
+        bytes: u64::MAX,
+    };
+    let ended = view
+        .look_back(budget, |_, _| {
+            seen += 1;
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(ended, super::view::Ended::Cut);
+    assert_eq!(seen, 500);
+    // Within its budget it reads to the start, newest first, and stops when asked.
+    let mut seqs = Vec::new();
+    let ended = view
+        .look_back(ROOMY.scan, |_, line| {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            seqs.push(v["seq"].as_u64().unwrap());
+            if seqs.len() == 2500 {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert_eq!(ended, super::view::Ended::Stopped);
+    assert_eq!(seqs, (501..=3000).rev().collect::<Vec<_>>());
+}
