@@ -11,6 +11,7 @@
 //! agentvisor-bench roundtrip --clients 50 --requests 2000
 //! agentvisor-bench fanout --subs 1000 --lines 2000 --bytes 200 [--rate 100]
 //! agentvisor-bench history --records 1000000
+//! agentvisor-bench abuse --records 100000 --abusers 4
 //! agentvisor-bench runs --projects 10 --runs 300
 //! agentvisor-bench floor --subs 1000 --lines 2000 --bytes 200
 //! agentvisor-bench all
@@ -82,6 +83,9 @@ enum Scenario {
     Fanout(scenarios::fanout::Params),
     /// A project with N stored records: `get_messages` latest / since, and replay on join.
     History(scenarios::history::Params),
+    /// History abuse beside a live run: another project's live output and `execute_accepted`
+    /// latency, without and with clients looping heavy history requests.
+    Abuse(scenarios::abuse::Params),
     /// Runs per minute across projects, and the daemon's overhead per run.
     Runs(scenarios::runs::Params),
     /// The fan-out through a minimal actix-web + actix-ws broadcast server (the floor).
@@ -179,6 +183,7 @@ fn scenario_name(s: &Scenario) -> &'static str {
         Scenario::Roundtrip(_) => "roundtrip",
         Scenario::Fanout(_) => "fanout",
         Scenario::History(_) => "history",
+        Scenario::Abuse(_) => "abuse",
         Scenario::Runs(_) => "runs",
         Scenario::Floor(_) => "floor",
         Scenario::All => "all",
@@ -191,6 +196,7 @@ async fn run_one(s: Scenario, paths: &Paths) -> Res<report::Outcome> {
         Scenario::Roundtrip(p) => scenarios::roundtrip::run(paths, &p).await,
         Scenario::Fanout(p) => scenarios::fanout::run(paths, &p).await,
         Scenario::History(p) => scenarios::history::run(paths, &p).await,
+        Scenario::Abuse(p) => scenarios::abuse::run(paths, &p).await,
         Scenario::Runs(p) => scenarios::runs::run(paths, &p).await,
         Scenario::Floor(p) => scenarios::fanout::run_floor_only(paths, &p).await,
         Scenario::All => Err(err("`all` cannot be nested")),
@@ -233,6 +239,14 @@ fn all_quick() -> Vec<Scenario> {
             reps: 10,
             replay: 10_000,
             generate: history::Generate::Direct,
+        }),
+        Scenario::Abuse(abuse::Params {
+            records: 20_000,
+            bytes: 1000,
+            abusers: 2,
+            lines: 500,
+            rate: 200.0,
+            runs: 5,
         }),
         Scenario::Runs(runs::Params {
             projects: 10,

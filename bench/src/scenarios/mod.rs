@@ -1,5 +1,6 @@
 //! The scenarios.
 
+pub mod abuse;
 pub mod connections;
 pub mod fanout;
 pub mod history;
