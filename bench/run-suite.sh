@@ -25,6 +25,7 @@ while [ "$i" -le "$REPS" ]; do
     run fanout --subs 100 --lines 1000 --rate 100
     run fanout --subs 1000 --lines 1000 --rate 100
     run history --records 1000000
+    run abuse --records 100000 --abusers 4
     run runs --projects 10 --runs 300
     i=$((i + 1))
 done

@@ -113,6 +113,17 @@ pub struct Args {
     /// Group-commit interval for `batch` durability.
     #[arg(long, env = "AGENTVISOR_HISTORY_FLUSH_INTERVAL", default_value = "5ms", value_parser = parse_duration)]
     pub history_flush_interval: Duration,
+    /// Records a history reply (a `get_messages` page) may examine before it is cut short.
+    #[arg(
+        long,
+        env = "AGENTVISOR_HISTORY_SCAN_RECORDS",
+        default_value_t = 10_000
+    )]
+    pub history_scan_records: usize,
+    /// Bytes of records in a `get_messages` reply before it is cut short; a page reads at most
+    /// four times as much.
+    #[arg(long, env = "AGENTVISOR_HISTORY_PAGE_BYTES", default_value = "4MB", value_parser = parse_size)]
+    pub history_page_bytes: u64,
     /// A connection's unsent bytes before it is closed with 4008.
     #[arg(long, env = "AGENTVISOR_MAX_BACKLOG_BYTES", default_value = "16MB", value_parser = parse_size)]
     pub max_backlog_bytes: u64,
@@ -339,6 +350,8 @@ impl Args {
                 durability: self.history_durability,
                 history_flush_interval: self.history_flush_interval.max(Duration::from_millis(1)),
                 max_backlog_bytes: self.max_backlog_bytes as usize,
+                history_scan_records: self.history_scan_records,
+                history_page_bytes: self.history_page_bytes as usize,
                 stats_interval: nonzero(self.stats_interval),
                 backoff: BackoffPolicy {
                     initial: self.backoff_initial,
@@ -379,6 +392,8 @@ impl Args {
             ("max-message-bytes", self.max_message_bytes as usize),
             ("max-backlog-bytes", self.max_backlog_bytes as usize),
             ("history-segment-bytes", self.history_segment_bytes as usize),
+            ("history-scan-records", self.history_scan_records),
+            ("history-page-bytes", self.history_page_bytes as usize),
         ];
         for (name, v) in positive {
             if v == 0 {

@@ -79,7 +79,7 @@ fn mock_lines(events: &[Value]) -> Vec<u64> {
 /// The prompts stored in a project's history.
 async fn prompts(d: &Daemon, project: &str) -> Vec<Value> {
     let mut c = d.client().await;
-    c.messages(project, json!({"direction": "client", "limit": 1000}))
+    c.messages_all(project, json!({"direction": "client", "limit": 1000}))
         .await
 }
 
@@ -89,7 +89,7 @@ async fn stored_run_finished(d: &Daemon, project: &str) -> Value {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let records = c
-            .messages(project, json!({"direction": "system", "limit": 1000}))
+            .messages_all(project, json!({"direction": "system", "limit": 1000}))
             .await;
         if let Some(f) = records.into_iter().find(|m| m["type"] == "run_finished") {
             return f;
@@ -872,4 +872,41 @@ async fn run_on_a_terminal_asks_y_n_a_and_answers() {
             "{res}"
         );
     }
+}
+
+/// The seq after `--before-seq ` in the `history` command's hint on stderr, if it printed one.
+fn older_page_hint(stderr: &str) -> Option<String> {
+    let rest = stderr.split("--before-seq ").nth(1)?;
+    Some(rest.chars().take_while(char::is_ascii_digit).collect())
+}
+
+#[tokio::test]
+async fn history_says_where_the_next_page_starts_even_when_a_page_is_cut_empty() {
+    let d = Daemon::builder()
+        .env("AGENTVISOR_HISTORY_SCAN_RECORDS", "200")
+        .start();
+    let project = project_in(&d, "sparse").await;
+    let url = direct(&d);
+    let out = agentvisor(&url, &["run", &project, "mock:lines count=1000"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let query = ["history", &project, "--direction", "client", "--json"];
+    // The prompt is 1 000 agent lines back: the first page is cut before it, empty.
+    let out = agentvisor(&url, &query).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(json_lines(&out.stdout).is_empty(), "{}", out.stdout);
+    let mut hint = older_page_hint(&out.stderr);
+    assert!(hint.is_some(), "no --before-seq hint: {}", out.stderr);
+    // Following the hints reaches the prompt, once.
+    let mut found = Vec::new();
+    for _ in 0..20 {
+        let Some(before) = hint else { break };
+        let mut args = query.to_vec();
+        args.extend(["--before-seq", &before]);
+        let out = agentvisor(&url, &args).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        found.extend(json_lines(&out.stdout));
+        hint = older_page_hint(&out.stderr);
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["type"], "prompt");
 }

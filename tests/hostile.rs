@@ -291,7 +291,7 @@ async fn before_authentication_only_auth_does_any_work() {
 
 /// The `run_finished` events stored for each run of a project.
 async fn finishes(c: &mut Client, project: &str) -> Vec<(String, String)> {
-    c.messages(project, json!({"direction": "system", "limit": 1000}))
+    c.messages_all(project, json!({"direction": "system", "limit": 1000}))
         .await
         .iter()
         .filter(|m| m["type"] == "run_finished")

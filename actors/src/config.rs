@@ -63,6 +63,10 @@ pub struct EngineConfig {
     pub durability: Durability,
     pub history_flush_interval: Duration,
     pub max_backlog_bytes: usize,
+    /// Records one history reply may examine (see `storage::history::Budget`).
+    pub history_scan_records: usize,
+    /// Bytes of records in one `get_messages` reply; it reads at most four times as much.
+    pub history_page_bytes: usize,
     pub stats_interval: Option<Duration>,
     pub backoff: BackoffPolicy,
     pub fault_injection: bool,
@@ -113,6 +117,8 @@ impl EngineConfig {
             durability: Durability::Batch,
             history_flush_interval: Duration::from_millis(5),
             max_backlog_bytes: 16 << 20,
+            history_scan_records: 10_000,
+            history_page_bytes: 4 << 20,
             stats_interval: None,
             backoff: BackoffPolicy {
                 initial: Duration::from_millis(100),

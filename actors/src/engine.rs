@@ -18,6 +18,17 @@ use crate::limits::ConnectionLimiter;
 use crate::metrics;
 use crate::storage::metadata::AgentKind;
 
+/// History reads (pages, replays) that may run at once, across all projects: half the cores, at
+/// least one. Each is bounded by its budget; bounding how many run together keeps clients that
+/// loop heavy queries from taking every core from the actors' thread and the connections (on two
+/// cores, one reader keeps another project's live output within a few milliseconds where two
+/// did not). More wait their turn, without blocking anything else.
+pub fn history_readers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get() / 2)
+        .max(1)
+}
+
 /// Where the daemon is in its life, as `/ready` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
@@ -42,6 +53,8 @@ pub struct Engine {
     pub stats: Stats,
     /// Bounds concurrent agent processes across all projects: each is hundreds of MB.
     pub run_slots: Arc<Semaphore>,
+    /// Bounds the history reads running at once on the blocking pool (see [`history_readers`]).
+    pub history_readers: Arc<Semaphore>,
     pub started: Instant,
     pub limiter: Arc<ConnectionLimiter>,
     /// Connections that have not authenticated yet: a small share of `limiter`'s.
@@ -76,6 +89,7 @@ impl Engine {
             directory: Directory::default(),
             stats: Stats::default(),
             run_slots: Arc::new(Semaphore::new(slots)),
+            history_readers: Arc::new(Semaphore::new(history_readers())),
             started: Instant::now(),
             lifecycle: AtomicU8::new(Lifecycle::Starting as u8),
             health: RwLock::new(serde_json::json!({"status": "starting"})),

@@ -11,6 +11,7 @@
 //! agentvisor-bench roundtrip --clients 50 --requests 2000
 //! agentvisor-bench fanout --subs 1000 --lines 2000 --bytes 200 [--rate 100]
 //! agentvisor-bench history --records 1000000
+//! agentvisor-bench abuse --records 100000 --abusers 4
 //! agentvisor-bench runs --projects 10 --runs 300
 //! agentvisor-bench floor --subs 1000 --lines 2000 --bytes 200
 //! agentvisor-bench cluster --subs 1000 --lines 300 --rate 100
@@ -83,6 +84,9 @@ enum Scenario {
     Fanout(scenarios::fanout::Params),
     /// A project with N stored records: `get_messages` latest / since, and replay on join.
     History(scenarios::history::Params),
+    /// History abuse beside a live run: another project's live output and `execute_accepted`
+    /// latency, without and with clients looping heavy history requests.
+    Abuse(scenarios::abuse::Params),
     /// Runs per minute across projects, and the daemon's overhead per run.
     Runs(scenarios::runs::Params),
     /// The fan-out through a minimal actix-web + actix-ws broadcast server (the floor).
@@ -183,6 +187,7 @@ fn scenario_name(s: &Scenario) -> &'static str {
         Scenario::Roundtrip(_) => "roundtrip",
         Scenario::Fanout(_) => "fanout",
         Scenario::History(_) => "history",
+        Scenario::Abuse(_) => "abuse",
         Scenario::Runs(_) => "runs",
         Scenario::Floor(_) => "floor",
         Scenario::Cluster(_) => "cluster",
@@ -196,6 +201,7 @@ async fn run_one(s: Scenario, paths: &Paths) -> Res<report::Outcome> {
         Scenario::Roundtrip(p) => scenarios::roundtrip::run(paths, &p).await,
         Scenario::Fanout(p) => scenarios::fanout::run(paths, &p).await,
         Scenario::History(p) => scenarios::history::run(paths, &p).await,
+        Scenario::Abuse(p) => scenarios::abuse::run(paths, &p).await,
         Scenario::Runs(p) => scenarios::runs::run(paths, &p).await,
         Scenario::Floor(p) => scenarios::fanout::run_floor_only(paths, &p).await,
         Scenario::Cluster(p) => scenarios::cluster::run(paths, &p).await,
@@ -239,6 +245,14 @@ fn all_quick() -> Vec<Scenario> {
             reps: 10,
             replay: 10_000,
             generate: history::Generate::Direct,
+        }),
+        Scenario::Abuse(abuse::Params {
+            records: 20_000,
+            bytes: 1000,
+            abusers: 2,
+            lines: 500,
+            rate: 200.0,
+            runs: 5,
         }),
         Scenario::Runs(runs::Params {
             projects: 10,

@@ -72,7 +72,7 @@ export class Conversation {
         const page = await this.conn.request('get_messages', { limit: PAGE }, id);
         if (gen !== this.generation) return;
         const msgs = page.data.messages;
-        this.firstSeq = msgs.length ? msgs[0].seq : null;
+        this.firstSeq = page.data.before_seq ?? (msgs.length ? msgs[0].seq : null);
         this.hasMore = page.data.has_more;
         this.showTop();
         this.take(msgs);
@@ -160,7 +160,10 @@ export class Conversation {
       this.records.prepend(frag);
       this.log.scrollTop += this.log.scrollHeight - before;
       if (msgs.length) this.firstSeq = msgs[0].seq;
-      this.hasMore = page.data.has_more && msgs.length > 0;
+      // The daemon says where to go on before (a page it cut short may even be empty).
+      const olderFrom = page.data.before_seq;
+      if (typeof olderFrom === 'number') this.firstSeq = olderFrom;
+      this.hasMore = page.data.has_more && (msgs.length > 0 || typeof olderFrom === 'number');
       this.showTop();
     } catch (e) {
       this.onProjectEvent({ type: 'view_error', error: e.message });

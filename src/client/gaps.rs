@@ -20,6 +20,9 @@ struct Gap {
     held: Vec<Incoming>,
     /// The next page should be asked for.
     page_due: bool,
+    /// Where the next page starts: the `next_seq` of the last page. A page the daemon cut
+    /// short (its scan budget) may hold no record at all and still move this on.
+    next: Option<u64>,
 }
 
 /// The followed projects with a gap open.
@@ -31,7 +34,10 @@ pub struct Gaps {
 impl Gaps {
     /// `project`'s replay left a gap: hold its events and ask for the first page.
     pub fn open(&mut self, project: &str) {
-        self.open.entry(project.to_string()).or_default().page_due = true;
+        let gap = self.open.entry(project.to_string()).or_default();
+        gap.page_due = true;
+        // A new gap starts after the last event handed up.
+        gap.next = None;
     }
 
     /// Keeps an event of a project whose gap is open; gives the others back.
@@ -46,14 +52,15 @@ impl Gaps {
         }
     }
 
-    /// The projects whose next page should be asked for now.
-    pub fn due(&mut self) -> Vec<String> {
+    /// The projects whose next page should be asked for now, with where it starts when an
+    /// earlier page said (otherwise after the last event handed up).
+    pub fn due(&mut self) -> Vec<(String, Option<u64>)> {
         self.open
             .iter_mut()
             .filter(|(_, g)| g.page_due)
             .map(|(p, g)| {
                 g.page_due = false;
-                p.clone()
+                (p.clone(), g.next)
             })
             .collect()
     }
@@ -73,7 +80,10 @@ impl Gaps {
         // An error page (the project is gone) has nothing more to fill the gap with.
         let more = page.kind() != "error" && page.value["data"]["has_more"] == true;
         match self.open.get_mut(project) {
-            Some(gap) if more => gap.page_due = true,
+            Some(gap) if more => {
+                gap.page_due = true;
+                gap.next = page.value["data"]["next_seq"].as_u64();
+            }
             Some(_) => up.extend(self.open.remove(project).into_iter().flat_map(|g| g.held)),
             None => {}
         }
@@ -94,10 +104,10 @@ mod tests {
         }
     }
 
-    fn page(seqs: &[u64], has_more: bool) -> Incoming {
+    fn page(seqs: &[u64], has_more: bool, next_seq: u64) -> Incoming {
         let records: Vec<_> = seqs.iter().map(|s| event(*s).value).collect();
         let value = json!({"type": "messages", "project_id": "p",
-                           "data": {"messages": records, "has_more": has_more}});
+                           "data": {"messages": records, "has_more": has_more, "next_seq": next_seq}});
         Incoming {
             text: value.to_string(),
             value,
@@ -115,12 +125,15 @@ mod tests {
         let mut g = Gaps::default();
         assert!(g.hold(event(1)).is_some(), "no gap, no holding");
         g.open("p");
-        assert_eq!(g.due(), ["p"]);
+        assert_eq!(g.due(), [("p".to_string(), None)]);
         assert!(g.due().is_empty(), "asked once per page");
         assert!(g.hold(event(90)).is_none());
-        assert_eq!(seqs(&g.page(&page(&[2, 3], true))), [2, 3]);
-        assert_eq!(g.due(), ["p"]);
-        assert_eq!(seqs(&g.page(&page(&[4], false))), [4, 90]);
+        assert_eq!(seqs(&g.page(&page(&[2, 3], true, 3))), [2, 3]);
+        assert_eq!(g.due(), [("p".to_string(), Some(3))]);
+        // A page cut before any match still moves the next one on.
+        assert!(g.page(&page(&[], true, 40)).is_empty());
+        assert_eq!(g.due(), [("p".to_string(), Some(40))]);
+        assert_eq!(seqs(&g.page(&page(&[41], false, 41))), [41, 90]);
         assert!(g.hold(event(91)).is_some(), "the gap is closed");
     }
 }

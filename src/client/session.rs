@@ -295,8 +295,8 @@ impl Session {
 
     /// Sends the page requests that are due.
     async fn ask_for_pages(&mut self) {
-        for project in self.gaps.due() {
-            let since = self.followed.get(&project).copied().unwrap_or(0);
+        for (project, next) in self.gaps.due() {
+            let since = next.unwrap_or_else(|| self.followed.get(&project).copied().unwrap_or(0));
             let query = json!({"since_seq": since, "limit": PAGE_LIMIT});
             self.send_request(PAGE, "get_messages", Some(&project), query, false)
                 .await;

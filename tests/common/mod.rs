@@ -813,6 +813,28 @@ impl Client {
         assert_eq!(r["type"], "messages", "{r}");
         r["data"]["messages"].as_array().unwrap().clone()
     }
+
+    /// Every stored record that `query` matches, newest pages first, following each page's
+    /// `before_seq` (a page the daemon cut at its scan budget may hold none of them); returned
+    /// in chronological order.
+    pub async fn messages_all(&mut self, project: &str, query: Value) -> Vec<Value> {
+        let (mut all, mut q) = (Vec::new(), query.clone());
+        for _ in 0..10_000 {
+            q["project_id"] = json!(project);
+            let r = self.call("get_messages", q.clone()).await;
+            assert_eq!(r["type"], "messages", "{r}");
+            let page = r["data"]["messages"].as_array().unwrap().clone();
+            all.splice(0..0, page);
+            match r["data"]["before_seq"].as_u64() {
+                Some(n) if r["data"]["has_more"] == true => {
+                    q = query.clone();
+                    q["before_seq"] = json!(n);
+                }
+                _ => return all,
+            }
+        }
+        panic!("paging back through {project}'s history never ended");
+    }
 }
 
 // --- assertions shared by test files ---------------------------------------------------------

@@ -3,6 +3,7 @@
 //! [`crate::gitsnap`], off this actor's thread.
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 
 use actix::prelude::*;
 use serde_json::json;
@@ -11,8 +12,7 @@ use super::ProjectActor;
 use crate::connection::ReplyTo;
 use crate::error::ApiError;
 use crate::gitsnap::{self, RunChanges};
-use crate::protocol::request::{Cursor, HistoryQuery, MAX_PAGE};
-use crate::protocol::Direction;
+use crate::storage::history::{HistoryView, ScanBudget};
 
 /// How many finished runs' snapshots `run_diff` can still find.
 const REMEMBERED_RUNS: usize = 256;
@@ -42,8 +42,37 @@ impl ChangeLog {
     }
 }
 
-/// How many pages of `system` history `run_diff` reads back to find an older run.
-const MAX_HISTORY_PAGES: usize = 50;
+/// How far back `run_diff` reads history to find an older run (off the actors' thread).
+const LOOK_BACK: ScanBudget = ScanBudget {
+    records: 100_000,
+    bytes: 64 << 20,
+};
+
+/// A run's snapshots as its stored `run_finished` names them, for runs the in-memory log no
+/// longer (or never, before a restart) had; the newest history is read first.
+fn stored_changes(history: &HistoryView, run_id: &str) -> Option<RunChanges> {
+    let mut found = None;
+    let searched = history.look_back(LOOK_BACK, |direction, line| {
+        // Most records are not it: only a likely one is parsed.
+        let text = std::str::from_utf8(line).unwrap_or_default();
+        if direction != Some("system")
+            || !text.contains(run_id)
+            || !text.contains("\"run_finished\"")
+        {
+            return ControlFlow::Continue(());
+        }
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+            return ControlFlow::Continue(());
+        };
+        let d = &v["data"];
+        if v["type"] != "run_finished" || d["run_id"] != run_id {
+            return ControlFlow::Continue(());
+        }
+        found = serde_json::from_value::<RunChanges>(d.clone()).ok();
+        ControlFlow::Break(())
+    });
+    searched.ok().and(found)
+}
 
 /// A `run_diff` path: relative to the repository's top, without `..` or NUL.
 fn check_path(path: &str) -> Result<(), ApiError> {
@@ -108,43 +137,6 @@ impl ProjectActor {
         self.changes.find(run_id)
     }
 
-    /// A run's snapshots as its stored `run_finished` names them, for runs the in-memory log no
-    /// longer (or never, before a restart) had; the newest history is read first, a bounded
-    /// number of pages back.
-    fn stored_changes(&self, run_id: &str) -> Option<RunChanges> {
-        let mut cursor = Cursor::Latest;
-        for _ in 0..MAX_HISTORY_PAGES {
-            let q = HistoryQuery {
-                cursor,
-                limit: MAX_PAGE,
-                direction: Some(Direction::System),
-            };
-            let page = self.history.query(&q).ok()?;
-            let found = page.records.iter().rev().find_map(|r| {
-                // Most records are not it: only a likely one is parsed.
-                let text = r.get();
-                if !text.contains(run_id) || !text.contains("\"run_finished\"") {
-                    return None;
-                }
-                let v: serde_json::Value = serde_json::from_str(text).ok()?;
-                let d = &v["data"];
-                (v["type"] == "run_finished" && d["run_id"] == run_id)
-                    .then(|| serde_json::from_value::<RunChanges>(d.clone()).ok())
-            });
-            if let Some(changes) = found {
-                return changes;
-            }
-            let oldest = page.records.first().and_then(|r| {
-                serde_json::from_str::<serde_json::Value>(r.get()).ok()?["seq"].as_u64()
-            });
-            match oldest {
-                Some(seq) if page.has_more => cursor = Cursor::BeforeSeq(seq),
-                _ => return None,
-            }
-        }
-        None
-    }
-
     /// `run_diff`: the unified diff of what a run changed. A run without snapshots (outside
     /// git, or too long ago) answers `diff: null`, not an error.
     pub(super) fn run_diff(
@@ -158,21 +150,29 @@ impl ProjectActor {
             check_path(p)?;
         }
         let found = self.changes.find(&run_id).cloned();
-        let Some(c) = found.or_else(|| self.stored_changes(&run_id)) else {
-            let data = json!({"run_id": run_id, "path": path, "diff": null, "truncated": false});
-            reply.ok("run_diff", Some(&self.id), &data);
-            return Ok(());
-        };
+        let id = run_id.clone();
+        let stored = found
+            .is_none()
+            .then(|| self.read_off_thread(move |view| stored_changes(&view, &id)));
         let dir = self.meta.path.clone();
         let reply = reply.clone();
+        let asked = path.clone();
         let job = async move {
-            let diff = gitsnap::diff(&dir, &c.tree_before, &c.tree_after, path.as_deref()).await;
-            (c, path, diff)
+            let c = match (found, stored) {
+                (Some(c), _) => c,
+                (None, Some(read)) => read.await.flatten()?,
+                (None, None) => return None,
+            };
+            let diff = gitsnap::diff(&dir, &c.tree_before, &c.tree_after, asked.as_deref()).await;
+            Some((c, diff))
         };
-        ctx.spawn(
-            job.into_actor(self)
-                .map(move |(c, path, diff), act, _| {
-                    match diff {
+        ctx.spawn(job.into_actor(self).map(move |found, act, _| {
+            let Some((c, diff)) = found else {
+                let data =
+                    json!({"run_id": run_id, "path": path, "diff": null, "truncated": false});
+                return reply.ok("run_diff", Some(&act.id), &data);
+            };
+            match diff {
                 Some(d) => reply.ok(
                     "run_diff",
                     Some(&act.id),
@@ -188,8 +188,7 @@ impl ProjectActor {
                     ),
                 ),
             }
-                }),
-        );
+        }));
         Ok(())
     }
 }

@@ -145,7 +145,7 @@ impl ProjectActor {
         self.shared
             .queue_len
             .store(0, std::sync::atomic::Ordering::Relaxed);
-        let mut runs = super::recovery::open_runs(&self.history).unwrap_or_else(|e| {
+        let mut runs = super::recovery::open_runs(&self.history.view()).unwrap_or_else(|e| {
             log::error!(project = &*self.id; "could not read history to close interrupted runs: {e}");
             Vec::new()
         });

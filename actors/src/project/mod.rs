@@ -7,6 +7,7 @@ mod backend;
 mod changes;
 mod consult;
 mod events;
+mod reads;
 mod recovery;
 mod requests;
 mod runs;
@@ -57,6 +58,8 @@ pub struct ProjectActor {
     changes: changes::ChangeLog,
     /// Permission requests of the runs that ask for approvals.
     approvals: approvals::Approvals,
+    /// Requests that came while a replay was being read, handled once it is done.
+    held: Option<VecDeque<requests::HeldRequest>>,
     guard: ChildGuard,
 }
 
@@ -123,6 +126,7 @@ pub fn spawn_project(
         consults: consult::Consults::default(),
         changes: changes::ChangeLog::default(),
         approvals: approvals::Approvals::default(),
+        held: None,
     };
     // Before the actor is registered, not in `started`: `/ready` and `project_list` must never
     // show a run that died with the daemon as still executing.

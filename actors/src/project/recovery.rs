@@ -9,17 +9,20 @@
 //! started behind its client's back after a restart; the client is told to send it again.
 
 use std::collections::HashSet;
+use std::ops::ControlFlow;
 
 use serde_json::Value;
 
-use crate::protocol::request::{Cursor, HistoryQuery};
-use crate::protocol::Direction;
-use crate::storage::history::HistoryLog;
+use crate::storage::history::{HistoryView, ScanBudget};
 
-/// How far back the search looks: far more prompts than a queue holds, and the system events
-/// of as many runs.
-const PROMPTS_SCANNED: usize = 1024;
-const SYSTEM_EVENTS_SCANNED: usize = 8 * PROMPTS_SCANNED;
+/// How far back the search may look: far more than the records of a few runs in most projects.
+/// It reads on the thread the actors share, before the project is registered, so it is bounded
+/// like a query: a prompt further back than this behind the output of the runs after it (a
+/// queued run behind a run that printed more than this) is not found.
+pub(super) const LOOK_BACK: ScanBudget = ScanBudget {
+    records: 100_000,
+    bytes: 64 << 20,
+};
 
 /// An accepted run that never finished.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,45 +32,36 @@ pub(super) struct OpenRun {
     pub started: bool,
 }
 
-/// The accepted runs without a `run_finished`, oldest first. Runs execute in order, so the
-/// search stops at the newest prompt whose run finished.
-pub(super) fn open_runs(history: &HistoryLog) -> std::io::Result<Vec<OpenRun>> {
-    let latest = |direction, limit| {
-        history.query(&HistoryQuery {
-            cursor: Cursor::Latest,
-            limit,
-            direction: Some(direction),
-        })
-    };
-    let system = latest(Direction::System, SYSTEM_EVENTS_SCANNED)?;
+/// The accepted runs without a `run_finished`, oldest first, found by reading history backward.
+/// Runs execute in order, so the search stops at the newest prompt whose run finished; a run's
+/// `run_finished` and `run_started` come after its prompt, so they are seen first.
+pub(super) fn open_runs(history: &HistoryView) -> std::io::Result<Vec<OpenRun>> {
     let (mut finished, mut started) = (HashSet::new(), HashSet::new());
-    for (kind, run_id) in system.records.iter().filter_map(|r| run_event(r.get())) {
-        match kind.as_str() {
-            "run_finished" => finished.insert(run_id),
-            "run_started" => started.insert(run_id),
-            _ => false,
-        };
-    }
-    let prompts = latest(Direction::Client, PROMPTS_SCANNED)?;
     let mut open = Vec::new();
-    // Newest first, back to the newest run that finished.
-    for (kind, run_id) in prompts
-        .records
-        .iter()
-        .rev()
-        .filter_map(|r| run_event(r.get()))
-    {
-        if kind != "prompt" {
-            continue;
+    history.look_back(LOOK_BACK, |direction, line| {
+        // Agent output names no run: most records are passed over without being parsed.
+        if direction == Some("agent") {
+            return ControlFlow::Continue(());
         }
-        if finished.contains(&run_id) {
-            break;
+        let Some((kind, run_id)) = std::str::from_utf8(line).ok().and_then(run_event) else {
+            return ControlFlow::Continue(());
+        };
+        match kind.as_str() {
+            "run_finished" => {
+                finished.insert(run_id);
+            }
+            "run_started" => {
+                started.insert(run_id);
+            }
+            "prompt" if finished.contains(&run_id) => return ControlFlow::Break(()),
+            "prompt" => open.push(OpenRun {
+                started: started.contains(&run_id),
+                run_id,
+            }),
+            _ => {}
         }
-        open.push(OpenRun {
-            started: started.contains(&run_id),
-            run_id,
-        });
-    }
+        ControlFlow::Continue(())
+    })?;
     open.reverse();
     Ok(open)
 }

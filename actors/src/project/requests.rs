@@ -1,5 +1,7 @@
 //! Client requests addressed to a project.
 
+use std::collections::VecDeque;
+
 use actix::prelude::*;
 use serde_json::json;
 
@@ -12,13 +14,11 @@ use crate::api::project::{
 };
 use crate::api::supervisor::{ChildId, Forget};
 use crate::error::{ApiError, Code};
-use crate::protocol::request::HistoryQuery;
-use crate::protocol::{Frame, FrameBuilder};
+use crate::protocol::FrameBuilder;
 use crate::storage::metadata::ProjectState;
 
-/// The most events replayed on one join; a client further behind gets `recovered: false` and
-/// pages the rest with `get_messages`.
-pub const MAX_REPLAY: usize = 10_000;
+/// A request that came while a replay was being read, to be handled once it is done.
+pub(super) type HeldRequest = Box<dyn FnOnce(&mut ProjectActor, &mut Context<ProjectActor>)>;
 
 impl ProjectActor {
     /// Answers a request whose handler failed: an `error` naming the project.
@@ -27,13 +27,47 @@ impl ProjectActor {
             reply.err(Some(&self.id), &e);
         }
     }
+
+    /// Keeps `m` to be handled after the replay being read, when requests are held; gives it
+    /// back to be handled now otherwise. Every request handler starts here, so requests are
+    /// handled in the order they came.
+    fn unless_held<M>(&mut self, m: M) -> Option<M>
+    where
+        M: Message<Result = ()> + 'static,
+        Self: Handler<M, Result = ()>,
+    {
+        match &mut self.held {
+            Some(queue) => {
+                queue.push_back(Box::new(move |act, ctx| act.handle(m, ctx)));
+                None
+            }
+            None => Some(m),
+        }
+    }
+
+    /// Holds the requests that arrive from now on until [`Self::release_requests`] (while a
+    /// replay is read off the actor's thread).
+    pub(super) fn hold_requests(&mut self) {
+        self.held.get_or_insert_with(VecDeque::new);
+    }
+
+    /// Handles the held requests in the order they came; a `project_join` among them that
+    /// replays holds the rest again.
+    pub(super) fn release_requests(&mut self, ctx: &mut Context<Self>) {
+        for request in self.held.take().into_iter().flatten() {
+            request(self, ctx);
+        }
+    }
 }
 
 impl Handler<Join> for ProjectActor {
     type Result = ();
 
-    fn handle(&mut self, m: Join, _: &mut Context<Self>) {
-        let result = self.join(&m.reply, m.since_seq);
+    fn handle(&mut self, m: Join, ctx: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
+        let result = self.join(m.reply.clone(), m.since_seq, ctx);
         self.refused(&m.reply, result);
     }
 }
@@ -42,6 +76,9 @@ impl Handler<Leave> for ProjectActor {
     type Result = ();
 
     fn handle(&mut self, m: Leave, _: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
         self.leave(&m.reply);
     }
 }
@@ -50,6 +87,9 @@ impl Handler<Execute> for ProjectActor {
     type Result = ();
 
     fn handle(&mut self, m: Execute, ctx: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
         let result = self.execute(&m.reply, m.prompt, m.options, ctx);
         self.refused(&m.reply, result);
     }
@@ -59,6 +99,9 @@ impl Handler<Consult> for ProjectActor {
     type Result = ();
 
     fn handle(&mut self, m: Consult, ctx: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
         let result = self.consult(&m.reply, m.consult, ctx);
         self.refused(&m.reply, result);
     }
@@ -68,6 +111,9 @@ impl Handler<NewSession> for ProjectActor {
     type Result = ();
 
     fn handle(&mut self, m: NewSession, _: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
         let result = self.new_session(&m.reply);
         self.refused(&m.reply, result);
     }
@@ -77,6 +123,9 @@ impl Handler<Kill> for ProjectActor {
     type Result = ();
 
     fn handle(&mut self, m: Kill, ctx: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
         let result = self.kill(&m.reply, m.clear_queue, ctx);
         self.refused(&m.reply, result);
     }
@@ -85,8 +134,11 @@ impl Handler<Kill> for ProjectActor {
 impl Handler<GetMessages> for ProjectActor {
     type Result = ();
 
-    fn handle(&mut self, m: GetMessages, _: &mut Context<Self>) {
-        let result = self.get_messages(&m.reply, &m.query);
+    fn handle(&mut self, m: GetMessages, ctx: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
+        let result = self.get_messages(m.reply.clone(), m.query, ctx);
         self.refused(&m.reply, result);
     }
 }
@@ -95,6 +147,9 @@ impl Handler<RunDiff> for ProjectActor {
     type Result = ();
 
     fn handle(&mut self, m: RunDiff, ctx: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
         let result = self.run_diff(&m.reply, m.run_id, m.path, ctx);
         self.refused(&m.reply, result);
     }
@@ -104,6 +159,9 @@ impl Handler<PermissionRespond> for ProjectActor {
     type Result = ();
 
     fn handle(&mut self, m: PermissionRespond, ctx: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
         let answer = super::Answer {
             decision: if m.allow {
                 super::Decision::Allow
@@ -123,6 +181,9 @@ impl Handler<Delete> for ProjectActor {
     type Result = ();
 
     fn handle(&mut self, m: Delete, ctx: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
         let result = self.delete(&m.reply, ctx);
         self.refused(&m.reply, result);
     }
@@ -133,6 +194,9 @@ impl Handler<Panic> for ProjectActor {
 
     /// `fault_inject` on the project: panics inside this handler, after replying.
     fn handle(&mut self, m: Panic, _: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
         m.reply.ok(
             "fault_injected",
             Some(&self.id),
@@ -146,30 +210,12 @@ impl Handler<PanicExecutor> for ProjectActor {
     type Result = ();
 
     fn handle(&mut self, m: PanicExecutor, _: &mut Context<Self>) {
+        let Some(m) = self.unless_held(m) else {
+            return;
+        };
         let result = self.fault_executor(&m.reply);
         self.refused(&m.reply, result);
     }
-}
-
-/// Drops the oldest replay records until the rest fit in `budget` bytes; returns whether all
-/// were kept. The replay enters the connection's outbound queue at once, and that queue is
-/// bounded (`max_backlog_bytes`): a replay as big as the bound would close the client with 4008
-/// before it could read anything, and again on every reconnect. Keeping half the bound leaves
-/// room for live events; what is left out is reported as `recovered: false` and the client pages
-/// it with `get_messages`, as after retention.
-fn keep_newest_within(records: &mut Vec<(u64, String)>, budget: usize) -> bool {
-    let mut bytes = 0usize;
-    let keep = records
-        .iter()
-        .rev()
-        .take_while(|(_, line)| {
-            bytes = bytes.saturating_add(line.len());
-            bytes <= budget
-        })
-        .count();
-    let cut = records.len() - keep;
-    records.drain(..cut);
-    cut == 0
 }
 
 impl ProjectActor {
@@ -192,47 +238,6 @@ impl ProjectActor {
             &json!({"actor": "executor"}),
         );
         Ok(())
-    }
-
-    /// Subscribes the requester, replaying what it missed first. `since_seq: None` subscribes
-    /// from now on.
-    fn join(&mut self, reply: &ReplyTo, since_seq: Option<u64>) -> Result<(), ApiError> {
-        let last = self.history.last_seq();
-        let (replay, recovered) = match since_seq {
-            None => (Vec::new(), true),
-            Some(n) if n > last => (Vec::new(), false),
-            Some(n) => {
-                let mut r = self.history.replay_after(n, MAX_REPLAY).map_err(|e| {
-                    log::error!(project = &*self.id; "could not read history for replay: {e}");
-                    ApiError::storage("read the project's history")
-                })?;
-                let budget = self.engine.config.max_backlog_bytes / 2;
-                let recovered = keep_newest_within(&mut r.records, budget) && r.recovered;
-                crate::metrics::METRICS.replay(recovered);
-                (r.records, recovered)
-            }
-        };
-        let joined = reply.frame(
-            "project_joined",
-            Some(&self.id),
-            &json!({"project": self.view(), "recovered": recovered, "replayed": replay.len()}),
-        );
-        let mut lead = Vec::with_capacity(replay.len() + 1);
-        lead.push(Deliver::marked(
-            joined,
-            Mark::Joined {
-                project: self.id.clone(),
-                since: since_seq.unwrap_or(last).min(last),
-            },
-        ));
-        lead.extend(replay.into_iter().map(|(seq, line)| {
-            Deliver::plain(Frame {
-                text: line.into(),
-                project: Some(self.id.clone()),
-                seq: Some(seq),
-            })
-        }));
-        self.subscribe(reply, lead)
     }
 
     pub(super) fn subscribe(&self, reply: &ReplyTo, lead: Vec<Deliver>) -> Result<(), ApiError> {
@@ -265,31 +270,6 @@ impl ProjectActor {
             }),
             None => reply.recipient.do_send(left),
         }
-    }
-
-    fn get_messages(&mut self, reply: &ReplyTo, q: &HistoryQuery) -> Result<(), ApiError> {
-        let page = self.history.query(q).map_err(|e| {
-            log::error!(project = &*self.id; "could not read history: {e}");
-            ApiError::storage("read the project's history")
-        })?;
-        /// The page as stored: records go out byte for byte, never re-parsed (a stored agent
-        /// line may hold numbers that a `serde_json::Value` cannot represent).
-        #[derive(serde::Serialize)]
-        struct Messages<'a> {
-            messages: &'a [Box<serde_json::value::RawValue>],
-            has_more: bool,
-            next_seq: u64,
-        }
-        reply.ok(
-            "messages",
-            Some(&self.id),
-            &Messages {
-                messages: &page.records,
-                has_more: page.has_more,
-                next_seq: page.next_seq,
-            },
-        );
-        Ok(())
     }
 
     fn new_session(&mut self, reply: &ReplyTo) -> Result<(), ApiError> {
@@ -355,34 +335,5 @@ impl ProjectActor {
         self.guard.stop_expected();
         ctx.stop();
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::keep_newest_within;
-
-    fn recs(lens: &[usize]) -> Vec<(u64, String)> {
-        lens.iter()
-            .enumerate()
-            .map(|(i, n)| (i as u64 + 1, "x".repeat(*n)))
-            .collect()
-    }
-
-    #[test]
-    fn a_replay_within_budget_is_kept_whole() {
-        let mut r = recs(&[10, 10, 10]);
-        assert!(keep_newest_within(&mut r, 30));
-        assert_eq!(r.len(), 3);
-    }
-
-    #[test]
-    fn a_replay_over_budget_keeps_the_newest() {
-        let mut r = recs(&[10, 10, 10, 10]);
-        assert!(!keep_newest_within(&mut r, 25));
-        assert_eq!(r.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4]);
-        let mut r = recs(&[10, 50]);
-        assert!(!keep_newest_within(&mut r, 25));
-        assert!(r.is_empty());
     }
 }

@@ -335,7 +335,7 @@ async fn generate_with_runs(d: &mut Daemon, ctl: &mut Ws, project: &str, p: &Par
 }
 
 /// Writes `n` agent_message records as the daemon would have stored them.
-fn write_segments(dir: &Path, project: &str, n: u64, bytes: usize) -> Res<()> {
+pub fn write_segments(dir: &Path, project: &str, n: u64, bytes: usize) -> Res<()> {
     std::fs::create_dir_all(dir)?;
     for e in std::fs::read_dir(dir)? {
         let path = e?.path();

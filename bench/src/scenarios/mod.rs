@@ -1,5 +1,6 @@
 //! The scenarios.
 
+pub mod abuse;
 pub mod cluster;
 pub mod connections;
 pub mod fanout;

@@ -90,27 +90,36 @@ pub async fn diff(args: DiffArgs) -> Result<i32, Failure> {
     Ok(0)
 }
 
-/// The id of the project's latest finished run, from its history.
+/// Pages of system history `latest_run` reads back, at most.
+const LATEST_RUN_PAGES: usize = 20;
+
+/// The id of the project's latest finished run, from its history: system pages, newest first,
+/// following each page's `before_seq` (a page the daemon cut short may hold none of it).
 async fn latest_run(
     s: &mut crate::client::session::Session,
     project: Option<&str>,
 ) -> Result<String, Failure> {
-    let r = s
-        .call(
-            "get_messages",
-            project,
-            json!({"direction": "system", "limit": 1000}),
-            false,
-        )
-        .await?;
-    let records = r["data"]["messages"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    records
-        .iter()
-        .rev()
-        .find(|m| m["type"] == "run_finished")
-        .and_then(|m| m["data"]["run_id"].as_str().map(String::from))
-        .ok_or_else(|| Failure::Failed("the project has no finished run yet".into()))
+    let mut query = json!({"direction": "system", "limit": 1000});
+    for _ in 0..LATEST_RUN_PAGES {
+        let r = s
+            .call("get_messages", project, query.clone(), false)
+            .await?;
+        let found = r["data"]["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+            .find(|m| m["type"] == "run_finished")
+            .and_then(|m| m["data"]["run_id"].as_str().map(String::from));
+        if let Some(run) = found {
+            return Ok(run);
+        }
+        match r["data"]["before_seq"].as_u64() {
+            Some(n) if r["data"]["has_more"] == true => query["before_seq"] = n.into(),
+            _ => break,
+        }
+    }
+    Err(Failure::Failed(
+        "the project has no finished run yet".into(),
+    ))
 }

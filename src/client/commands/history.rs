@@ -60,6 +60,22 @@ pub async fn history(args: HistoryArgs) -> Result<i32, Failure> {
             value: record.clone(),
         });
     }
+    if let Some(hint) = next_page(&page["data"]) {
+        eprintln!("{hint}");
+    }
     s.close().await;
     Ok(0)
+}
+
+/// Where the next page is, when the daemon says there is one: backward pages name the seq to
+/// go on before (a page cut short by the daemon's scan budget may be empty and still have one),
+/// forward pages the seq to go on after.
+fn next_page(data: &serde_json::Value) -> Option<String> {
+    if data["has_more"] != true {
+        return None;
+    }
+    Some(match data["before_seq"].as_u64() {
+        Some(n) => format!("(older records: --before-seq {n})"),
+        None => format!("(more records: --since-seq {})", data["next_seq"]),
+    })
 }

@@ -9,8 +9,10 @@
 
 mod query;
 mod segment;
+mod view;
 
-pub use query::Page;
+pub use query::{Budget, Page, Replay};
+pub use view::{HistoryView, ScanBudget};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -1,20 +1,38 @@
-//! Reading history: pages for `get_messages` and ranges for replay.
+//! Reading history: pages for `get_messages` and ranges for replay, each within a budget.
 //!
 //! A query finds its first block with the block index (binary search by seq or time), then reads
-//! block by block, forwards or backwards, until the page is full. It never reads a whole file.
+//! block by block, forwards or backwards, until the page is full or its budget is spent. It never
+//! reads a whole file, and no reply examines more records, reads more bytes or grows larger than
+//! its [`Budget`] allows: a page cut short says so (`has_more`) and says where to go on.
+
+use std::ops::ControlFlow;
 
 use serde_json::value::RawValue;
 
-use super::segment::{Head, Segment};
-use super::HistoryLog;
+use super::view::{Ended, HistoryView, Pos, ScanBudget, Scanned, Way};
 use crate::protocol::request::{Cursor, HistoryQuery};
+
+/// What one `get_messages` reply may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Records examined and bytes read to build it.
+    pub scan: ScanBudget,
+    /// The records returned, in bytes. The first matching record is returned even when it is
+    /// larger on its own (otherwise no page could ever get past it).
+    pub reply_bytes: usize,
+}
 
 /// One page of `get_messages`.
 #[derive(Debug)]
 pub struct Page {
     pub records: Vec<Box<RawValue>>,
     pub has_more: bool,
+    /// Forwards: send it as `since_seq` for the next page. Backwards: the newest seq returned
+    /// (the last seq when none), where a client that goes live continues.
     pub next_seq: u64,
+    /// Backward pages with `has_more`: send it as `before_seq` for the next older page. It is
+    /// the oldest seq examined, so a page cut by the budget before any match still moves on.
+    pub before_seq: Option<u64>,
 }
 
 /// Stored events after a seq, for replay on join.
@@ -22,65 +40,139 @@ pub struct Page {
 pub struct Replay {
     /// `(seq, line)` in order.
     pub records: Vec<(u64, String)>,
-    /// `false` when part of the asked range is gone (retention, or more than the replay cap).
+    /// `false` when part of the asked range is left out (retention, or the replay's limits).
     pub recovered: bool,
 }
 
-/// A position in the history: segment and block.
-type Pos = (usize, usize);
+/// The records a page keeps, within its count and size.
+struct Collect {
+    out: Vec<(u64, Vec<u8>)>,
+    bytes: usize,
+    limit: usize,
+    max_bytes: usize,
+    /// The first record is kept even when it alone is over `max_bytes`.
+    first_always: bool,
+}
 
-/// One record read back: its seq and its line.
-type Rec = (u64, Vec<u8>);
+impl Collect {
+    fn new(limit: usize, max_bytes: usize, first_always: bool) -> Self {
+        Collect {
+            out: Vec::with_capacity(limit.min(1024)),
+            bytes: 0,
+            limit,
+            max_bytes,
+            first_always,
+        }
+    }
 
-impl HistoryLog {
-    /// Answers `get_messages`.
-    pub fn query(&self, q: &HistoryQuery) -> std::io::Result<Page> {
-        let want = |h: &Head| q.direction.is_none_or(|d| h.direction == Some(d.as_str()));
-        let (recs, has_more) = match &q.cursor {
+    /// Keeps the record, or breaks when the page has no room for it.
+    fn offer(&mut self, seq: u64, line: &[u8]) -> ControlFlow<()> {
+        let fits = self.bytes.saturating_add(line.len()) <= self.max_bytes
+            || (self.first_always && self.out.is_empty());
+        if self.out.len() >= self.limit || !fits {
+            return ControlFlow::Break(());
+        }
+        self.bytes += line.len();
+        self.out.push((seq, line.to_vec()));
+        ControlFlow::Continue(())
+    }
+}
+
+impl HistoryView {
+    /// Answers `get_messages` within `budget`.
+    pub fn query(&self, q: &HistoryQuery, budget: Budget) -> std::io::Result<Page> {
+        let want = |d: Option<&str>| q.direction.is_none_or(|w| d == Some(w.as_str()));
+        let mut c = Collect::new(q.limit, budget.reply_bytes, true);
+        match &q.cursor {
             Cursor::SinceSeq(n) => {
                 let n = *n;
-                self.forward(
-                    self.pos_for_seq(n.saturating_add(1)),
-                    |h| h.seq > n && want(h),
-                    q.limit,
-                )?
+                let start = self.pos_for_seq(n.saturating_add(1));
+                let s = self.scan(Way::Forward, start, budget.scan, |h, line| {
+                    keep_if(h.seq > n && want(h.direction), &mut c, h.seq, line)
+                })?;
+                Ok(self.forward_page(c, s, Some(n)))
             }
             Cursor::Since(t) => {
                 let t = crate::time::format_ts(*t);
-                self.forward(
-                    self.pos_for_ts(&t),
-                    |h| h.ts > t.as_str() && want(h),
-                    q.limit,
-                )?
+                let start = self.pos_for_ts(&t);
+                let s = self.scan(Way::Forward, start, budget.scan, |h, line| {
+                    keep_if(h.ts > t.as_str() && want(h.direction), &mut c, h.seq, line)
+                })?;
+                Ok(self.forward_page(c, s, None))
             }
-            Cursor::Latest => self.backward(self.last_seq(), want, q.limit)?,
-            Cursor::BeforeSeq(n) => self.backward(n.saturating_sub(1), want, q.limit)?,
+            Cursor::Latest => self.backward_page(self.last_seq(), want, c, budget.scan),
+            Cursor::BeforeSeq(n) => self.backward_page(n.saturating_sub(1), want, c, budget.scan),
+        }
+    }
+
+    /// A forward page. `after` is the `since_seq` it started from (none for `since`): the
+    /// `next_seq` of a page that found nothing, the project's last seq without it.
+    fn forward_page(&self, c: Collect, s: Scanned, after: Option<u64>) -> Page {
+        let returned = c.out.last().map(|r| r.0);
+        let empty = after.unwrap_or(self.last_seq());
+        let (has_more, next_seq) = match s.ended {
+            Ended::Stopped => (true, returned.unwrap_or(empty)),
+            Ended::Cut => {
+                let reached = s.reached.unwrap_or(0).max(after.unwrap_or(0));
+                (reached < self.last_seq(), reached)
+            }
+            Ended::Exhausted => (false, returned.unwrap_or(empty)),
         };
-        let next_seq = recs.last().map_or_else(
-            || match q.cursor {
-                Cursor::SinceSeq(n) => n,
-                _ => self.last_seq(),
-            },
-            |r| r.0,
-        );
-        let records = recs
-            .into_iter()
-            .filter_map(|(_, line)| {
-                String::from_utf8(line)
-                    .ok()
-                    .and_then(|s| RawValue::from_string(s).ok())
-            })
-            .collect();
-        Ok(Page {
-            records,
+        Page {
+            records: raw(c.out),
             has_more,
             next_seq,
+            before_seq: None,
+        }
+    }
+
+    /// Reads backward from the record `end` (inclusive), keeping what `want` accepts; the page
+    /// is in chronological order.
+    fn backward_page(
+        &self,
+        end: u64,
+        want: impl Fn(Option<&str>) -> bool,
+        mut c: Collect,
+        budget: ScanBudget,
+    ) -> std::io::Result<Page> {
+        let s = if end == 0 {
+            Scanned {
+                ended: Ended::Exhausted,
+                reached: None,
+            }
+        } else {
+            self.scan(Way::Backward, self.pos_for_seq(end), budget, |h, line| {
+                keep_if(h.seq <= end && want(h.direction), &mut c, h.seq, line)
+            })?
+        };
+        c.out.reverse();
+        let oldest = c.out.first().map(|r| r.0);
+        let before_seq = match s.ended {
+            Ended::Stopped => oldest,
+            Ended::Cut => s
+                .reached
+                .map(|r| r.min(oldest.unwrap_or(r)).min(end + 1))
+                .filter(|r| self.first_seq().is_some_and(|first| *r > first)),
+            Ended::Exhausted => None,
+        };
+        Ok(Page {
+            next_seq: c.out.last().map_or(self.last_seq(), |r| r.0),
+            has_more: before_seq.is_some(),
+            before_seq,
+            records: raw(c.out),
         })
     }
 
-    /// The stored events with `seq > after`, at most `max` of them (the latest ones when there
-    /// are more).
-    pub fn replay_after(&self, after: u64, max: usize) -> std::io::Result<Replay> {
+    /// The stored events with `seq > after`: the newest ones when there are more than
+    /// `max_records`, or than fit in `max_bytes` (a record larger than that on its own is not
+    /// replayed). Reads backward from the end, so it reads no more than it returns (and one
+    /// index block).
+    pub fn replay_after(
+        &self,
+        after: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> std::io::Result<Replay> {
         let last = self.last_seq();
         if after >= last {
             return Ok(Replay {
@@ -88,120 +180,44 @@ impl HistoryLog {
                 recovered: true,
             });
         }
-        let oldest = self.first_seq().unwrap_or(last + 1);
-        let mut recovered = after + 1 >= oldest;
-        let mut from = after;
-        if last - after > max as u64 {
-            from = last - max as u64;
-            recovered = false;
-        }
-        let (recs, _) = self.forward(self.pos_for_seq(from + 1), |h| h.seq > from, max)?;
-        let records = recs
+        let mut c = Collect::new(max_records, max_bytes, false);
+        let budget = ScanBudget {
+            records: max_records.saturating_add(2 * super::BLOCK as usize),
+            bytes: u64::MAX,
+        };
+        let start: Pos = self.pos_for_seq(last);
+        self.scan(Way::Backward, start, budget, |h, line| {
+            if h.seq <= after {
+                return ControlFlow::Break(());
+            }
+            keep_if(h.seq <= last, &mut c, h.seq, line)
+        })?;
+        c.out.reverse();
+        let recovered = c.out.first().is_some_and(|r| r.0 == after + 1);
+        let records = c
+            .out
             .into_iter()
             .filter_map(|(seq, line)| String::from_utf8(line).ok().map(|s| (seq, s)))
             .collect();
         Ok(Replay { records, recovered })
     }
+}
 
-    fn segments_with_blocks(&self) -> impl DoubleEndedIterator<Item = (usize, &Segment)> {
-        self.segments
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.blocks.is_empty())
+/// Offers the record to the page when `wanted`, or passes it by.
+fn keep_if(wanted: bool, c: &mut Collect, seq: u64, line: &[u8]) -> ControlFlow<()> {
+    if wanted {
+        c.offer(seq, line)
+    } else {
+        ControlFlow::Continue(())
     }
+}
 
-    fn pos_for_seq(&self, seq: u64) -> Pos {
-        let mut pos = (0, 0);
-        for (i, s) in self.segments_with_blocks() {
-            if s.first_seq > seq {
-                break;
-            }
-            pos = (i, s.block_for_seq(seq));
-        }
-        pos
-    }
-
-    fn pos_for_ts(&self, ts: &str) -> Pos {
-        let mut pos = (0, 0);
-        for (i, s) in self.segments_with_blocks() {
-            if s.blocks[0].first_ts.as_str() > ts {
-                break;
-            }
-            pos = (i, s.block_for_ts(ts));
-        }
-        pos
-    }
-
-    /// Reads forward from `start`, keeping records that `keep` accepts, until `limit` are kept;
-    /// then looks for one more to tell whether there is a next page.
-    fn forward(
-        &self,
-        start: Pos,
-        keep: impl Fn(&Head) -> bool,
-        limit: usize,
-    ) -> std::io::Result<(Vec<Rec>, bool)> {
-        let mut out = Vec::with_capacity(limit.min(1024));
-        let (si, bi) = start;
-        for (i, seg) in self.segments.iter().enumerate().skip(si) {
-            let first_block = if i == si { bi } else { 0 };
-            for b in first_block..seg.blocks.len() {
-                let buf = seg.read_block(b)?;
-                for line in buf.split(|c| *c == b'\n').filter(|l| !l.is_empty()) {
-                    let Ok(head) = serde_json::from_slice::<Head>(line) else {
-                        continue;
-                    };
-                    if keep(&head) {
-                        if out.len() == limit {
-                            return Ok((out, true));
-                        }
-                        out.push((head.seq, line.to_vec()));
-                    }
-                }
-            }
-        }
-        Ok((out, false))
-    }
-
-    /// Reads backward from the record `end` (inclusive), keeping what `keep` accepts, until
-    /// `limit` are kept; returns them in chronological order.
-    fn backward(
-        &self,
-        end: u64,
-        keep: impl Fn(&Head) -> bool,
-        limit: usize,
-    ) -> std::io::Result<(Vec<Rec>, bool)> {
-        let mut out: Vec<Rec> = Vec::with_capacity(limit.min(1024));
-        if end == 0 {
-            return Ok((out, false));
-        }
-        let (si, bi) = self.pos_for_seq(end);
-        let mut has_more = false;
-        'outer: for (i, seg) in self.segments.iter().enumerate().take(si + 1).rev() {
-            let last_block = if i == si {
-                bi
-            } else {
-                seg.blocks.len().wrapping_sub(1)
-            };
-            if seg.blocks.is_empty() {
-                continue;
-            }
-            for b in (0..=last_block).rev() {
-                let buf = seg.read_block(b)?;
-                for line in buf.rsplit(|c| *c == b'\n').filter(|l| !l.is_empty()) {
-                    let Ok(head) = serde_json::from_slice::<Head>(line) else {
-                        continue;
-                    };
-                    if head.seq <= end && keep(&head) {
-                        if out.len() == limit {
-                            has_more = true;
-                            break 'outer;
-                        }
-                        out.push((head.seq, line.to_vec()));
-                    }
-                }
-            }
-        }
-        out.reverse();
-        Ok((out, has_more))
-    }
+fn raw(recs: Vec<(u64, Vec<u8>)>) -> Vec<Box<RawValue>> {
+    recs.into_iter()
+        .filter_map(|(_, line)| {
+            String::from_utf8(line)
+                .ok()
+                .and_then(|s| RawValue::from_string(s).ok())
+        })
+        .collect()
 }

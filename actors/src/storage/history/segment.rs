@@ -2,7 +2,8 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,16 +21,27 @@ pub struct Block {
 #[derive(Debug)]
 pub struct Segment {
     pub first_seq: u64,
-    pub path: PathBuf,
+    pub path: Arc<Path>,
     pub records: u64,
     pub bytes: u64,
     pub last_seq_seen: u64,
     pub last_ts: Option<String>,
-    pub blocks: Vec<Block>,
+    /// Shared with the views readers hold: a reader off the actors' thread keeps the index it
+    /// started with, and the next block of the segment being written copies it only then.
+    pub blocks: Arc<Vec<Block>>,
+}
+
+/// What a reader needs of a segment, taken at one moment: the records written by then.
+#[derive(Debug, Clone)]
+pub struct SegmentView {
+    pub first_seq: u64,
+    pub path: Arc<Path>,
+    pub bytes: u64,
+    pub blocks: Arc<Vec<Block>>,
 }
 
 /// The part of a record that indexing and filtering need.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct Head<'a> {
     pub seq: u64,
     #[serde(borrow)]
@@ -52,12 +64,12 @@ impl Segment {
     pub fn new(first_seq: u64, path: PathBuf) -> Self {
         Segment {
             first_seq,
-            path,
+            path: path.into(),
             records: 0,
             bytes: 0,
             last_seq_seen: first_seq.saturating_sub(1),
             last_ts: None,
-            blocks: Vec::new(),
+            blocks: Arc::default(),
         }
     }
 
@@ -68,7 +80,7 @@ impl Segment {
     /// Counts one appended record of `len` bytes (newline included).
     pub fn push(&mut self, seq: u64, ts: &str, len: u64) {
         if self.records.is_multiple_of(BLOCK) {
-            self.blocks.push(Block {
+            Arc::make_mut(&mut self.blocks).push(Block {
                 first_seq: seq,
                 offset: self.bytes,
                 first_ts: ts.to_owned(),
@@ -108,7 +120,7 @@ impl Segment {
         self.bytes = idx.bytes;
         self.last_seq_seen = idx.last_seq;
         self.last_ts = idx.last_ts;
-        self.blocks = idx.blocks;
+        self.blocks = Arc::new(idx.blocks);
         Ok(())
     }
 
@@ -119,7 +131,7 @@ impl Segment {
             bytes: self.bytes,
             last_seq: self.last_seq_seen,
             last_ts: self.last_ts.clone(),
-            blocks: self.blocks.clone(),
+            blocks: self.blocks.to_vec(),
         };
         let bytes = serde_json::to_vec(&idx).map_err(std::io::Error::other)?;
         crate::storage::atomic::write_atomic(&self.index_path(), &bytes)
@@ -179,6 +191,18 @@ impl Segment {
         std::fs::remove_file(&self.path)
     }
 
+    /// The segment as a reader sees it now.
+    pub fn view(&self) -> SegmentView {
+        SegmentView {
+            first_seq: self.first_seq,
+            path: self.path.clone(),
+            bytes: self.bytes,
+            blocks: self.blocks.clone(),
+        }
+    }
+}
+
+impl SegmentView {
     /// Reads the bytes of block `i`.
     pub fn read_block(&self, i: usize) -> std::io::Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
