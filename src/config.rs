@@ -134,6 +134,8 @@ pub struct Args {
     /// `server_stats` period; 0 = off.
     #[arg(long, env = "AGENTVISOR_STATS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub stats_interval: Duration,
+    #[command(flatten)]
+    pub cluster: crate::cluster::settings::ClusterArgs,
     /// First restart delay of a crashed actor.
     #[arg(long, env = "AGENTVISOR_BACKOFF_INITIAL", default_value = "100ms", value_parser = parse_duration)]
     pub backoff_initial: Duration,
@@ -252,6 +254,10 @@ pub struct Config {
     pub log_level: String,
     pub cgroups: CgroupSetting,
     pub engine: EngineConfig,
+    /// Set when the daemon joins a cluster (`AGENTVISOR_NATS_URL`).
+    pub cluster: Option<crate::cluster::settings::ClusterSettings>,
+    /// How a node of a cluster that serves TLS reaches itself: trusting its own certificate.
+    pub own_tls: Option<rustls::ClientConfig>,
 }
 
 impl Args {
@@ -283,6 +289,11 @@ impl Args {
         let tls = self.tls()?;
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let breaker = self.breaker_settings()?;
+        let cluster = self.cluster.validate()?;
+        let own_tls = match (&cluster, &self.tls_cert) {
+            (Some(_), Some(cert)) => Some(crate::tls::own_certificate_client(cert)?),
+            _ => None,
+        };
         let url = daemon_url(self.listen, tls.is_some());
         let unauthenticated = self
             .max_unauthenticated
@@ -296,6 +307,8 @@ impl Args {
             sse_heartbeat: self.sse_heartbeat,
             log_format: self.log_format,
             log_level: self.log_level,
+            cluster,
+            own_tls,
             cgroups: self.cgroups,
             engine: EngineConfig {
                 data_dir,

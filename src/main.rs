@@ -2,6 +2,7 @@
 //! `agentvisor-actors`.
 
 mod client;
+mod cluster;
 mod config;
 mod console;
 mod http;
@@ -169,6 +170,12 @@ async fn run(
 ) -> i32 {
     let tls_on = config.tls.is_some();
     let engine = Engine::new(config.engine);
+    if let Some(settings) = config.cluster {
+        if let Err(e) = cluster::start(settings, &engine, config.own_tls).await {
+            log::error!("{e}");
+            return EXIT_START;
+        }
+    }
     let supervisor = Supervisor::boot(engine.clone());
     let state = web::Data::new(http::AppState {
         engine: engine.clone(),

@@ -17,6 +17,7 @@ use actix::prelude::*;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
+use agentvisor_actors::api::cluster::Cluster;
 use agentvisor_actors::api::project::{Join, ProjectHandle};
 use agentvisor_actors::auth::token_matches;
 use agentvisor_actors::broadcast::Disconnect;
@@ -25,7 +26,7 @@ use agentvisor_actors::directory::ProjectRoute;
 use agentvisor_actors::engine::{Engine, Lifecycle};
 use agentvisor_actors::error::{ApiError, Code};
 use agentvisor_actors::metrics::METRICS;
-use agentvisor_actors::protocol::Frame;
+use agentvisor_actors::protocol::{Frame, Request};
 use tokio::sync::mpsc;
 
 use crate::http::{bearer_token, client_ip, origin_allowed, token_in_url, AppState};
@@ -46,8 +47,11 @@ pub async fn events(
         Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
     };
     let project = project.into_inner();
-    let addr = match engine.directory.route(&project) {
-        ProjectRoute::Up(addr) => addr,
+    let owner = match engine.directory.route(&project) {
+        ProjectRoute::Up(addr) => Owner::Here(Box::new(addr)),
+        ProjectRoute::Missing if engine.cluster().is_some_and(|c| c.owns_elsewhere(&project)) => {
+            Owner::Elsewhere
+        }
         ProjectRoute::Missing => {
             return error_response(
                 StatusCode::NOT_FOUND,
@@ -75,7 +79,7 @@ pub async fn events(
     let (queue, body) = queue(engine.config.max_backlog_bytes);
     SseStream::open(
         engine,
-        addr,
+        owner,
         &project,
         since_seq,
         queue,
@@ -272,6 +276,14 @@ fn queue(
 
 // --- the stream's actor -------------------------------------------------------------------------
 
+/// Where the stream's project runs: in this daemon, or on another node of its cluster (whose
+/// events the cluster brings here, docs/scaling.md).
+enum Owner {
+    /// Boxed: a handle holds one recipient per message the project accepts.
+    Here(Box<ProjectHandle>),
+    Elsewhere,
+}
+
 /// One open event stream, subscribed to one project.
 struct SseStream {
     conn: u64,
@@ -311,7 +323,7 @@ impl SseStream {
     /// Starts the stream's actor and asks the project to join it, replaying after `since_seq`.
     fn open(
         engine: Arc<Engine>,
-        project_addr: ProjectHandle,
+        owner: Owner,
         project: &str,
         since_seq: Option<u64>,
         queue: Queue,
@@ -319,6 +331,7 @@ impl SseStream {
         permit: ConnectionPermit,
     ) {
         let conn = engine.directory.next_connection_id();
+        let cluster = engine.cluster().cloned();
         let stream = SseStream {
             conn,
             engine,
@@ -329,7 +342,13 @@ impl SseStream {
             _permit: permit,
         }
         .start();
-        join(&project_addr, conn, stream.recipient(), since_seq);
+        match (owner, cluster) {
+            (Owner::Here(addr), _) => join(&addr, conn, stream.recipient(), since_seq),
+            (Owner::Elsewhere, Some(cluster)) => {
+                join_elsewhere(&*cluster, project, conn, stream.recipient(), since_seq)
+            }
+            (Owner::Elsewhere, None) => {}
+        }
     }
 
     fn send(&mut self, chunks: &[Bytes], ctx: &mut Context<Self>) {
@@ -403,6 +422,31 @@ fn join(addr: &ProjectHandle, conn: u64, recipient: Recipient<Deliver>, since_se
         reply: ReplyTo::new(conn, recipient, None),
         since_seq,
     });
+}
+
+/// Joins stream `conn` to another node's project through the cluster, as a client's
+/// `project_join` would be.
+fn join_elsewhere(
+    cluster: &dyn Cluster,
+    project: &str,
+    conn: u64,
+    recipient: Recipient<Deliver>,
+    since_seq: Option<u64>,
+) {
+    let request = Request::ProjectJoin {
+        project_id: project.to_string(),
+        since_seq,
+    };
+    let mut text = serde_json::json!({"type": "project_join", "project_id": project});
+    if let Some(since) = since_seq {
+        text["data"] = serde_json::json!({ "since_seq": since });
+    }
+    let reply = ReplyTo::new(conn, recipient, None);
+    // Not taken: the project is no longer another node's.
+    if let Some(reply) = cluster.route(&request, &text.to_string(), reply) {
+        let p: Arc<str> = Arc::from(project);
+        reply.err(Some(&p), &ApiError::project_not_found(project));
+    }
 }
 
 /// One frame as an event: `id:` its seq (stored events only), `event:` its type, `data:` the

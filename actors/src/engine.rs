@@ -2,11 +2,12 @@
 //! lifecycle. One `Arc<Engine>` is handed to each actor when it starts.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
+use crate::api::cluster::Cluster;
 use crate::api::idempotency::IdempotencyStore;
 use crate::auth::AuthThrottle;
 use crate::breaker::Breakers;
@@ -69,6 +70,8 @@ pub struct Engine {
     pub health: RwLock<serde_json::Value>,
     /// Stored replies of requests with an `idempotency_key`.
     pub idempotency: Arc<IdempotencyStore>,
+    /// The cluster this daemon is a node of, when it joined one (`AGENTVISOR_NATS_URL`).
+    cluster: OnceLock<Arc<dyn Cluster>>,
 }
 
 impl Engine {
@@ -92,7 +95,20 @@ impl Engine {
             health: RwLock::new(serde_json::json!({"status": "starting"})),
             idempotency: Arc::new(IdempotencyStore::open(&config.data_dir)),
             config,
+            cluster: OnceLock::new(),
         })
+    }
+
+    /// Makes this daemon a node of `cluster`; done once, before the first connection.
+    pub fn join_cluster(&self, cluster: Arc<dyn Cluster>) {
+        if self.cluster.set(cluster).is_err() {
+            log::warn!("the daemon is already a node of a cluster");
+        }
+    }
+
+    /// The cluster this daemon is a node of, if any.
+    pub fn cluster(&self) -> Option<&Arc<dyn Cluster>> {
+        self.cluster.get()
     }
 
     pub fn lifecycle(&self) -> Lifecycle {
@@ -139,7 +155,9 @@ impl Engine {
             .map(|h| h.clone())
             .unwrap_or_else(|_| serde_json::json!({"status": "degraded"}));
         let actors = self.directory.actor_statuses();
-        let degraded = actors.iter().any(|a| a.status != "running") || self.breakers.any_tripped();
+        let degraded = actors.iter().any(|a| a.status != "running")
+            || self.breakers.any_tripped()
+            || self.cluster().is_some_and(|c| c.degraded());
         if let Some(obj) = report.as_object_mut() {
             if degraded && obj.get("status").and_then(|s| s.as_str()) == Some("ok") {
                 obj.insert("status".into(), "degraded".into());
@@ -149,6 +167,9 @@ impl Engine {
                 serde_json::to_value(actors).unwrap_or_default(),
             );
             obj.insert("breakers".into(), self.breakers.views());
+            if let Some(cluster) = self.cluster() {
+                obj.insert("cluster".into(), cluster.health());
+            }
             obj.insert("uptime_s".into(), self.uptime_s().into());
             obj.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         }

@@ -25,6 +25,8 @@ pub enum Code {
     AgentNotFound,
     /// The agent's circuit breaker is open: its backend keeps failing.
     AgentUnavailable,
+    /// The project's node of the cluster cannot be reached now (docs/scaling.md): retryable.
+    NodeUnavailable,
     ExecutionFailed,
     RateLimited,
     Unauthorized,
@@ -50,6 +52,7 @@ impl Code {
             Code::QueueFull => "QUEUE_FULL",
             Code::AgentNotFound => "AGENT_NOT_FOUND",
             Code::AgentUnavailable => "AGENT_UNAVAILABLE",
+            Code::NodeUnavailable => "NODE_UNAVAILABLE",
             Code::ExecutionFailed => "EXECUTION_FAILED",
             Code::RateLimited => "RATE_LIMITED",
             Code::Unauthorized => "UNAUTHORIZED",
@@ -103,6 +106,13 @@ impl ApiError {
 
     pub fn internal(what: impl Into<String>) -> Self {
         Self::new(Code::InternalError, what)
+    }
+
+    /// A request on a project whose node of the cluster cannot be reached now: not carried
+    /// out, and worth sending again (`details.retryable`), `details.node` says which node.
+    pub fn node_unavailable(what: impl Into<String>, node: &str) -> Self {
+        Self::new(Code::NodeUnavailable, what)
+            .with_details(serde_json::json!({ "node": node, "retryable": true }))
     }
 
     /// An `INTERNAL_ERROR` for a request that was not carried out and may be sent again as it

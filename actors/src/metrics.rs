@@ -72,6 +72,9 @@ pub struct Metrics {
     pub open_fds: Gauge,
     pub breaker_state: Family<AgentLabel, Gauge>,
     pub breaker_opened: Family<AgentLabel, Counter>,
+    pub cluster_forwarded: Counter,
+    pub cluster_remote_deliveries: Counter,
+    pub nats_reconnects: Counter,
 }
 
 /// The daemon's metrics.
@@ -107,6 +110,9 @@ impl Metrics {
             open_fds: Gauge::default(),
             breaker_state: Family::default(),
             breaker_opened: Family::default(),
+            cluster_forwarded: Counter::default(),
+            cluster_remote_deliveries: Counter::default(),
+            nats_reconnects: Counter::default(),
         };
         {
             let mut r = crate::sync::lock(&m.registry);
@@ -117,6 +123,7 @@ impl Metrics {
             m.register_history(&mut r);
             m.register_daemon(&mut r);
             m.register_breakers(&mut r);
+            m.register_cluster(&mut r);
         }
         m
     }
@@ -219,6 +226,25 @@ impl Metrics {
             "history_fsync_seconds",
             "Latency of history fsyncs",
             self.fsync_seconds.clone(),
+        );
+    }
+
+    /// The cluster of daemons (docs/scaling.md): all zero on a daemon that joined none.
+    fn register_cluster(&self, r: &mut Registry) {
+        r.register(
+            "cluster_forwarded_requests",
+            "Requests forwarded to the node of the cluster that owns their project",
+            self.cluster_forwarded.clone(),
+        );
+        r.register(
+            "cluster_remote_deliveries",
+            "Events of another node's projects delivered to this node's clients",
+            self.cluster_remote_deliveries.clone(),
+        );
+        r.register(
+            "nats_reconnects",
+            "Times the connection to NATS was established again after a loss",
+            self.nats_reconnects.clone(),
         );
     }
 

@@ -14,6 +14,7 @@
 //! agentvisor-bench abuse --records 100000 --abusers 4
 //! agentvisor-bench runs --projects 10 --runs 300
 //! agentvisor-bench floor --subs 1000 --lines 2000 --bytes 200
+//! agentvisor-bench cluster --subs 1000 --lines 300 --rate 100
 //! agentvisor-bench all
 //! ```
 
@@ -90,6 +91,9 @@ enum Scenario {
     Runs(scenarios::runs::Params),
     /// The fan-out through a minimal actix-web + actix-ws broadcast server (the floor).
     Floor(scenarios::fanout::LoadParams),
+    /// The fan-out with the subscribers spread over a cluster of 3 nodes on NATS, then the
+    /// same load on one node.
+    Cluster(scenarios::cluster::Params),
     /// A quick version of every scenario.
     All,
 }
@@ -186,6 +190,7 @@ fn scenario_name(s: &Scenario) -> &'static str {
         Scenario::Abuse(_) => "abuse",
         Scenario::Runs(_) => "runs",
         Scenario::Floor(_) => "floor",
+        Scenario::Cluster(_) => "cluster",
         Scenario::All => "all",
     }
 }
@@ -199,6 +204,7 @@ async fn run_one(s: Scenario, paths: &Paths) -> Res<report::Outcome> {
         Scenario::Abuse(p) => scenarios::abuse::run(paths, &p).await,
         Scenario::Runs(p) => scenarios::runs::run(paths, &p).await,
         Scenario::Floor(p) => scenarios::fanout::run_floor_only(paths, &p).await,
+        Scenario::Cluster(p) => scenarios::cluster::run(paths, &p).await,
         Scenario::All => Err(err("`all` cannot be nested")),
     }
 }

@@ -59,6 +59,17 @@ export class Health {
     return name ? `${a.name} (${name})` : a.name;
   }
 
+  // The cluster this daemon is a node of, if any: NATS, the registry and each node's state.
+  cluster(c) {
+    if (!c) return [];
+    const nodes = (c.nodes || []).map((n) => h('li', {}, h('strong', {}, n.node), ' ',
+      h('span', { class: `badge node-${n.state}` }, n.state),
+      n.projects !== undefined ? ` · ${n.projects} projects` : ''));
+    return [h('h3', {}, `Cluster ${c.name}`),
+      h('p', {}, `this node: ${c.node} · NATS ${c.nats} · registry ${c.registry}`),
+      h('ul', {}, nodes)];
+  }
+
   render(d) {
     const checks = d.checks || {};
     const agents = Object.entries(checks.agents || {}).map(([name, a]) =>
@@ -80,6 +91,7 @@ export class Health {
         s ? h('li', {}, `runs total: ${s.runs_total} · messages/s: ${s.messages_per_s} · projects: ${s.projects?.total ?? '?'}`) : null,
         checks.disk ? h('li', {}, `disk: ${checks.disk.status} · ${Math.round((checks.disk.free_bytes ?? 0) / 1e9)} GB free`) : null,
         checks.memory ? h('li', {}, `memory: ${Math.round((checks.memory.resident_bytes ?? 0) / 1e6)} MB resident`) : null),
+      ...this.cluster(d.cluster),
       h('h3', {}, 'Actors'),
       h('div', { class: 'table-wrap' }, h('table', {},
         h('thead', {}, h('tr', {}, ['Name', 'Kind', 'Status', 'Restarts', 'Backoff', ''].map((t) => h('th', { scope: 'col' }, t)))),

@@ -102,7 +102,7 @@ function showProject() {
   const state = $('project-state');
   state.textContent = p.state;
   state.className = `badge state-${p.state}`;
-  $('project-queue').textContent = p.queue_len ? `${p.queue_len} queued` : '';
+  $('project-queue').textContent = [p.node ? `on node ${p.node}` : null, p.queue_len ? `${p.queue_len} queued` : null].filter(Boolean).join(' · ');
   const codex = p.agent === 'codex';
   $('perm-label').hidden = codex;
   $('approvals-label').hidden = codex;

@@ -62,7 +62,7 @@ export class Projects {
           h('span', { class: 'project-name' }, p.name || p.path),
           h('span', { class: `badge state-${p.state}` }, p.state),
           h('span', { class: 'project-meta muted' },
-            [p.agent, p.queue_len ? `${p.queue_len} queued` : null, ago(p.last_active)].filter(Boolean).join(' · ')),
+            [p.agent, p.node ? `on ${p.node}` : null, p.queue_len ? `${p.queue_len} queued` : null, ago(p.last_active)].filter(Boolean).join(' · ')),
           h('span', { class: 'project-path muted' }, p.path)));
     }));
     $('no-projects').hidden = this.list.length > 0;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod nats;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;

@@ -6,6 +6,7 @@
 //! actors → supervisor (docs/architecture.md draws the layers).
 
 pub mod broadcast;
+pub mod cluster;
 pub mod connection;
 pub mod executor;
 pub mod health;

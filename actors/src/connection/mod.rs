@@ -22,6 +22,7 @@ use actix::prelude::*;
 use actix_ws::{AggregatedMessage, ProtocolError, Session};
 
 use crate::api::supervisor::{ChildGuard, ChildId, SupervisorHandle};
+use crate::directory::ProjectRoute;
 use crate::engine::Engine;
 use crate::protocol::frame::error_frame;
 use crate::protocol::{decode, Frame};
@@ -195,7 +196,7 @@ impl ConnectionActor {
                 if !self.authenticated {
                     self.authenticate(inbound, ctx);
                 } else {
-                    self.route(inbound, ctx);
+                    self.route(inbound, text, ctx);
                 }
             }
             Err(e) => {
@@ -328,7 +329,15 @@ impl Handler<ConnectionSignal> for ConnectionActor {
             }
             ConnectionSignal::Shutdown => self.close(1001, "server shutting down", ctx),
             ConnectionSignal::Rejoin => {
-                let projects: Vec<_> = self.seen.iter().map(|(p, s)| (p.clone(), *s)).collect();
+                // Only this daemon's projects: another node's reach the connection through the
+                // cluster, which the broadcast actor's restart did not touch.
+                let directory = &self.engine.directory;
+                let projects: Vec<_> = self
+                    .seen
+                    .iter()
+                    .filter(|(p, _)| !matches!(directory.route(p), ProjectRoute::Missing))
+                    .map(|(p, s)| (p.clone(), *s))
+                    .collect();
                 for (project, since) in projects {
                     self.rejoin(project, since, ctx);
                 }

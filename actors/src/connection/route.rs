@@ -50,7 +50,8 @@ impl ConnectionActor {
         }
     }
 
-    pub(super) fn route(&mut self, inbound: Inbound, ctx: &mut Context<Self>) {
+    /// `text` is the request as the client sent it: what goes to another node of the cluster.
+    pub(super) fn route(&mut self, inbound: Inbound, text: &str, ctx: &mut Context<Self>) {
         // Only the type is logged: payloads may hold tokens or long prompts.
         log::debug!(conn = self.id; "request {}", inbound.request.kind());
         let mut reply = self.reply_to(inbound.id, ctx);
@@ -62,6 +63,13 @@ impl ConnectionActor {
             {
                 reply.err(None, &e);
                 return;
+            }
+        }
+        // Another node's project is that node's to answer, idempotency included.
+        if let Some(cluster) = engine.cluster() {
+            match cluster.route(&inbound.request, text, reply) {
+                Some(r) => reply = r,
+                None => return,
             }
         }
         if let Some(key) = inbound.idempotency {
@@ -85,6 +93,7 @@ impl ConnectionActor {
                 name,
                 agent,
                 approvals,
+                node: _,
             } => match engine.directory.registry() {
                 Some(r) => r.do_send(CreateProject {
                     reply,

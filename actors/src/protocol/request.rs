@@ -46,6 +46,8 @@ pub enum Request {
         agent: Option<String>,
         /// The project's runs ask for approvals unless `execute` says otherwise.
         approvals: bool,
+        /// The node of the cluster that creates it (the one that can see `path`).
+        node: Option<String>,
     },
     ProjectList,
     ProjectDelete {
@@ -113,6 +115,23 @@ pub enum Request {
 }
 
 impl Request {
+    /// The project a request is about, for the requests a project answers.
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            Request::ProjectDelete { project_id }
+            | Request::ProjectJoin { project_id, .. }
+            | Request::ProjectLeave { project_id }
+            | Request::Execute { project_id, .. }
+            | Request::AgentNewSession { project_id }
+            | Request::AgentKill { project_id, .. }
+            | Request::GetMessages { project_id, .. }
+            | Request::RunDiff { project_id, .. }
+            | Request::PermissionRespond { project_id, .. }
+            | Request::Consult { project_id, .. } => Some(project_id),
+            _ => None,
+        }
+    }
+
     /// The request's `type`, as metrics and logs name it.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -343,6 +362,7 @@ struct CreateData {
     agent: Option<String>,
     #[serde(default)]
     approvals: bool,
+    node: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -517,6 +537,7 @@ fn typed(
                 name: d.name,
                 agent: d.agent,
                 approvals: d.approvals,
+                node: d.node,
             }
         }
         "project_list" => Request::ProjectList,

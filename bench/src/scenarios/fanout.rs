@@ -53,15 +53,15 @@ pub struct Params {
 
 /// One fan-out's settings, resolved.
 #[derive(Debug, Clone, Copy)]
-struct Load {
-    subs: usize,
+pub struct Load {
+    pub subs: usize,
     lines: u64,
     bytes: usize,
     rate: f64,
 }
 
 impl Load {
-    fn resolve(p: &LoadParams) -> Res<Load> {
+    pub fn resolve(p: &LoadParams) -> Res<Load> {
         let LoadParams {
             subs,
             lines,
@@ -95,7 +95,7 @@ impl Load {
         })
     }
 
-    fn prompt(&self) -> String {
+    pub fn prompt(&self) -> String {
         format!(
             "mock:lines count={} bytes={} rate={}",
             self.lines, self.bytes, self.rate
@@ -114,14 +114,14 @@ impl Load {
         Instant::now() + Duration::from_secs_f64(60.0 + emit + deliver)
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         json!({"subs": self.subs, "lines": self.lines, "bytes": self.bytes, "rate": self.rate})
     }
 }
 
 /// What one subscriber saw.
 #[derive(Default)]
-struct Sub {
+pub struct Sub {
     got: u64,
     dups: u64,
     out_of_order: u64,
@@ -196,7 +196,7 @@ async fn read_lines(ws: &mut Ws, lines: u64, end_type: &str, deadline: Instant) 
 }
 
 /// The aggregate of one fan-out.
-struct FanResult {
+pub struct FanResult {
     load: Load,
     expected: u64,
     delivered: u64,
@@ -211,15 +211,15 @@ struct FanResult {
     end_status: Option<String>,
     window_s: f64,
     emit_s: f64,
-    deliveries_per_s: f64,
-    lat: Summary,
+    pub deliveries_per_s: f64,
+    pub lat: Summary,
     frame_bytes: f64,
     server_cpu_s: f64,
     client_cpu_s: f64,
 }
 
 impl FanResult {
-    fn new(load: Load, subs: Vec<Sub>, server_cpu_s: f64, client_cpu_s: f64) -> FanResult {
+    pub fn new(load: Load, subs: Vec<Sub>, server_cpu_s: f64, client_cpu_s: f64) -> FanResult {
         let expected = load.subs as u64 * load.lines;
         let mut all = Vec::with_capacity(expected as usize);
         let (mut first_t, mut last_t, mut last_recv) = (u128::MAX, 0u128, 0u128);
@@ -287,7 +287,7 @@ impl FanResult {
         r
     }
 
-    fn complete(&self) -> bool {
+    pub fn complete(&self) -> bool {
         self.delivered == self.expected
             && self.dups == 0
             && self.out_of_order == 0
@@ -296,7 +296,7 @@ impl FanResult {
             && matches!(self.end_status.as_deref(), Some("completed" | "end"))
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         json!({
             "expected": self.expected,
             "delivered": self.delivered,
@@ -323,7 +323,7 @@ impl FanResult {
         })
     }
 
-    fn lines(&self, who: &str) -> Vec<String> {
+    pub fn lines(&self, who: &str) -> Vec<String> {
         let l = &self.load;
         vec![
             format!(
@@ -352,12 +352,12 @@ impl FanResult {
 }
 
 /// CPU seconds used so far by the bench's client threads.
-fn client_cpu_s() -> f64 {
+pub fn client_cpu_s() -> f64 {
     crate::daemon::threads_cpu_s(&[crate::CLIENT_THREADS])
 }
 
 /// Connects `n` clients to `port`, running `setup` on each (64 at a time).
-async fn connect_many<F, Fut>(port: u16, n: usize, setup: F) -> Res<Vec<Ws>>
+pub async fn connect_many<F, Fut>(port: u16, n: usize, setup: F) -> Res<Vec<Ws>>
 where
     F: Fn(Ws) -> Fut,
     Fut: std::future::Future<Output = Res<Ws>>,
@@ -373,7 +373,7 @@ where
 }
 
 /// The fan-out through the daemon.
-async fn daemon_fanout(paths: &Paths, load: Load) -> Res<FanResult> {
+pub async fn daemon_fanout(paths: &Paths, load: Load) -> Res<FanResult> {
     let mut d = Daemon::start(paths, Opts::new(load.subs + 16)).await?;
     let port = d.port;
     let dir = d.project_dir("fanout")?;
@@ -381,22 +381,24 @@ async fn daemon_fanout(paths: &Paths, load: Load) -> Res<FanResult> {
     // Client 0 creates the project and runs the agent (execute subscribes it); the others join.
     let mut runner = connect(port, "/ws").await?;
     let project = create_project(&mut runner, &dir, setup_deadline).await?;
-    let others = connect_many(port, load.subs - 1, |mut ws| {
-        let project = project.clone();
-        async move {
-            request(
-                &mut ws,
-                &json!({"type": "project_join", "id": "join", "project_id": project}),
-                setup_deadline,
-            )
-            .await?;
-            Ok(ws)
-        }
+    let others = connect_many(port, load.subs - 1, |ws| {
+        joined(ws, project.clone(), setup_deadline)
     })
     .await?;
-    let deadline = load.deadline();
     let cpu0 = d.cpu_s()?;
     let ccpu0 = client_cpu_s();
+    let subs = measure(load, &project, runner, others).await?;
+    let cpu = d.cpu_s()? - cpu0;
+    let ccpu = client_cpu_s() - ccpu0;
+    d.check_alive()?;
+    d.stop().await?;
+    Ok(FanResult::new(load, subs, cpu, ccpu))
+}
+
+/// Runs the agent from `runner` (its `execute` subscribes it) and reads every line on it and on
+/// the joined `others`; returns what each of them saw.
+pub async fn measure(load: Load, project: &str, mut runner: Ws, others: Vec<Ws>) -> Res<Vec<Sub>> {
+    let deadline = load.deadline();
     let mut tasks = Vec::with_capacity(load.subs);
     for mut ws in others {
         tasks.push(tokio::spawn(async move {
@@ -420,11 +422,18 @@ async fn daemon_fanout(paths: &Paths, load: Load) -> Res<FanResult> {
     for t in tasks {
         subs.push(t.await.map_err(|e| err(e.to_string()))?);
     }
-    let cpu = d.cpu_s()? - cpu0;
-    let ccpu = client_cpu_s() - ccpu0;
-    d.check_alive()?;
-    d.stop().await?;
-    Ok(FanResult::new(load, subs, cpu, ccpu))
+    Ok(subs)
+}
+
+/// Joins `project` on a fresh connection.
+pub async fn joined(mut ws: Ws, project: String, deadline: Instant) -> Res<Ws> {
+    request(
+        &mut ws,
+        &json!({"type": "project_join", "id": "join", "project_id": project}),
+        deadline,
+    )
+    .await?;
+    Ok(ws)
 }
 
 /// The same fan-out through the floor server.

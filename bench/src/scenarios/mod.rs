@@ -1,6 +1,7 @@
 //! The scenarios.
 
 pub mod abuse;
+pub mod cluster;
 pub mod connections;
 pub mod fanout;
 pub mod history;

@@ -130,6 +130,13 @@ impl ReplyTo {
         self.answer.store_in(store, key);
     }
 
+    /// Sends a reply built elsewhere (by another daemon of the cluster) together with what it
+    /// means for the subscription.
+    pub fn send_marked(&self, frame: Frame, mark: Mark) {
+        self.answer.settle(&frame);
+        self.recipient.do_send(Deliver::marked(frame, mark));
+    }
+
     pub fn ok<D: Serialize>(&self, kind: &str, project: Option<&Arc<str>>, data: &D) {
         self.send(self.frame(kind, project, data));
     }
