@@ -1086,3 +1086,22 @@ fn bad_configuration_exits_non_zero_with_a_clear_message() {
     assert!(stderr.contains("token"), "{stderr}");
     assert!(stderr.contains("AGENTVISOR_TOKEN"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_drops_its_socket_is_logged_as_gone_not_as_a_protocol_error() {
+    let d = Daemon::start();
+    let mut c = d.client().await;
+    c.call("project_list", json!({})).await;
+    drop(c); // no close frame, as when a client exits or loses its network
+    let deadline = std::time::Instant::now() + WAIT;
+    while !d.log_text().contains("connection closed") {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = d.log_text();
+    assert!(
+        log.contains("the client went away without a close frame")
+            && !log.contains("protocol error"),
+        "{log}"
+    );
+}

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_http::error::PayloadError;
 use actix_ws::{AggregatedMessage, ProtocolError, Session};
 
 use crate::api::supervisor::{ChildGuard, ChildId, SupervisorHandle};
@@ -252,6 +253,16 @@ impl Actor for ConnectionActor {
     }
 }
 
+/// Whether the socket ended without a close frame: a client that exits, crashes or loses its
+/// network does that, and it is no protocol error of its.
+fn went_away(e: &std::io::Error) -> bool {
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<PayloadError>()),
+        Some(PayloadError::Incomplete(_))
+    )
+}
+
 impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for ConnectionActor {
     fn handle(&mut self, msg: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
@@ -273,6 +284,9 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for ConnectionActor
             Err(ProtocolError::Overflow) => self.close(1009, "message too big", ctx),
             Err(ProtocolError::Io(e)) if e.to_string().contains("maximum continuation size") => {
                 self.close(1009, "message too big", ctx)
+            }
+            Err(ProtocolError::Io(e)) if went_away(&e) => {
+                self.close(1001, "the client went away without a close frame", ctx)
             }
             Err(e) => {
                 log::info!(conn = self.id; "protocol error: {e}");
