@@ -64,8 +64,8 @@ export class Health {
     if (!c) return [];
     const nodes = (c.nodes || []).map((n) => h('li', {}, h('strong', {}, n.node), ' ',
       h('span', { class: `badge node-${n.state}` }, n.state),
-      n.projects !== undefined ? ` · ${n.projects} projects` : ''));
-    return [h('h3', {}, `Cluster ${c.name}`),
+      n.projects !== undefined ? ` · ${n.projects} project${n.projects === 1 ? '' : 's'}` : ''));
+    return [h('h3', {}, `Cluster “${c.name}”`),
       h('p', {}, `this node: ${c.node} · NATS ${c.nats} · registry ${c.registry}`),
       h('ul', {}, nodes)];
   }
